@@ -1,0 +1,1 @@
+"""rapport's HTTP service: settings, storage, use cases and routes."""

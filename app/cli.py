@@ -1,0 +1,126 @@
+"""The ``rapport`` command: serve, db upgrade, keys, reindex."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from app.settings import Settings
+from retrieval.errors import ModelLoadError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # pydantic's message names every bad variable
+        raise click.ClickException(f"invalid configuration: {error}") from None
+
+
+@click.group()
+@click.option("--log-level", default="info", show_default=True)
+def main(log_level: str) -> None:
+    """rapport: personal concepts for multimodal LLMs."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--migrate/--no-migrate", default=True, show_default=True,
+              help="bring the database schema up to date before serving")
+def serve(host: str, port: int, workers: int, migrate: bool) -> None:
+    """Run the HTTP service (migrating the database first)."""
+    import uvicorn
+
+    from app.db.migrate import upgrade
+    from app.main import build_services, create_app, load_encoder
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        upgrade(settings.resolved_database_url)
+    try:
+        if workers == 1:
+            app = create_app(services=build_services(settings))
+            uvicorn.run(app, host=host, port=port, log_level="info")
+            return
+        # Check the model once here, so a bad setting fails with one message, not N.
+        load_encoder(settings)
+    except ModelLoadError as error:
+        click.echo(f"error: {error.detail}", err=True)
+        sys.exit(2)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations to RAPPORT_DATABASE_URL."""
+    from app.db.migrate import upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url, revision)
+
+
+@main.group()
+def keys() -> None:
+    """API keys of tenants (apps)."""
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    from app.db.engine import make_engine, make_sessionmaker
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_sessionmaker(make_engine(settings.resolved_database_url))
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="tenant (app) name; created if new")
+def keys_create(tenant: str) -> None:
+    """Create an API key and print it alone on stdout (only its hash is stored)."""
+    from app.keys import create_key
+
+    with _sessions()() as session:
+        key = create_key(session=session, tenant_name=tenant)
+        session.commit()
+    click.echo(key)
+
+
+@keys.command("revoke")
+@click.argument("key_or_prefix")
+def keys_revoke(key_or_prefix: str) -> None:
+    """Revoke a key, given in full or by its prefix (the 12 characters after 'rk_')."""
+    from app.keys import revoke_key
+
+    with _sessions()() as session:
+        revoked = revoke_key(session=session, key_or_prefix=key_or_prefix)
+        session.commit()
+    if not revoked:
+        raise click.ClickException("no live key matches")
+    click.echo("revoked", err=True)
+
+
+@main.command()
+def reindex() -> None:
+    """Embed every stored photo that has no vector of the configured model."""
+    from app.main import build_services
+    from app.usecases.reindex import reindex_all
+
+    try:
+        services = build_services(_settings())
+    except ModelLoadError as error:
+        raise click.ClickException(error.detail) from None
+    count = reindex_all(services, progress=lambda done: click.echo(f"{done} photos", err=True))
+    click.echo(f"embedded {count} photos with {services.encoder.model_id}", err=True)

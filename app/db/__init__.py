@@ -1,0 +1,1 @@
+"""SQL storage: tables, engine and sessions, migrations."""

@@ -1,0 +1,73 @@
+"""The FastAPI application: built by ``create_app``, wired up once in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.blobs import LocalBlobStore
+from app.db.engine import make_engine, make_sessionmaker
+from app.errors import install_error_handlers
+from app.routes import concepts, health, retrieve, users
+from app.services import Services
+from app.settings import Settings
+from retrieval import Encoder, UserIndexCache
+from retrieval.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:
+    """Open the database and blob store and load the encoder (the slow part)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        encoder=encoder or load_encoder(settings),
+        user_index_cache=UserIndexCache(max_bytes=settings.index_cache_bytes),
+    )
+
+
+def load_encoder(settings: Settings) -> Encoder:
+    """The configured encoder, or ModelLoadError with a message that says how to fix it."""
+    try:
+        return Encoder.from_config(settings.encoder_config())
+    except ModelLoadError as error:
+        raise ModelLoadError(
+            f"{error.detail}. Fix: download the weights on a machine with network access and "
+            "set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP weights "
+            "offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
+        ) from error
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The service. ``services`` lets a caller (the CLI, tests) build them beforehand."""
+    settings = services.settings if services is not None else (settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services or build_services(settings)
+        app.state.services = built
+        try:
+            yield
+        finally:
+            if services is None:
+                built.engine.dispose()
+
+    app = FastAPI(
+        title="rapport",
+        version="0.1.0",
+        summary="Retrieval-augmented personalization for multimodal LLMs",
+        lifespan=lifespan,
+        max_body_size=settings.max_request_bytes,
+    )
+    install_error_handlers(app)
+    for router in (health.router, concepts.router, retrieve.router, users.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,169 @@
+"""SQL reads and writes. Every function is keyword-only and takes its session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.db.models import Concept, Embedding, ImageRow, User
+from retrieval.errors import ConceptNotFound, ImageNotFound
+
+
+@dataclass(frozen=True)
+class UserLock:
+    """A user row locked for writing by the current transaction, its version bumped."""
+
+    user_id: int
+    from_version: int
+    to_version: int
+
+
+def lock_user(
+    *, session: Session, tenant_id: int, external_id: str, create: bool = False
+) -> UserLock | None:
+    """Lock the user's row and bump their version (creating the user if ``create``).
+
+    Every write to a user's concepts starts here, so writes of one user are
+    serialised and every reader can tell that its cached index is stale.
+    Returns None when the user does not exist and ``create`` is false.
+    """
+    if create:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(
+            insert(User)
+            .values(tenant_id=tenant_id, external_id=external_id, version=0)
+            .on_conflict_do_nothing()
+        )
+    row = session.execute(
+        update(User)
+        .where(User.tenant_id == tenant_id, User.external_id == external_id)
+        .values(version=User.version + 1)
+        .returning(User.id, User.version)
+    ).one_or_none()
+    if row is None:
+        return None
+    user_id, version = row
+    return UserLock(user_id=user_id, from_version=version - 1, to_version=version)
+
+
+def relock_user(*, session: Session, user_id: int) -> bool:
+    """Lock an existing user's row without changing it; False if the user is gone."""
+    result = session.execute(update(User).where(User.id == user_id).values(version=User.version))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def bump_version(*, session: Session, user_id: int) -> None:
+    session.execute(update(User).where(User.id == user_id).values(version=User.version + 1))
+
+
+def find_user(*, session: Session, tenant_id: int, external_id: str) -> User | None:
+    return session.scalar(
+        select(User).where(User.tenant_id == tenant_id, User.external_id == external_id)
+    )
+
+
+def get_concept(*, session: Session, user_id: int, concept_id: str) -> Concept:
+    concept = session.scalar(
+        select(Concept).where(Concept.id == concept_id, Concept.user_id == user_id)
+    )
+    if concept is None:
+        raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+    return concept
+
+
+def get_image(*, session: Session, user_id: int, concept_id: str, image_id: str) -> ImageRow:
+    image = session.scalar(
+        select(ImageRow).where(
+            ImageRow.id == image_id,
+            ImageRow.concept_id == concept_id,
+            ImageRow.user_id == user_id,
+        )
+    )
+    if image is None:
+        raise ImageNotFound(f"no image {image_id!r} in concept {concept_id!r}")
+    return image
+
+
+def name_in_use(
+    *, session: Session, user_id: int, name_key: str, except_id: str | None = None
+) -> bool:
+    query = select(Concept.id).where(Concept.user_id == user_id, Concept.name_key == name_key)
+    if except_id is not None:
+        query = query.where(Concept.id != except_id)
+    return session.scalar(query) is not None
+
+
+def list_concepts(
+    *, session: Session, user_id: int, limit: int, after: str | None
+) -> Sequence[Concept]:
+    query = select(Concept).where(Concept.user_id == user_id).order_by(Concept.id).limit(limit)
+    if after is not None:
+        query = query.where(Concept.id > after)
+    return session.scalars(query).all()
+
+
+def get_concepts(*, session: Session, user_id: int, concept_ids: Sequence[str]) -> list[Concept]:
+    if not concept_ids:
+        return []
+    query = select(Concept).where(Concept.user_id == user_id, Concept.id.in_(concept_ids))
+    return list(session.scalars(query))
+
+
+def concept_names(*, session: Session, user_id: int) -> dict[str, str]:
+    """Concept id -> name, for every concept of the user."""
+    rows = session.execute(select(Concept.id, Concept.name).where(Concept.user_id == user_id))
+    return {concept_id: name for concept_id, name in rows}
+
+
+def images_of(*, session: Session, concept_ids: Sequence[str]) -> dict[str, list[ImageRow]]:
+    images: dict[str, list[ImageRow]] = {concept_id: [] for concept_id in concept_ids}
+    if concept_ids:
+        query = (
+            select(ImageRow).where(ImageRow.concept_id.in_(concept_ids)).order_by(ImageRow.id)
+        )
+        for image in session.scalars(query):
+            images[image.concept_id].append(image)
+    return images
+
+
+def count_images(*, session: Session, concept_id: str) -> int:
+    query = select(func.count()).select_from(ImageRow).where(ImageRow.concept_id == concept_id)
+    return int(session.scalar(query) or 0)
+
+
+def embedding_ids(*, session: Session, image_ids: Sequence[str]) -> list[int]:
+    query = select(Embedding.id).where(Embedding.image_id.in_(image_ids))
+    return list(session.scalars(query))
+
+
+def blobs_in_use(*, session: Session, user_id: int, keys: Sequence[str]) -> set[str]:
+    query = select(ImageRow.blob_key).where(
+        ImageRow.user_id == user_id, ImageRow.blob_key.in_(keys)
+    )
+    return set(session.scalars(query))
+
+
+def user_vectors(
+    *, session: Session, user_id: int, model_id: str
+) -> tuple[list[int], list[str], np.ndarray]:
+    """Every vector of the user made by ``model_id``: (ids, concept ids, matrix)."""
+    rows = session.execute(
+        select(Embedding.id, Embedding.concept_id, Embedding.dim, Embedding.vector).where(
+            Embedding.user_id == user_id, Embedding.model_id == model_id
+        )
+    ).all()
+    if not rows:
+        return [], [], np.zeros((0, 0), dtype=np.float32)
+    dim = rows[0].dim
+    matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
+    return [row.id for row in rows], [row.concept_id for row in rows], matrix.reshape(-1, dim)
+
+
+def delete_user(*, session: Session, user_id: int) -> None:
+    session.execute(delete(User).where(User.id == user_id))

@@ -1,0 +1,1 @@
+"""HTTP routes: parse, call one use case, answer with a response model."""

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+
+from app.deps import CallerDep, ResourceId, ServicesDep, UserId
+from app.schemas import ConceptOut, ConceptPage, ConceptPatch
+from app.services import Services
+from app.usecases import concepts
+from retrieval.errors import PayloadTooLarge
+
+router = APIRouter(prefix="/v1/users/{user_id}/concepts", tags=["concepts"])
+
+Images = Annotated[list[UploadFile], File(description="one or more photos of the concept")]
+
+
+def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
+    """Each upload's bytes, refusing one over the per-image cap without reading past it."""
+    limit = services.settings.max_image_bytes
+    contents = []
+    for upload in uploads:
+        data = upload.file.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{upload.filename or 'an image'} is over {limit} bytes")
+        contents.append(data)
+    return contents
+
+
+@router.post("", status_code=201)
+def create_concept(
+    user_id: UserId,
+    caller: CallerDep,
+    services: ServicesDep,
+    images: Images,
+    name: Annotated[str, Form(min_length=1, max_length=100)],
+    description: Annotated[str, Form(max_length=4000)] = "",
+    category: Annotated[str | None, Form(max_length=50)] = None,
+) -> ConceptOut:
+    """Register a concept (name, description, category, photos) for a user."""
+    view = concepts.create_concept(
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        name=name,
+        description=description,
+        category=category or None,
+        uploads=read_uploads(services, images),
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.get("")
+def list_concepts(
+    user_id: UserId,
+    caller: CallerDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> ConceptPage:
+    """List a user's concepts, oldest first; pass next_cursor back for the next page."""
+    views, next_cursor = concepts.list_concepts(
+        services, tenant_id=caller.tenant_id, external_user_id=user_id, limit=limit, after=cursor
+    )
+    return ConceptPage(items=[ConceptOut.from_view(v) for v in views], next_cursor=next_cursor)
+
+
+@router.get("/{concept_id}")
+def get_concept(
+    user_id: UserId, concept_id: ResourceId, caller: CallerDep, services: ServicesDep
+) -> ConceptOut:
+    """One concept with its photos."""
+    view = concepts.get_concept(
+        services, tenant_id=caller.tenant_id, external_user_id=user_id, concept_id=concept_id
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.patch("/{concept_id}")
+def update_concept(
+    user_id: UserId,
+    concept_id: ResourceId,
+    patch: ConceptPatch,
+    caller: CallerDep,
+    services: ServicesDep,
+) -> ConceptOut:
+    """Change a concept's name, description or category."""
+    view = concepts.update_concept(
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        concept_id=concept_id,
+        changes=patch.to_changes(),
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.delete("/{concept_id}", status_code=204)
+def delete_concept(
+    user_id: UserId, concept_id: ResourceId, caller: CallerDep, services: ServicesDep
+) -> Response:
+    """Delete a concept with its photos and vectors."""
+    concepts.delete_concept(
+        services, tenant_id=caller.tenant_id, external_user_id=user_id, concept_id=concept_id
+    )
+    return Response(status_code=204)
+
+
+@router.post("/{concept_id}/images", status_code=201)
+def add_images(
+    user_id: UserId,
+    concept_id: ResourceId,
+    caller: CallerDep,
+    services: ServicesDep,
+    images: Images,
+) -> ConceptOut:
+    """Add photos to a concept."""
+    view = concepts.add_images(
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        concept_id=concept_id,
+        uploads=read_uploads(services, images),
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.get(
+    "/{concept_id}/images/{image_id}",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}, "description": "the photo as uploaded"}},
+)
+def get_image(
+    user_id: UserId,
+    concept_id: ResourceId,
+    image_id: ResourceId,
+    caller: CallerDep,
+    services: ServicesDep,
+) -> Response:
+    """The photo's bytes, as uploaded."""
+    data, media_type = concepts.read_image(
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        concept_id=concept_id,
+        image_id=image_id,
+    )
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.delete("/{concept_id}/images/{image_id}", status_code=204)
+def delete_image(
+    user_id: UserId,
+    concept_id: ResourceId,
+    image_id: ResourceId,
+    caller: CallerDep,
+    services: ServicesDep,
+) -> Response:
+    """Delete one photo of a concept (never its last one)."""
+    concepts.delete_image(
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        concept_id=concept_id,
+        image_id=image_id,
+    )
+    return Response(status_code=204)

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.deps import CallerDep, ServicesDep, UserId
+from app.schemas import RetrieveJSON, RetrieveOut
+from app.services import Services
+from app.usecases.retrieve import RetrieveQuery, retrieve
+from retrieval.errors import InvalidRequest, PayloadTooLarge
+
+router = APIRouter(prefix="/v1/users", tags=["retrieval"])
+
+_MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "image": {"type": "string", "format": "binary"},
+        "text": {"type": "string", "maxLength": 4000},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
+        "min_score": {"type": "number", "minimum": -1, "maximum": 1},
+    },
+}
+
+
+@router.post(
+    "/{user_id}/retrieve",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": RetrieveJSON.model_json_schema()},
+                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+async def retrieve_concepts(
+    user_id: UserId, request: Request, caller: CallerDep, services: ServicesDep
+) -> RetrieveOut:
+    """Find which of the user's concepts a photo shows or a text names."""
+    query = await _parse(request, services)
+    matches = await run_in_threadpool(
+        retrieve, services, tenant_id=caller.tenant_id, external_user_id=user_id, query=query
+    )
+    return RetrieveOut.from_matches(matches)
+
+
+async def _parse(request: Request, services: Services) -> RetrieveQuery:
+    settings = services.settings
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "application/json":
+            body = RetrieveJSON.model_validate_json(await request.body())
+        elif content_type == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=8) as form:
+                upload = form.get("image")
+                image = None
+                if isinstance(upload, UploadFile):
+                    image = await upload.read(settings.max_image_bytes + 1)
+                    if len(image) > settings.max_image_bytes:
+                        raise PayloadTooLarge(f"image is over {settings.max_image_bytes} bytes")
+                fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+                body = RetrieveJSON.model_validate(fields)
+                query = body.to_query(
+                    default_top_k=settings.default_top_k, default_min_score=settings.min_score
+                )
+                return RetrieveQuery(
+                    image=image, text=query.text, top_k=query.top_k, min_score=query.min_score
+                )
+        else:
+            raise InvalidRequest("send application/json or multipart/form-data")
+    except ValidationError as error:
+        detail = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        raise InvalidRequest(detail) from None
+    return body.to_query(default_top_k=settings.default_top_k, default_min_score=settings.min_score)

@@ -1,0 +1,130 @@
+"""Request and response bodies of the HTTP API (separate from the ORM tables)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.usecases.concepts import ConceptChanges, ConceptView
+from app.usecases.retrieve import Match, RetrieveQuery
+from retrieval.errors import InvalidRequest
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Description = Annotated[str, Field(max_length=4000)]
+Category = Annotated[str, Field(max_length=50)]
+QueryText = Annotated[str, Field(max_length=4000)]
+TopK = Annotated[int, Field(ge=1, le=100)]
+MinScore = Annotated[float, Field(ge=-1.0, le=1.0)]
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
+
+
+class ImageOut(BaseModel):
+    id: str
+    width: int
+    height: int
+    media_type: str
+
+
+class ConceptBrief(BaseModel):
+    id: str
+    name: str
+    description: str
+    category: str | None
+
+
+class ConceptOut(ConceptBrief):
+    images: list[ImageOut]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_view(cls, view: ConceptView) -> ConceptOut:
+        concept = view.concept
+        return cls(
+            id=concept.id,
+            name=concept.name,
+            description=concept.description,
+            category=concept.category,
+            images=[
+                ImageOut(id=i.id, width=i.width, height=i.height, media_type=i.media_type)
+                for i in view.images
+            ],
+            created_at=concept.created_at,
+            updated_at=concept.updated_at,
+        )
+
+
+class ConceptPage(BaseModel):
+    items: list[ConceptOut]
+    next_cursor: str | None
+
+
+class ConceptPatch(BaseModel):
+    """Fields to change; absent fields stay as they are. An empty category clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description | None = None
+    category: Category | None = None
+
+    def to_changes(self) -> ConceptChanges:
+        return ConceptChanges(name=self.name, description=self.description, category=self.category)
+
+
+class RetrieveJSON(BaseModel):
+    """A retrieval with the photo inline: base64, or a data URL (data:image/...;base64,...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = None
+    text: QueryText | None = None
+    top_k: TopK | None = None
+    min_score: MinScore | None = None
+
+    def to_query(self, *, default_top_k: int, default_min_score: float) -> RetrieveQuery:
+        return RetrieveQuery(
+            image=decode_base64_image(self.image) if self.image is not None else None,
+            text=self.text,
+            top_k=self.top_k or default_top_k,
+            min_score=self.min_score if self.min_score is not None else default_min_score,
+        )
+
+
+class MatchOut(BaseModel):
+    concept: ConceptBrief
+    score: float
+    source: Literal["image", "text"]
+
+    @classmethod
+    def from_match(cls, match: Match) -> MatchOut:
+        c = match.concept
+        return cls(
+            concept=ConceptBrief(
+                id=c.id, name=c.name, description=c.description, category=c.category
+            ),
+            score=round(match.score, 6),
+            source=match.source,
+        )
+
+
+class RetrieveOut(BaseModel):
+    matches: list[MatchOut]
+
+    @classmethod
+    def from_matches(cls, matches: list[Match]) -> RetrieveOut:
+        return cls(matches=[MatchOut.from_match(m) for m in matches])
+
+
+def decode_base64_image(value: str) -> bytes:
+    payload = "".join(_DATA_URL.sub("", value.strip(), count=1).split())
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("image is neither base64 nor a base64 data URL") from None

@@ -1,0 +1,307 @@
+"""Registering, reading, changing and deleting a user's concepts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import repository as repo
+from app.db.models import Concept, Embedding, ImageRow, utcnow
+from app.services import Services
+from app.usecases.photos import PreparedPhoto, photo_key, prepare_photos, store_photos
+from retrieval import UserIndex, name_key
+from retrieval.errors import ConceptNameTaken, ConceptNotFound, InvalidRequest, LastImage
+
+
+@dataclass(frozen=True)
+class ConceptView:
+    concept: Concept
+    images: list[ImageRow]
+
+
+@dataclass(frozen=True)
+class ConceptChanges:
+    name: str | None = None
+    description: str | None = None
+    category: str | None = None
+
+
+def _checked_name(name: str) -> str:
+    key = name_key(name)
+    if not key:
+        raise InvalidRequest("name must contain a visible character")
+    return key
+
+
+def create_concept(
+    services: Services,
+    *,
+    tenant_id: int,
+    external_user_id: str,
+    name: str,
+    description: str,
+    category: str | None,
+    uploads: Sequence[bytes],
+) -> ConceptView:
+    """Register a concept with its photos; the concept and its vectors commit together."""
+    key = _checked_name(name)
+    photos = prepare_photos(services, uploads)
+    with services.sessions() as session:
+        lock = repo.lock_user(
+            session=session, tenant_id=tenant_id, external_id=external_user_id, create=True
+        )
+        assert lock is not None
+        if repo.name_in_use(session=session, user_id=lock.user_id, name_key=key):
+            raise ConceptNameTaken(f"this user already has a concept named {name!r}")
+        concept = Concept(
+            user_id=lock.user_id,
+            name=name.strip(),
+            name_key=key,
+            description=description,
+            category=category,
+        )
+        session.add(concept)
+        session.flush()
+        with _blobs_kept_only_on_commit(
+            services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
+        ):
+            images, embeddings = store_photos(
+                services,
+                session=session,
+                tenant_id=tenant_id,
+                user_id=lock.user_id,
+                concept_id=concept.id,
+                photos=photos,
+            )
+            _commit(session, name)
+    services.user_index_cache.apply(
+        services.index_key(lock.user_id),
+        from_version=lock.from_version,
+        to_version=lock.to_version,
+        update=lambda index: _add(index, embeddings, photos),
+    )
+    return ConceptView(concept=concept, images=images)
+
+
+def add_images(
+    services: Services,
+    *,
+    tenant_id: int,
+    external_user_id: str,
+    concept_id: str,
+    uploads: Sequence[bytes],
+) -> ConceptView:
+    photos = prepare_photos(services, uploads)
+    with services.sessions() as session:
+        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
+        with _blobs_kept_only_on_commit(
+            services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
+        ):
+            _, embeddings = store_photos(
+                services,
+                session=session,
+                tenant_id=tenant_id,
+                user_id=lock.user_id,
+                concept_id=concept.id,
+                photos=photos,
+            )
+            concept.updated_at = utcnow()
+            session.commit()
+        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+    services.user_index_cache.apply(
+        services.index_key(lock.user_id),
+        from_version=lock.from_version,
+        to_version=lock.to_version,
+        update=lambda index: _add(index, embeddings, photos),
+    )
+    return ConceptView(concept=concept, images=images)
+
+
+def get_concept(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
+) -> ConceptView:
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        concept = repo.get_concept(session=session, user_id=user.id, concept_id=concept_id)
+        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        return ConceptView(concept=concept, images=images)
+
+
+def list_concepts(
+    services: Services, *, tenant_id: int, external_user_id: str, limit: int, after: str | None
+) -> tuple[list[ConceptView], str | None]:
+    """One page of concepts, oldest first, and the cursor of the next page (None at the end)."""
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            return [], None
+        concepts = repo.list_concepts(session=session, user_id=user.id, limit=limit + 1, after=after)
+        page = list(concepts[:limit])
+        images = repo.images_of(session=session, concept_ids=[c.id for c in page])
+        views = [ConceptView(concept=c, images=images[c.id]) for c in page]
+        return views, (page[-1].id if len(concepts) > limit else None)
+
+
+def update_concept(
+    services: Services,
+    *,
+    tenant_id: int,
+    external_user_id: str,
+    concept_id: str,
+    changes: ConceptChanges,
+) -> ConceptView:
+    with services.sessions() as session:
+        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
+        if changes.name is not None:
+            key = _checked_name(changes.name)
+            if repo.name_in_use(
+                session=session, user_id=lock.user_id, name_key=key, except_id=concept.id
+            ):
+                raise ConceptNameTaken(f"this user already has a concept named {changes.name!r}")
+            concept.name, concept.name_key = changes.name.strip(), key
+        if changes.description is not None:
+            concept.description = changes.description
+        if changes.category is not None:
+            concept.category = changes.category or None
+        concept.updated_at = utcnow()
+        _commit(session, concept.name)
+        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+    # Names live in SQL, not in the index: the cached index stays valid at the new version.
+    services.user_index_cache.apply(
+        services.index_key(lock.user_id),
+        from_version=lock.from_version,
+        to_version=lock.to_version,
+        update=lambda index: None,
+    )
+    return ConceptView(concept=concept, images=images)
+
+
+def delete_concept(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
+) -> None:
+    with services.sessions() as session:
+        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
+        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        vector_ids = repo.embedding_ids(session=session, image_ids=[i.id for i in images])
+        session.delete(concept)
+        session.commit()
+    services.user_index_cache.apply(
+        services.index_key(lock.user_id),
+        from_version=lock.from_version,
+        to_version=lock.to_version,
+        update=lambda index: index.remove(vector_ids),
+    )
+    collect_blobs(services, user_id=lock.user_id, keys=[image.blob_key for image in images])
+
+
+def delete_image(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
+) -> None:
+    with services.sessions() as session:
+        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        image = repo.get_image(
+            session=session, user_id=lock.user_id, concept_id=concept_id, image_id=image_id
+        )
+        if repo.count_images(session=session, concept_id=concept_id) <= 1:
+            raise LastImage("a concept keeps at least one photo; delete the concept instead")
+        vector_ids = repo.embedding_ids(session=session, image_ids=[image.id])
+        session.delete(image)
+        repo.get_concept(
+            session=session, user_id=lock.user_id, concept_id=concept_id
+        ).updated_at = utcnow()
+        session.commit()
+    services.user_index_cache.apply(
+        services.index_key(lock.user_id),
+        from_version=lock.from_version,
+        to_version=lock.to_version,
+        update=lambda index: index.remove(vector_ids),
+    )
+    collect_blobs(services, user_id=lock.user_id, keys=[image.blob_key])
+
+
+def read_image(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
+) -> tuple[bytes, str]:
+    """The stored bytes of one photo and their media type."""
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        image = repo.get_image(
+            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
+        )
+    return services.blobs.get(image.blob_key), image.media_type
+
+
+def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> None:
+    """Delete the blobs among ``keys`` that no photo row references any more.
+
+    Runs under the user's row lock, as every write of blobs for that user does,
+    so a blob being written for a concurrent upload of the same photo is kept.
+    """
+    with services.sessions() as session:
+        if not repo.relock_user(session=session, user_id=user_id):
+            return
+        in_use = repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
+        for key in set(keys) - in_use:
+            services.blobs.delete(key)
+        session.commit()
+
+
+def _lock_existing(
+    session: Session, tenant_id: int, external_user_id: str, concept_id: str
+) -> repo.UserLock:
+    lock = repo.lock_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+    if lock is None:
+        raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+    return lock
+
+
+def _add(index: UserIndex, embeddings: Sequence[Embedding], photos: Sequence[PreparedPhoto]) -> None:
+    index.add(
+        [e.id for e in embeddings],
+        [e.concept_id for e in embeddings],
+        np.stack([photo.vector for photo in photos]),
+    )
+
+
+@contextmanager
+def _blobs_kept_only_on_commit(
+    services: Services,
+    session: Session,
+    *,
+    tenant_id: int,
+    user_id: int,
+    photos: Sequence[PreparedPhoto],
+) -> Iterator[None]:
+    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        keys = [
+            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
+            for photo in photos
+        ]
+        collect_blobs(services, user_id=user_id, keys=keys)
+        raise
+
+
+def _commit(session: Session, name: str) -> None:
+    try:
+        session.commit()
+    except IntegrityError:
+        # Two requests raced for the same name; the unique constraint decided.
+        session.rollback()
+        raise ConceptNameTaken(f"this user already has a concept named {name!r}") from None

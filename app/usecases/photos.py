@@ -1,0 +1,89 @@
+"""Turning uploaded bytes into stored photos and their vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.blobs import blob_key, sha256_hex
+from app.db.models import Embedding, ImageRow
+from app.services import Services
+from retrieval import DecodedImage, decode_image
+from retrieval.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    data: bytes
+    sha256: str
+    decoded: DecodedImage
+    vector: np.ndarray
+
+
+def prepare_photos(services: Services, uploads: Sequence[bytes]) -> list[PreparedPhoto]:
+    """Decode every upload (rejecting the request on the first bad one), then embed all at once."""
+    limit = services.settings.max_images_per_request
+    if not uploads:
+        raise InvalidRequest("at least one image is required")
+    if len(uploads) > limit:
+        raise InvalidRequest(f"{len(uploads)} images in one request; the limit is {limit}")
+    decoded = [decode_image(data, services.settings.image_limits()) for data in uploads]
+    vectors = services.encoder.encode_images([photo.image for photo in decoded])
+    return [
+        PreparedPhoto(data=data, sha256=sha256_hex(data), decoded=photo, vector=vector)
+        for data, photo, vector in zip(uploads, decoded, vectors, strict=True)
+    ]
+
+
+def user_namespace(*, tenant_id: int, user_id: int) -> str:
+    """The blob folder of one user: erasing the user removes it whole."""
+    return f"t{tenant_id}/u{user_id}"
+
+
+def photo_key(*, tenant_id: int, user_id: int, sha256: str) -> str:
+    """Blob key of a photo: content-addressed within its user's own folder."""
+    return blob_key(namespace=user_namespace(tenant_id=tenant_id, user_id=user_id), sha256=sha256)
+
+
+def store_photos(
+    services: Services,
+    *,
+    session: Session,
+    tenant_id: int,
+    user_id: int,
+    concept_id: str,
+    photos: Sequence[PreparedPhoto],
+) -> tuple[list[ImageRow], list[Embedding]]:
+    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction."""
+    images, embeddings = [], []
+    for photo in photos:
+        key = photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
+        services.blobs.put(key, photo.data)
+        image = ImageRow(
+            concept_id=concept_id,
+            user_id=user_id,
+            sha256=photo.sha256,
+            blob_key=key,
+            media_type=photo.decoded.media_type,
+            width=photo.decoded.width,
+            height=photo.decoded.height,
+            size_bytes=len(photo.data),
+        )
+        session.add(image)
+        session.flush()
+        embedding = Embedding(
+            image_id=image.id,
+            concept_id=concept_id,
+            user_id=user_id,
+            model_id=services.encoder.model_id,
+            dim=int(photo.vector.shape[0]),
+            vector=np.ascontiguousarray(photo.vector, dtype=np.float32).tobytes(),
+        )
+        session.add(embedding)
+        images.append(image)
+        embeddings.append(embedding)
+    session.flush()
+    return images, embeddings

@@ -1,0 +1,55 @@
+"""Re-embedding stored photos after a change of CLIP model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sqlalchemy import select
+
+from app import repository as repo
+from app.db.models import Embedding, ImageRow
+from app.services import Services
+from retrieval import decode_image
+
+BATCH = 64
+
+
+def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda _: None) -> int:
+    """Give every photo a vector of the current model; return how many were embedded.
+
+    Vectors of other models are left in place (a rollback of the model setting
+    needs no reindex); retrieval only ever reads the current model's vectors.
+    """
+    model_id = services.encoder.model_id
+    done = 0
+    while True:
+        with services.sessions() as session:
+            has_vector = select(Embedding.image_id).where(Embedding.model_id == model_id)
+            rows = session.scalars(
+                select(ImageRow).where(ImageRow.id.not_in(has_vector)).limit(BATCH)
+            ).all()
+        if not rows:
+            return done
+        images = [decode_image(services.blobs.get(row.blob_key)).image for row in rows]
+        vectors = services.encoder.encode_images(images)
+        for row, vector in zip(rows, vectors, strict=True):
+            with services.sessions() as session:
+                # Under the user's lock and version bump, as every write of vectors is.
+                if not repo.relock_user(session=session, user_id=row.user_id):
+                    continue
+                repo.bump_version(session=session, user_id=row.user_id)
+                if session.get(ImageRow, row.id) is not None:
+                    session.add(
+                        Embedding(
+                            image_id=row.id,
+                            concept_id=row.concept_id,
+                            user_id=row.user_id,
+                            model_id=model_id,
+                            dim=int(vector.shape[0]),
+                            vector=np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
+                        )
+                    )
+                session.commit()
+        done += len(rows)
+        progress(done)

@@ -1,0 +1,96 @@
+"""Which of a user's concepts a photo shows or a question names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from app import repository as repo
+from app.db.models import Concept
+from app.services import Services
+from retrieval import UserIndex, decode_image, named_in
+from retrieval.errors import InvalidRequest
+from retrieval.matching import search_concepts
+
+# A concept named in a question with no photo to compare against.
+NAMED_WITHOUT_PHOTO_SCORE = 1.0
+
+
+@dataclass(frozen=True)
+class RetrieveQuery:
+    image: bytes | None
+    text: str | None
+    top_k: int
+    min_score: float
+
+
+@dataclass(frozen=True)
+class Match:
+    concept: Concept
+    score: float
+    source: Literal["image", "text"]
+
+
+def retrieve(
+    services: Services, *, tenant_id: int, external_user_id: str, query: RetrieveQuery
+) -> list[Match]:
+    """Concepts seen in the photo (best first, top_k, above min_score), then those named.
+
+    A concept named in the text is always included; its score is its similarity
+    to the photo, or NAMED_WITHOUT_PHOTO_SCORE when no photo was sent.
+    """
+    if query.image is None and not query.text:
+        raise InvalidRequest("send an image, a text, or both")
+    vectors = None
+    if query.image is not None:
+        decoded = decode_image(query.image, services.settings.image_limits())
+        vectors = services.encoder.encode_images([decoded.image])
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            return []
+        user_id, version = user.id, user.version
+        scores: dict[str, tuple[float, Literal["image", "text"]]] = {}
+        index = None
+        if vectors is not None:
+            index = services.user_index_cache.get(
+                services.index_key(user_id), version, lambda: _load_index(services, user_id)
+            )
+            for match in search_concepts(
+                index, vectors, top_k=query.top_k, min_score=query.min_score
+            ):
+                scores[match.label] = (match.score, "image")
+        if query.text:
+            names = repo.concept_names(session=session, user_id=user_id)
+            mentioned = named_in(query.text, names.values())
+            named = [cid for cid, name in names.items() if _key(name) in mentioned]
+            named = [cid for cid in named if cid not in scores]
+            visual = index.best_scores(vectors, named) if index is not None else {}
+            for concept_id in named:
+                scores[concept_id] = (
+                    visual.get(concept_id, 0.0) if vectors is not None else NAMED_WITHOUT_PHOTO_SCORE,
+                    "text",
+                )
+        concepts = repo.get_concepts(session=session, user_id=user_id, concept_ids=list(scores))
+    matches = [Match(concept=c, score=scores[c.id][0], source=scores[c.id][1]) for c in concepts]
+    matches.sort(key=lambda m: (m.source != "image", -m.score))
+    return matches
+
+
+def _key(name: str) -> str:
+    from retrieval import name_key
+
+    return name_key(name)
+
+
+def _load_index(services: Services, user_id: int) -> UserIndex:
+    with services.sessions() as session:
+        ids, labels, matrix = repo.user_vectors(
+            session=session, user_id=user_id, model_id=services.encoder.model_id
+        )
+    index = UserIndex(services.encoder.dim)
+    if ids:
+        index.add(ids, labels, np.asarray(matrix))
+    return index

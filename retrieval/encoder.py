@@ -1,0 +1,185 @@
+"""CLIP encoders (open_clip): photos and text to L2-normalised vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from retrieval.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+TEST_MODEL = "rapport-test-tiny"
+RANDOM_WEIGHTS = "none"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Which open_clip model to build and where.
+
+    ``pretrained`` is an open_clip tag (e.g. ``laion2b_s34b_b79k``), a path to a
+    local weights file, or ``"none"`` for seeded random weights (tests only).
+    ``device`` is ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
+    """
+
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    device: str = "auto"
+    batch_size: int = 32
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Encoder:
+    """Encodes photos and text into one space; every vector has unit L2 norm.
+
+    Build it with ``Encoder.from_config``. Safe to call from several threads:
+    forward passes are serialised, since concurrent passes on one device only
+    compete for the same cores.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        preprocess: object,
+        tokenizer: object,
+        model_id: str,
+        dim: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int,
+    ) -> None:
+        self._model = model
+        self._preprocess = preprocess
+        self._tokenizer = tokenizer
+        self.model_id = model_id
+        self.dim = dim
+        self.device = device
+        self._dtype = dtype
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: EncoderConfig) -> Encoder:
+        """Build the model and load its weights, or raise ModelLoadError saying why."""
+        import open_clip
+
+        open_clip.add_model_config(MODEL_CONFIG_DIR)
+        known = open_clip.list_models()
+        if config.model not in known:
+            raise ModelLoadError(f"unknown model {config.model!r}; known: {', '.join(known)}")
+        device = resolve_device(config.device)
+        precision = "fp16" if device.type == "cuda" else "fp32"
+        pretrained, weights_id = _weights_source(open_clip, config)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                # Random weights are seeded so that every process builds the same
+                # model and vectors stay comparable across workers and restarts.
+                torch.manual_seed(0)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    config.model, pretrained=pretrained, precision=precision, device=device
+                )
+        except Exception as error:
+            raise ModelLoadError(
+                f"could not load weights {config.pretrained!r} for {config.model}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        if pretrained is None:
+            logger.warning(
+                "encoder %s runs on RANDOM weights: retrieval results are meaningless "
+                "(fine for tests, never for users)",
+                config.model,
+            )
+        model.eval()
+        with torch.inference_mode():
+            probe = torch.zeros((1, 3, *_image_size(model)), device=device)
+            dim = int(model.encode_image(probe.to(_dtype(precision))).shape[-1])
+        return cls(
+            model=model,
+            preprocess=preprocess,
+            tokenizer=open_clip.get_tokenizer(config.model),
+            model_id=f"{config.model}:{weights_id}",
+            dim=dim,
+            device=device,
+            dtype=_dtype(precision),
+            batch_size=config.batch_size,
+        )
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """Resize, crop and normalise one RGB photo into the model's input tensor."""
+        tensor: torch.Tensor = self._preprocess(image)  # type: ignore[operator]
+        return tensor
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Vectors (float32, shape (n, dim), unit norm) for RGB photos, in order."""
+        return self.encode_tensors([self.preprocess(image) for image in images])
+
+    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        """Vectors for already preprocessed photos (see ``preprocess``)."""
+        if not tensors:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = []
+        for start in range(0, len(tensors), self._batch_size):
+            batch = torch.stack(list(tensors[start : start + self._batch_size]))
+            with self._lock, torch.inference_mode():
+                batch = batch.to(self.device, dtype=self._dtype, non_blocking=True)
+                features = self._model.encode_image(batch)  # type: ignore[operator]
+                chunks.append(_normalise(features))
+        return np.concatenate(chunks)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors (float32, shape (n, dim), unit norm) for texts, in order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tokens = self._tokenizer(list(texts))  # type: ignore[operator]
+        with self._lock, torch.inference_mode():
+            features = self._model.encode_text(tokens.to(self.device))  # type: ignore[operator]
+            return _normalise(features)
+
+
+def _normalise(features: torch.Tensor) -> np.ndarray:
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _dtype(precision: str) -> torch.dtype:
+    return torch.float16 if precision == "fp16" else torch.float32
+
+
+def _image_size(model: torch.nn.Module) -> tuple[int, int]:
+    size = model.visual.image_size  # type: ignore[union-attr]
+    return (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[return-value]
+
+
+def _weights_source(open_clip: object, config: EncoderConfig) -> tuple[str | None, str]:
+    """Return (what open_clip loads, a stable id of those weights for stored vectors)."""
+    if config.pretrained.lower() == RANDOM_WEIGHTS:
+        return None, RANDOM_WEIGHTS
+    path = Path(config.pretrained).expanduser()
+    if path.is_file():
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        return str(path), f"sha256-{digest[:16]}"
+    if path.suffix in (".pt", ".pth", ".bin", ".safetensors") or "/" in config.pretrained:
+        raise ModelLoadError(f"weights file {config.pretrained!r} does not exist")
+    tags = open_clip.list_pretrained_tags_by_model(config.model)  # type: ignore[attr-defined]
+    if config.pretrained not in tags:
+        choices = ", ".join(tags) or "none (use a local weights file)"
+        raise ModelLoadError(
+            f"unknown pretrained tag {config.pretrained!r} for {config.model}; known: {choices}"
+        )
+    return config.pretrained, config.pretrained

@@ -1,0 +1,77 @@
+"""Domain errors. The service maps each class to an HTTP status in one table.
+
+Every error carries a short ``title`` (stable, safe to show) and a ``detail``
+message written for the client; neither ever includes internals.
+"""
+
+from __future__ import annotations
+
+
+class RapportError(Exception):
+    """Base of every error rapport reports to a client."""
+
+    title = "Error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+
+class NotFound(RapportError):
+    title = "Not found"
+
+
+class ConceptNotFound(NotFound):
+    title = "Concept not found"
+
+
+class ImageNotFound(NotFound):
+    title = "Image not found"
+
+
+class Conflict(RapportError):
+    title = "Conflict"
+
+
+class ConceptNameTaken(Conflict):
+    title = "Concept name already used"
+
+
+class LastImage(Conflict):
+    title = "Cannot delete the last image of a concept"
+
+
+class InvalidRequest(RapportError):
+    title = "Invalid request"
+
+
+class ImageRejected(RapportError):
+    """An uploaded file is not an image rapport accepts."""
+
+    title = "Image rejected"
+
+
+class PayloadTooLarge(ImageRejected):
+    title = "Payload too large"
+
+
+class UnsupportedImage(ImageRejected):
+    title = "Unsupported media type"
+
+
+class CorruptImage(ImageRejected):
+    title = "Corrupt image"
+
+
+class TooManyPixels(ImageRejected):
+    title = "Image has too many pixels"
+
+
+class Overloaded(RapportError):
+    title = "Overloaded"
+
+
+class ModelLoadError(RapportError):
+    """A model could not be built or its weights could not be loaded."""
+
+    title = "Model could not be loaded"

@@ -1,0 +1,200 @@
+"""Per-user exact inner-product indexes and their memory-bounded cache.
+
+An index is a cache of vectors whose truth lives elsewhere (SQL): every entry
+carries the version of the data it was built from, and a reader that knows a
+newer version drops it and builds it again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Hit:
+    vector_id: int
+    label: str
+    score: float
+
+
+class UserIndex:
+    """Exact inner-product search over one user's vectors, keyed by vector id.
+
+    ``label`` names what a vector belongs to (a concept id); vectors are
+    expected to be L2-normalised so that scores are cosine similarities.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._labels: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    @property
+    def nbytes(self) -> int:
+        # Vectors plus the id map and labels, as faiss and Python hold them.
+        return len(self._labels) * (self.dim * 4 + 8 + 120)
+
+    def add(self, ids: Iterable[int], labels: Iterable[str], vectors: np.ndarray) -> None:
+        id_array = np.fromiter(ids, dtype=np.int64)
+        labels = list(labels)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if not (len(id_array) == len(labels) == len(vectors)):
+            raise ValueError("ids, labels and vectors must have the same length")
+        with self._lock:
+            fresh = [i for i, vector_id in enumerate(id_array) if int(vector_id) not in self._labels]
+            if not fresh:
+                return
+            self._index.add_with_ids(vectors[fresh], id_array[fresh])
+            for i in fresh:
+                self._labels[int(id_array[i])] = labels[i]
+
+    def remove(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            present = [vector_id for vector_id in ids if vector_id in self._labels]
+            if not present:
+                return
+            self._index.remove_ids(np.asarray(present, dtype=np.int64))
+            for vector_id in present:
+                del self._labels[vector_id]
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        """For each query vector, its ``k`` best hits, best first."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            k = min(k, len(self._labels))
+            if k == 0:
+                return [[] for _ in range(len(queries))]
+            scores, ids = self._index.search(queries, k)
+            labels = dict(self._labels)
+        return [
+            [
+                Hit(vector_id=int(vector_id), label=labels[int(vector_id)], score=float(score))
+                for score, vector_id in zip(row_scores, row_ids, strict=True)
+                if vector_id >= 0
+            ]
+            for row_scores, row_ids in zip(scores, ids, strict=True)
+        ]
+
+    def best_scores(self, queries: np.ndarray, labels: Iterable[str]) -> dict[str, float]:
+        """For each label, its best score over its vectors and all queries (exact)."""
+        wanted = set(labels)
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            ids = [vector_id for vector_id, label in self._labels.items() if label in wanted]
+            vectors = [self._index.reconstruct(vector_id) for vector_id in ids]
+            labels_of = [self._labels[vector_id] for vector_id in ids]
+        best: dict[str, float] = {}
+        if ids and len(queries):
+            scores = (np.stack(vectors) @ queries.T).max(axis=1)
+            for label, score in zip(labels_of, scores, strict=True):
+                best[label] = max(best.get(label, -1.0), float(score))
+        return best
+
+
+@dataclass
+class _Entry:
+    version: int
+    index: UserIndex
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    nbytes: int
+    hits: int
+    misses: int
+
+
+class UserIndexCache:
+    """LRU cache of user indexes, bounded by their total memory.
+
+    ``get`` returns the index for ``key`` at ``version``, building it with
+    ``load`` on a miss or when the cached one is of another version. ``apply``
+    updates a cached index in place after a write made by this process.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._nbytes = 0
+        self._hits = 0
+        self._misses = 0
+
+    def get(self, key: Hashable, version: int, load: Callable[[], UserIndex]) -> UserIndex:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.version == version:
+                self._entries.move_to_end(key)
+                self._hits += 1
+                return entry.index
+            self._misses += 1
+        # Built outside the lock: a slow load of one user must not stall the others.
+        index = load()
+        with self._lock:
+            current = self._entries.get(key)
+            if current is None or current.version <= version:
+                if current is not None:
+                    self._nbytes -= current.index.nbytes
+                self._entries[key] = _Entry(version=version, index=index)
+                self._entries.move_to_end(key)
+                self._nbytes += index.nbytes
+                self._evict()
+        return index
+
+    def apply(
+        self,
+        key: Hashable,
+        *,
+        from_version: int,
+        to_version: int,
+        update: Callable[[UserIndex], None],
+    ) -> None:
+        """Run ``update`` on the cached index if it is exactly at ``from_version``.
+
+        Otherwise the entry is dropped: the next ``get`` rebuilds it from the truth.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return
+            if entry.version != from_version:
+                self._drop(key)
+                return
+            before = entry.index.nbytes
+            update(entry.index)
+            entry.version = to_version
+            self._nbytes += entry.index.nbytes - before
+            self._evict()
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                entries=len(self._entries),
+                nbytes=self._nbytes,
+                hits=self._hits,
+                misses=self._misses,
+            )
+
+    def _drop(self, key: Hashable) -> None:
+        self._nbytes -= self._entries.pop(key).index.nbytes
+
+    def _evict(self) -> None:
+        # Oldest first; an index larger than the whole budget is served but not kept.
+        while self._nbytes > self.max_bytes and self._entries:
+            self._drop(next(iter(self._entries)))
