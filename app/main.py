@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.blobs import LocalBlobStore
+from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.routes import concepts, health, retrieve, users
@@ -65,8 +66,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version="0.1.0",
         summary="Retrieval-augmented personalization for multimodal LLMs",
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
     for router in (health.router, concepts.router, retrieve.router, users.router):
         app.include_router(router)

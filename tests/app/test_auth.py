@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import httpx
+
+from app.keys import revoke_key
+from tests.app.helpers import assert_problem
+
+
+def test_every_v1_request_needs_a_valid_key(server: object) -> None:
+    key = server.new_key("acme")  # type: ignore[attr-defined]
+    routes = [
+        ("GET", "/v1/users/alice/concepts"),
+        ("POST", "/v1/users/alice/retrieve"),
+        ("DELETE", "/v1/users/alice"),
+        ("GET", "/v1/users/alice/concepts/x/images/y"),
+    ]
+    for headers in (
+        {},
+        {"Authorization": key},
+        {"Authorization": "Bearer rk_000000000000_" + "x" * 43},
+        {"Authorization": "Bearer " + key[:-1] + ("A" if key[-1] != "A" else "B")},
+        {"Authorization": "Basic " + key},
+    ):
+        with httpx.Client(base_url=server.url, headers=headers) as client:  # type: ignore[attr-defined]
+            for method, path in routes:
+                response = client.request(method, path)
+                assert_problem(response, 401)
+                assert response.headers["www-authenticate"] == "Bearer"
+    with server.client(key) as client:  # type: ignore[attr-defined]
+        assert client.get("/v1/users/alice/concepts").status_code == 200
+
+
+def test_a_revoked_key_stops_working_at_once(server: object) -> None:
+    key = server.new_key("acme")  # type: ignore[attr-defined]
+    with server.client(key) as client:  # type: ignore[attr-defined]
+        assert client.get("/v1/users/alice/concepts").status_code == 200
+        with server.services.sessions() as session:  # type: ignore[attr-defined]
+            assert revoke_key(session=session, key_or_prefix=key)
+            session.commit()
+        assert_problem(client.get("/v1/users/alice/concepts"), 401)
+
+
+def test_keys_are_stored_only_as_hashes(server: object) -> None:
+    from sqlalchemy import select
+
+    from app.db.models import ApiKey
+
+    key = server.new_key("acme")  # type: ignore[attr-defined]
+    with server.services.sessions() as session:  # type: ignore[attr-defined]
+        stored_values = [
+            value for row in session.scalars(select(ApiKey)) for value in (row.prefix, row.key_hash)
+        ]
+    assert stored_values
+    assert all(key not in value and key.split("_")[-1] not in value for value in stored_values)

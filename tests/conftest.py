@@ -1,0 +1,174 @@
+"""Shared fixtures: the tiny encoder, migrated databases (SQLite and PostgreSQL), live servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.db.migrate import upgrade
+from app.keys import create_key
+from app.main import build_services, create_app
+from app.services import Services
+from app.settings import Settings
+from retrieval import Encoder, EncoderConfig
+
+TINY = EncoderConfig(model="rapport-test-tiny", pretrained="none", device="cpu")
+POSTGRES_URL = os.environ.get(
+    "RAPPORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    return Encoder.from_config(TINY)
+
+
+def _postgres_admin() -> object:
+    return create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "rapport.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    name = f"rapport_template_{uuid.uuid4().hex[:8]}"
+    admin = _postgres_admin()
+    try:
+        with admin.connect() as connection:  # type: ignore[attr-defined]
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
+    upgrade(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
+    yield name
+    with admin.connect() as connection:  # type: ignore[attr-defined]
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated, empty database of each backend, private to one test."""
+    if request.param == "sqlite":
+        path = tmp_path / "rapport.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"rapport_test_{uuid.uuid4().hex[:12]}"
+    admin = _postgres_admin()
+    with admin.connect() as connection:  # type: ignore[attr-defined]
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:  # type: ignore[attr-defined]
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()  # type: ignore[attr-defined]
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "clip_model": TINY.model,
+        "clip_pretrained": TINY.pretrained,
+        "device": "cpu",
+        # Random weights put every photo close to every other: tests choose thresholds.
+        "min_score": 0.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+class LiveServer:
+    """A real uvicorn server on a loopback port, in a background thread."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(services=services), log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]})
+        self._clients: list[httpx.Client] = []
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._sock.close()
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        """A client of this server (closed when the server stops)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        self._clients.append(client)
+        return client
+
+    def new_key(self, tenant: str) -> str:
+        with self.services.sessions() as session:
+            key = create_key(session=session, tenant_name=tenant)
+            session.commit()
+        return key
+
+
+@pytest.fixture
+def start_server(encoder: Encoder) -> Iterator[object]:
+    """Start servers on given settings; all are stopped at the end of the test."""
+    servers: list[LiveServer] = []
+
+    def start(settings: Settings) -> LiveServer:
+        server = LiveServer(build_services(settings, encoder=encoder)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        server.services.engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path / "data")
+
+
+@pytest.fixture
+def server(start_server: object, settings: Settings) -> LiveServer:
+    return start_server(settings)  # type: ignore[operator,no-any-return]
+
+
+@pytest.fixture
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    """A client of tenant 'acme', authenticated."""
+    with server.client(server.new_key("acme")) as client:
+        yield client

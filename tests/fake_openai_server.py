@@ -1,0 +1,154 @@
+"""A real OpenAI-compatible /v1/chat/completions server on loopback, for tests.
+
+It answers with ``reply`` (split into ``deltas`` when streaming), records every
+request body, and can misbehave on purpose (``behaviour``):
+
+- ``"ok"``: answer normally (JSON, or SSE when the request asks to stream);
+- ``"error"``: answer 500 with a body that tests check never reaches clients;
+- ``"hang"``: wait, sending nothing, until ``release`` is set (at ``stop()``);
+- ``"close"``: close the connection without answering;
+- ``"cut"``: stream the first delta, then close without ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, Literal
+
+Behaviour = Literal["ok", "error", "hang", "close", "cut"]
+SECRET_BODY = "backend internals: stack trace at /srv/secret/model.py line 42"
+HANG_LIMIT_S = 30.0  # a safety net only: tests release hung handlers at teardown
+
+
+class FakeOpenAI:
+    """The server's state, shared with its handler threads."""
+
+    def __init__(self, *, deltas: tuple[str, ...] = ("Hello ", "<bo>", "!")) -> None:
+        self.deltas = deltas
+        self.behaviour: Behaviour = "ok"
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def reply(self) -> str:
+        return "".join(self.deltas)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def record(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append(body)
+            self.headers.append(headers)
+
+
+@contextmanager
+def running_fake_openai(**kwargs: Any) -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(**kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(_ChatCompletions):
+        state: ClassVar[FakeOpenAI] = fake
+
+    return Handler
+
+
+class _ChatCompletions(BaseHTTPRequestHandler):
+    state: ClassVar[FakeOpenAI]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output quiet
+
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.state.record(body, dict(self.headers.items()))
+        behaviour = self.state.behaviour
+        if behaviour == "error":
+            self._send_json(500, {"error": {"message": SECRET_BODY}})
+        elif behaviour == "hang":
+            self.state.release.wait(HANG_LIMIT_S)
+            self.close_connection = True
+        elif behaviour == "close":
+            self.close_connection = True
+        elif body.get("stream"):
+            self._stream(body)
+        else:
+            self._send_json(200, self._completion())
+
+    def _completion(self) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "model": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.state.reply},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": len(self.state.deltas)},
+        }
+
+    def _stream(self, body: dict[str, Any]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        deltas = self.state.deltas
+        if self.state.behaviour == "cut":
+            deltas = deltas[:1]
+        for index, delta in enumerate(deltas):
+            finish = "stop" if index == len(self.state.deltas) - 1 else None
+            self._event({"choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": finish}]})
+        if self.state.behaviour == "cut":
+            return
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 11, "completion_tokens": len(deltas)}
+            self._event({"choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
+        self.wfile.flush()
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
