@@ -31,8 +31,12 @@ def main(log_level: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--migrate/--no-migrate", default=True, show_default=True,
-              help="bring the database schema up to date before serving")
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    help="bring the database schema up to date before serving",
+)
 def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     """Run the HTTP service (migrating the database first)."""
     import uvicorn

@@ -124,9 +124,7 @@ def concept_names(*, session: Session, user_id: int) -> dict[str, str]:
 def images_of(*, session: Session, concept_ids: Sequence[str]) -> dict[str, list[ImageRow]]:
     images: dict[str, list[ImageRow]] = {concept_id: [] for concept_id in concept_ids}
     if concept_ids:
-        query = (
-            select(ImageRow).where(ImageRow.concept_id.in_(concept_ids)).order_by(ImageRow.id)
-        )
+        query = select(ImageRow).where(ImageRow.concept_id.in_(concept_ids)).order_by(ImageRow.id)
         for image in session.scalars(query):
             images[image.concept_id].append(image)
     return images

@@ -162,7 +162,10 @@ def _dtype(precision: str) -> torch.dtype:
 
 def _image_size(model: torch.nn.Module) -> tuple[int, int]:
     size = model.visual.image_size  # type: ignore[union-attr]
-    return (size, size) if isinstance(size, int) else tuple(size)  # type: ignore[return-value]
+    if isinstance(size, int):
+        return (size, size)
+    height, width = size  # type: ignore[misc]
+    return (int(height), int(width))
 
 
 def _weights_source(open_clip: object, config: EncoderConfig) -> tuple[str | None, str]:

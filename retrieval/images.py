@@ -76,8 +76,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
     media_type = MEDIA_TYPES[image.format]
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = _to_rgb(image)
+        rgb = _to_rgb(ImageOps.exif_transpose(image))
     except Exception:
         raise CorruptImage("the image data is truncated or corrupt") from None
     return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, media_type=media_type)

@@ -51,7 +51,9 @@ class UserIndex:
         if not (len(id_array) == len(labels) == len(vectors)):
             raise ValueError("ids, labels and vectors must have the same length")
         with self._lock:
-            fresh = [i for i, vector_id in enumerate(id_array) if int(vector_id) not in self._labels]
+            fresh = [
+                i for i, vector_id in enumerate(id_array) if int(vector_id) not in self._labels
+            ]
             if not fresh:
                 return
             self._index.add_with_ids(vectors[fresh], id_array[fresh])
@@ -63,7 +65,7 @@ class UserIndex:
             present = [vector_id for vector_id in ids if vector_id in self._labels]
             if not present:
                 return
-            self._index.remove_ids(np.asarray(present, dtype=np.int64))
+            self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
             for vector_id in present:
                 del self._labels[vector_id]
 

@@ -40,7 +40,9 @@ def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
     return buffer.getvalue()
 
 
-def solid_png(width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def solid_png(
+    width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
     return encode(Image.new("RGB", (width, height), color))
 
 
@@ -63,7 +65,9 @@ def png_claiming_size(width: int, height: int) -> bytes:
     """A small PNG whose header claims width x height pixels (a decompression bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (

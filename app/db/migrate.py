@@ -19,5 +19,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision``; safe to run concurrently on PostgreSQL."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the database at ``url`` to ``revision`` (``base``: empty).
+
+    Safe to run from several processes at once on PostgreSQL (an advisory lock).
+    """
+    current = alembic_config(url)
+    if revision == "base":
+        command.downgrade(current, "base")
+    else:
+        command.upgrade(current, revision)

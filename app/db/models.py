@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import (
-    DateTime,
     BigInteger,
+    DateTime,
     ForeignKey,
     Index,
     Integer,

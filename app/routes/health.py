@@ -23,6 +23,4 @@ def readyz(services: ServicesDep) -> JSONResponse:
             connection.execute(text("SELECT 1"))
     except Exception:
         return JSONResponse({"status": "not ready", "database": "unreachable"}, status_code=503)
-    return JSONResponse(
-        {"status": "ready", "database": "ok", "encoder": services.encoder.model_id}
-    )
+    return JSONResponse({"status": "ready", "database": "ok", "encoder": services.encoder.model_id})

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -144,7 +143,9 @@ def list_concepts(
         user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
         if user is None:
             return [], None
-        concepts = repo.list_concepts(session=session, user_id=user.id, limit=limit + 1, after=after)
+        concepts = repo.list_concepts(
+            session=session, user_id=user.id, limit=limit + 1, after=after
+        )
         page = list(concepts[:limit])
         images = repo.images_of(session=session, concept_ids=[c.id for c in page])
         views = [ConceptView(concept=c, images=images[c.id]) for c in page]
@@ -268,7 +269,9 @@ def _lock_existing(
     return lock
 
 
-def _add(index: UserIndex, embeddings: Sequence[Embedding], photos: Sequence[PreparedPhoto]) -> None:
+def _add(
+    index: UserIndex, embeddings: Sequence[Embedding], photos: Sequence[PreparedPhoto]
+) -> None:
     index.add(
         [e.id for e in embeddings],
         [e.concept_id for e in embeddings],
@@ -291,8 +294,7 @@ def _blobs_kept_only_on_commit(
     except BaseException:
         session.rollback()
         keys = [
-            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
-            for photo in photos
+            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
         ]
         collect_blobs(services, user_id=user_id, keys=keys)
         raise

@@ -10,12 +10,12 @@ import numpy as np
 from app import repository as repo
 from app.db.models import Concept
 from app.services import Services
-from retrieval import UserIndex, decode_image, named_in
+from retrieval import UserIndex, decode_image, name_key, named_in
 from retrieval.errors import InvalidRequest
 from retrieval.matching import search_concepts
 
 # A concept named in a question with no photo to compare against.
-NAMED_WITHOUT_PHOTO_SCORE = 1.0
+NAMED_ONLY_SCORE = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def retrieve(
     """Concepts seen in the photo (best first, top_k, above min_score), then those named.
 
     A concept named in the text is always included; its score is its similarity
-    to the photo, or NAMED_WITHOUT_PHOTO_SCORE when no photo was sent.
+    to the photo, or NAMED_ONLY_SCORE when no photo was sent.
     """
     if query.image is None and not query.text:
         raise InvalidRequest("send an image, a text, or both")
@@ -65,24 +65,21 @@ def retrieve(
         if query.text:
             names = repo.concept_names(session=session, user_id=user_id)
             mentioned = named_in(query.text, names.values())
-            named = [cid for cid, name in names.items() if _key(name) in mentioned]
-            named = [cid for cid in named if cid not in scores]
-            visual = index.best_scores(vectors, named) if index is not None else {}
+            named = [
+                concept_id
+                for concept_id, name in names.items()
+                if name_key(name) in mentioned and concept_id not in scores
+            ]
+            visual = {}
+            if index is not None and vectors is not None:
+                visual = index.best_scores(vectors, named)
             for concept_id in named:
-                scores[concept_id] = (
-                    visual.get(concept_id, 0.0) if vectors is not None else NAMED_WITHOUT_PHOTO_SCORE,
-                    "text",
-                )
+                score = visual.get(concept_id, 0.0) if vectors is not None else NAMED_ONLY_SCORE
+                scores[concept_id] = (score, "text")
         concepts = repo.get_concepts(session=session, user_id=user_id, concept_ids=list(scores))
     matches = [Match(concept=c, score=scores[c.id][0], source=scores[c.id][1]) for c in concepts]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
     return matches
-
-
-def _key(name: str) -> str:
-    from retrieval import name_key
-
-    return name_key(name)
 
 
 def _load_index(services: Services, user_id: int) -> UserIndex:

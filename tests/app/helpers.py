@@ -24,14 +24,20 @@ def register(
     data = {"name": name, "description": description}
     if category:
         data["category"] = category
-    files = [("images", (f"photo{i}.jpg", content, "image/jpeg")) for i, content in enumerate(photos)]
+    files = [
+        ("images", (f"photo{i}.jpg", content, "image/jpeg")) for i, content in enumerate(photos)
+    ]
     return client.post(f"/v1/users/{user}/concepts", data=data, files=files)
 
 
 def register_subject(client: httpx.Client, user: str, subject: str, count: int = 3) -> dict:
     response = register(
-        client, user, subject, [factories.photo(subject, i) for i in range(count)],
-        description=f"the user's {subject}", category=subject.split("_")[0],
+        client,
+        user,
+        subject,
+        [factories.photo(subject, i) for i in range(count)],
+        description=f"the user's {subject}",
+        category=subject.split("_")[0],
     )
     assert response.status_code == 201, response.text
     return response.json()

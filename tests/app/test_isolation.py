@@ -13,7 +13,9 @@ from tests.app.helpers import register_subject, retrieve, stored
 MISSING = "01900000-0000-7000-8000-000000000000"
 
 
-def _attempts(user: str, concept: str, image: str) -> dict[str, Callable[[httpx.Client], httpx.Response]]:
+def _attempts(
+    user: str, concept: str, image: str
+) -> dict[str, Callable[[httpx.Client], httpx.Response]]:
     base = f"/v1/users/{user}/concepts/{concept}"
     photo = ("images", ("x.jpg", factories.photo("cat", 0)))
     return {

@@ -54,9 +54,9 @@ def test_a_concept_named_in_the_text_is_always_included(api: httpx.Client) -> No
     response = retrieve(api, "alice", None, text="mochipuff is not a name")
     assert response.json()["matches"] == []
     text_only = retrieve(api, "alice", None, text="where is <mochi>")
-    assert [(m["concept"]["name"], m["source"], m["score"]) for m in text_only.json()["matches"]] == [
-        ("<Mochi>", "text", 1.0)
-    ]
+    assert [
+        (m["concept"]["name"], m["source"], m["score"]) for m in text_only.json()["matches"]
+    ] == [("<Mochi>", "text", 1.0)]
 
 
 def test_every_change_is_visible_to_the_next_retrieval(api: httpx.Client) -> None:

@@ -76,7 +76,9 @@ def test_rejected_registration_leaves_nothing(
     assert stored(small_limits.services) == before
 
 
-def test_request_over_the_body_cap_is_refused(client: httpx.Client, small_limits: LiveServer) -> None:
+def test_request_over_the_body_cap_is_refused(
+    client: httpx.Client, small_limits: LiveServer
+) -> None:
     before = stored(small_limits.services)
     # Each file is under its own cap; together they pass the request cap.
     photos = [_noise_png(200)] * 4
@@ -86,8 +88,8 @@ def test_request_over_the_body_cap_is_refused(client: httpx.Client, small_limits
 
     def chunks() -> Iterator[bytes]:
         # No Content-Length: the cap must hold while the body streams in.
-        yield b"--b\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nx\r\n"
-        yield b"--b\r\nContent-Disposition: form-data; name=\"images\"; filename=\"a.png\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nx\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n\r\n'
         for _ in range(100):
             yield b"\0" * (8 * KIB)
 
@@ -128,7 +130,8 @@ def _roundtrip(image: Image.Image) -> object:
 
 
 @pytest.mark.parametrize(
-    ("mode", "fmt"), [("CMYK", "JPEG"), ("I;16", "PNG"), ("P", "GIF"), ("RGBA", "PNG"), ("L", "PNG")]
+    ("mode", "fmt"),
+    [("CMYK", "JPEG"), ("I;16", "PNG"), ("P", "GIF"), ("RGBA", "PNG"), ("L", "PNG")],
 )
 def test_unusual_but_valid_photos_are_accepted(mode: str, fmt: str, client: httpx.Client) -> None:
     image = factories.gradient(40, 30)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.errors import ModelLoadError
+from tests import factories
+
+
+def test_vectors_are_unit_norm_and_batch_independent(encoder: Encoder) -> None:
+    images = [decode_image(factories.photo("dog", i)).image for i in range(3)]
+    batch = encoder.encode_images(images)
+    assert batch.shape == (3, encoder.dim) and batch.dtype == np.float32
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    one_by_one = np.concatenate([encoder.encode_images([image]) for image in images])
+    assert np.allclose(batch, one_by_one, atol=1e-5)
+    texts = encoder.encode_texts(["a dog", "a cat"])
+    assert texts.shape == (2, encoder.dim)
+    assert np.allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+    assert encoder.encode_images([]).shape == (0, encoder.dim)
+
+
+def test_random_weights_are_the_same_in_every_build(encoder: Encoder) -> None:
+    image = decode_image(factories.photo("cat", 0)).image
+    again = Encoder.from_config(EncoderConfig(model="rapport-test-tiny", pretrained="none"))
+    assert again.model_id == encoder.model_id == "rapport-test-tiny:none"
+    assert np.allclose(again.encode_images([image]), encoder.encode_images([image]), atol=1e-6)
+
+
+def test_weights_from_a_local_file(encoder: Encoder, tmp_path: object) -> None:
+    import torch
+
+    path = tmp_path / "tiny.pt"  # type: ignore[operator]
+    torch.save(encoder._model.state_dict(), path)
+    loaded = Encoder.from_config(EncoderConfig(model="rapport-test-tiny", pretrained=str(path)))
+    assert loaded.model_id.startswith("rapport-test-tiny:sha256-")
+    image = decode_image(factories.photo("cat", 0)).image
+    assert np.allclose(loaded.encode_images([image]), encoder.encode_images([image]), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (EncoderConfig(model="ViT-Nope"), "unknown model 'ViT-Nope'; known: "),
+        (EncoderConfig(model="ViT-B-32", pretrained="/missing/weights.bin"), "does not exist"),
+        (EncoderConfig(model="ViT-B-32", pretrained="nonsense_tag"), "known: "),
+    ],
+)
+def test_bad_configs_say_what_is_valid(config: EncoderConfig, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        Encoder.from_config(config)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval import UserIndex, name_key, named_in
+from retrieval.matching import search_concepts
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("<Bo>", "bo"), ("  bo ", "bo"), ("My  Mug", "my mug"), ("<>", "")]
+)
+def test_name_key(name: str, key: str) -> None:
+    assert name_key(name) == key
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("what is <bo> doing?", {"bo"}),
+        ("Is BO here", {"bo"}),
+        ("bo.", {"bo"}),
+        ("bonnie and elbow", set()),
+        ("is my mug on the table", {"my mug"}),
+        ("<bo> and <my mug>", {"bo", "my mug"}),
+        ("no names", set()),
+    ],
+)
+def test_named_in(text: str, found: set[str]) -> None:
+    assert named_in(text, ["<bo>", "My Mug", "<>"]) == found
+
+
+def test_search_concepts_matches_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(600, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Few concepts with many photos each: the top hits are mostly of one concept.
+    labels = [f"c{i % 5}" if i < 500 else f"d{i}" for i in range(600)]
+    index = UserIndex(8)
+    index.add(range(600), labels, vectors)
+    queries = rng.normal(size=(3, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    scores = (queries @ vectors.T).max(axis=0)
+    best: dict[str, float] = {}
+    for label, score in zip(labels, scores, strict=True):
+        best[label] = max(best.get(label, -2.0), float(score))
+    for top_k, min_score in ((3, -1.0), (20, 0.0), (50, 0.5)):
+        expected = sorted((s, label) for label, s in best.items() if s >= min_score)[::-1][:top_k]
+        got = search_concepts(index, queries, top_k=top_k, min_score=min_score)
+        assert [(m.label, pytest.approx(m.score)) for m in got] == [
+            (label, s) for s, label in expected
+        ]
+
+
+def test_search_concepts_on_an_empty_index() -> None:
+    assert search_concepts(UserIndex(8), np.ones((1, 8), np.float32), top_k=3, min_score=0) == []
