@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from retrieval import EncoderConfig, ImageLimits
+from retrieval.images import ImageLimits
+
+if TYPE_CHECKING:
+    from retrieval.encoder import EncoderConfig
 
 MiB = 1024 * 1024
 
@@ -55,6 +58,9 @@ class Settings(BaseSettings):
         return (self.blob_dir or self.data_dir / "blobs").resolve()
 
     def encoder_config(self) -> EncoderConfig:
+        # Imported here: the encoder module loads torch, which key management never needs.
+        from retrieval.encoder import EncoderConfig
+
         return EncoderConfig(
             model=self.clip_model,
             pretrained=self.clip_pretrained,

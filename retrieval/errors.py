@@ -75,3 +75,13 @@ class ModelLoadError(RapportError):
     """A model could not be built or its weights could not be loaded."""
 
     title = "Model could not be loaded"
+
+
+class GeneratorUnavailable(RapportError):
+    """The multimodal LLM could not answer (backend down, failing or answering nonsense)."""
+
+    title = "Generator unavailable"
+
+
+class GeneratorTimeout(GeneratorUnavailable):
+    title = "Generator timed out"

@@ -7,7 +7,8 @@ request body, and can misbehave on purpose (``behaviour``):
 - ``"error"``: answer 500 with a body that tests check never reaches clients;
 - ``"hang"``: wait, sending nothing, until ``release`` is set (at ``stop()``);
 - ``"close"``: close the connection without answering;
-- ``"cut"``: stream the first delta, then close without ``[DONE]``.
+- ``"cut"``: close half-way through the answer (streaming: after one delta, without ``[DONE]``);
+- ``"garbage"``: answer 200 with a body that is not JSON (an event that is not, when streaming).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Literal
 
-Behaviour = Literal["ok", "error", "hang", "close", "cut"]
+Behaviour = Literal["ok", "error", "hang", "close", "cut", "garbage"]
 SECRET_BODY = "backend internals: stack trace at /srv/secret/model.py line 42"
 HANG_LIMIT_S = 30.0  # a safety net only: tests release hung handlers at teardown
 
@@ -36,7 +37,9 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def reply(self) -> str:
@@ -44,8 +47,8 @@ class FakeOpenAI:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/v1"
 
     def start(self) -> FakeOpenAI:
         self._thread.start()
@@ -102,6 +105,11 @@ class _ChatCompletions(BaseHTTPRequestHandler):
             self.close_connection = True
         elif body.get("stream"):
             self._stream(body)
+        elif behaviour == "garbage":
+            self._send(200, "text/html", b"<html>502 Bad Gateway</html>")
+        elif behaviour == "cut":
+            data = json.dumps(self._completion()).encode()
+            self._send(200, "application/json", data, stop_at=len(data) // 2)
         else:
             self._send_json(200, self._completion())
 
@@ -128,13 +136,17 @@ class _ChatCompletions(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         deltas = self.state.deltas
-        if self.state.behaviour == "cut":
+        if self.state.behaviour in ("cut", "garbage"):
             deltas = deltas[:1]
         for index, delta in enumerate(deltas):
             finish = "stop" if index == len(self.state.deltas) - 1 else None
-            self._event({"choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": finish}]})
+            self._event(
+                {"choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": finish}]}
+            )
         if self.state.behaviour == "cut":
             return
+        if self.state.behaviour == "garbage":
+            self.wfile.write(b"data: {not json\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 11, "completion_tokens": len(deltas)}
             self._event({"choices": [], "usage": usage})
@@ -146,9 +158,14 @@ class _ChatCompletions(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send(status, "application/json", json.dumps(payload).encode())
+
+    def _send(self, status: int, content_type: str, data: bytes, *, stop_at: int = -1) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if stop_at >= 0:
+            self.close_connection = True
+            data = data[:stop_at]
         self.wfile.write(data)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +58,7 @@ def _data_url_image(part: dict) -> Image.Image:
 # --- transformers, on a tiny random-weight LLaVA saved like a real checkpoint ---
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generator]:
     directory = save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
     generator = open_generator(
@@ -116,10 +118,15 @@ def test_a_description_spelling_the_image_token_stays_text(tiny_llava: Generator
     assert generation.usage.completion_tokens > 0
 
 
-def test_closing_a_stream_early_frees_the_model(tiny_llava: Generator, rap_prompt: Prompt) -> None:
-    stream = tiny_llava.stream(rap_prompt, GenerationOptions(max_new_tokens=200))
+def test_closing_a_stream_early_stops_the_generation(
+    tiny_llava: Generator, rap_prompt: Prompt
+) -> None:
+    # 3000 tokens take seconds here; a stopped generation ends at the next token.
+    stream = tiny_llava.stream(rap_prompt, GenerationOptions(max_new_tokens=3000))
     assert isinstance(next(stream), str)
-    stream.close()  # must stop the worker, or the next call would wait for 200 tokens
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 1.0
     generation = tiny_llava.generate(rap_prompt, GenerationOptions(max_new_tokens=2))
     assert generation.usage.completion_tokens > 0
 
@@ -142,7 +149,7 @@ def _openai(base_url: str, **overrides: object) -> Generator:
     config = GeneratorConfig(
         kind="openai", model="fake-vlm", base_url=base_url, api_key="sk-test", timeout_s=5.0
     )
-    return open_generator(GeneratorConfig(**{**config.__dict__, **overrides}))  # type: ignore[arg-type]
+    return open_generator(dataclasses.replace(config, **overrides))  # type: ignore[arg-type]
 
 
 def test_openai_request_carries_the_rap_prompt(backend: FakeOpenAI, rap_prompt: Prompt) -> None:
@@ -197,17 +204,22 @@ def test_openai_backend_error_is_unavailable_without_its_body(
     assert SECRET_BODY not in error.value.detail
 
 
-@pytest.mark.parametrize("behaviour", ["close", "cut"])
-def test_openai_dropped_connection_is_unavailable(
+@pytest.mark.parametrize("behaviour", ["close", "cut", "garbage"])
+def test_openai_dropped_connection_or_malformed_answer_is_unavailable(
     backend: FakeOpenAI, rap_prompt: Prompt, behaviour: str
 ) -> None:
     backend.behaviour = behaviour  # type: ignore[assignment]
     generator = _openai(backend.base_url)
     try:
-        with pytest.raises(GeneratorUnavailable):
+        with pytest.raises(GeneratorUnavailable) as whole:
+            generator.generate(rap_prompt, GenerationOptions())
+        with pytest.raises(GeneratorUnavailable) as streamed:
             list(generator.stream(rap_prompt, GenerationOptions()))
     finally:
         generator.close()
+    assert not isinstance(whole.value, GeneratorTimeout)
+    assert not isinstance(streamed.value, GeneratorTimeout)
+    assert len(backend.requests) == 2
 
 
 def test_openai_connection_refused_is_unavailable(rap_prompt: Prompt) -> None:
