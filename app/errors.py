@@ -24,8 +24,15 @@ class Unauthorized(errors.RapportError):
     title = "Unauthorized"
 
 
+class NoGenerator(errors.RapportError):
+    title = "No generator configured"
+
+
 STATUS: dict[type[errors.RapportError], int] = {
     Unauthorized: 401,
+    NoGenerator: 501,
+    errors.GeneratorTimeout: 504,
+    errors.GeneratorUnavailable: 502,
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.InvalidRequest: 422,

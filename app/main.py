@@ -12,17 +12,19 @@ from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
-from app.routes import concepts, health, retrieve, users
+from app.routes import chat, concepts, health, openai_compat, retrieve, users
 from app.services import Services
 from app.settings import Settings
-from retrieval import Encoder, UserIndexCache
+from retrieval import Encoder, Generator, UserIndexCache, open_generator
 from retrieval.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
 
-def build_services(settings: Settings, encoder: Encoder | None = None) -> Services:
-    """Open the database and blob store and load the encoder (the slow part)."""
+def build_services(
+    settings: Settings, encoder: Encoder | None = None, generator: Generator | None = None
+) -> Services:
+    """Open the database and blob store, load the encoder and the generator (the slow part)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     return Services(
@@ -32,6 +34,7 @@ def build_services(settings: Settings, encoder: Encoder | None = None) -> Servic
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         encoder=encoder or load_encoder(settings),
         user_index_cache=UserIndexCache(max_bytes=settings.index_cache_bytes),
+        generator=generator or open_generator(settings.generator_config()),
     )
 
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             yield
         finally:
             if services is None:
+                built.generator.close()
                 built.engine.dispose()
 
     app = FastAPI(
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
-    for router in (health.router, concepts.router, retrieve.router, users.router):
-        app.include_router(router)
+    routers = (health, concepts, retrieve, chat, openai_compat, users)
+    for module in routers:
+        app.include_router(module.router)
     return app

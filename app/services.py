@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.blobs import LocalBlobStore
 from app.settings import Settings
-from retrieval import Encoder, UserIndexCache
+from retrieval import Encoder, Generator, UserIndexCache
 
 
 @dataclass
@@ -21,6 +21,7 @@ class Services:
     blobs: LocalBlobStore
     encoder: Encoder
     user_index_cache: UserIndexCache
+    generator: Generator
 
     def index_key(self, user_id: int) -> Hashable:
         return (user_id, self.encoder.model_id)

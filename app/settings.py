@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.images import ImageLimits
 
 if TYPE_CHECKING:
     from retrieval.encoder import EncoderConfig
+    from retrieval.generators import GeneratorConfig
+    from retrieval.prompt import PromptConfig
 
 MiB = 1024 * 1024
 
@@ -37,17 +39,41 @@ class Settings(BaseSettings):
     min_score: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.75
     index_cache_bytes: Annotated[int, Field(ge=0)] = 512 * MiB
 
+    generator: Literal["transformers", "openai", "none"] = "none"
+    generator_model: str = ""
+    generator_base_url: str = ""
+    generator_api_key: SecretStr | None = None
+    generator_device: str = "auto"
+    generator_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    generator_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    generator_image_max_side: Annotated[int, Field(ge=64, le=8192)] = 1024
+    default_max_new_tokens: Annotated[int, Field(ge=1, le=32768)] = 256
+    max_new_tokens_limit: Annotated[int, Field(ge=1, le=32768)] = 2048
+    prompt_max_concepts: Annotated[int, Field(ge=0, le=20)] = 3
+    prompt_max_reference_images: Annotated[int, Field(ge=0, le=10)] = 1
+
     max_request_bytes: Annotated[int, Field(ge=1024)] = 50 * MiB
     max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * MiB
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 20
 
-    @field_validator("device")
+    @field_validator("device", "generator_device")
     @classmethod
     def _check_device(cls, value: str) -> str:
         if value != "auto" and value != "cpu" and not value.startswith("cuda"):
             raise ValueError("device must be auto, cpu or cuda[:N]")
         return value
+
+    @model_validator(mode="after")
+    def _check_generator(self) -> Settings:
+        if self.generator == "openai" and not (self.generator_base_url and self.generator_model):
+            raise ValueError(
+                "RAPPORT_GENERATOR=openai needs RAPPORT_GENERATOR_BASE_URL "
+                "and RAPPORT_GENERATOR_MODEL"
+            )
+        if self.generator == "transformers" and not self.generator_model:
+            raise ValueError("RAPPORT_GENERATOR=transformers needs RAPPORT_GENERATOR_MODEL")
+        return self
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -70,3 +96,25 @@ class Settings(BaseSettings):
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+
+    def generator_config(self) -> GeneratorConfig:
+        from retrieval.generators import GeneratorConfig
+
+        return GeneratorConfig(
+            kind=self.generator,
+            model=self.generator_model,
+            base_url=self.generator_base_url,
+            api_key=self.generator_api_key.get_secret_value() if self.generator_api_key else None,
+            device=self.generator_device,
+            dtype=self.generator_dtype,
+            timeout_s=self.generator_timeout_s,
+            image_max_side=self.generator_image_max_side,
+        )
+
+    def prompt_config(self) -> PromptConfig:
+        from retrieval.prompt import PromptConfig
+
+        return PromptConfig(
+            max_concepts=self.prompt_max_concepts,
+            max_reference_images=self.prompt_max_reference_images,
+        )

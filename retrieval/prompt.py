@@ -115,7 +115,7 @@ def build_prompt(
         query_turn = user_turns[-1] if query_turn is None else query_turn
     elif not 0 <= query_turn < len(turns) or turns[query_turn].role != "user":
         raise InvalidRequest(f"turn {query_turn} is not a user turn")
-    chosen = _choose(concepts, turns[query_turn].text, config.max_concepts)
+    chosen = choose_concepts(concepts, turns[query_turn].text, config.max_concepts)
     if not chosen:
         return Prompt(tuple(_message(turn) for turn in turns), ())
 
@@ -187,7 +187,10 @@ def to_transformers_conversation(
     return conversation, images
 
 
-def _choose(concepts: Sequence[PromptConcept], query_text: str, limit: int) -> list[PromptConcept]:
+def choose_concepts(
+    concepts: Sequence[PromptConcept], query_text: str, limit: int
+) -> list[PromptConcept]:
+    """The concepts a prompt includes: those named in ``query_text`` first, then by score."""
     named = named_in(query_text, (c.name for c in concepts))
     # Stable: equal keys keep the caller's order.
     ranked = sorted(concepts, key=lambda c: (name_key(c.name) not in named, -c.score))

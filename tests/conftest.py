@@ -40,6 +40,14 @@ def _postgres_admin() -> object:
 
 
 @pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight LLaVA saved as a checkpoint folder, loaded like a real one."""
+    from tests.tiny_mllm import save_tiny_llava
+
+    return save_tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "rapport.db"
     upgrade(f"sqlite:///{path}")
@@ -154,6 +162,7 @@ def start_server(encoder: Encoder) -> Iterator[object]:
     yield start
     for server in servers:
         server.stop()
+        server.services.generator.close()
         server.services.engine.dispose()
 
 

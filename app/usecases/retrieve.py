@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from app import repository as repo
 from app.db.models import Concept
@@ -43,10 +45,32 @@ def retrieve(
     """
     if query.image is None and not query.text:
         raise InvalidRequest("send an image, a text, or both")
-    vectors = None
+    images = []
     if query.image is not None:
-        decoded = decode_image(query.image, services.settings.image_limits())
-        vectors = services.encoder.encode_images([decoded.image])
+        images.append(decode_image(query.image, services.settings.image_limits()).image)
+    return find_matches(
+        services,
+        tenant_id=tenant_id,
+        external_user_id=external_user_id,
+        images=images,
+        text=query.text,
+        top_k=query.top_k,
+        min_score=query.min_score,
+    )
+
+
+def find_matches(
+    services: Services,
+    *,
+    tenant_id: int,
+    external_user_id: str,
+    images: Sequence[Image.Image],
+    text: str | None,
+    top_k: int,
+    min_score: float,
+) -> list[Match]:
+    """``retrieve`` for decoded photos: a concept's score is its best over all of them."""
+    vectors = services.encoder.encode_images(images) if images else None
     with services.sessions() as session:
         user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
         if user is None:
@@ -58,13 +82,11 @@ def retrieve(
             index = services.user_index_cache.get(
                 services.index_key(user_id), version, lambda: _load_index(services, user_id)
             )
-            for match in search_concepts(
-                index, vectors, top_k=query.top_k, min_score=query.min_score
-            ):
+            for match in search_concepts(index, vectors, top_k=top_k, min_score=min_score):
                 scores[match.label] = (match.score, "image")
-        if query.text:
+        if text:
             names = repo.concept_names(session=session, user_id=user_id)
-            mentioned = named_in(query.text, names.values())
+            mentioned = named_in(text, names.values())
             named = [
                 concept_id
                 for concept_id, name in names.items()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
+from typing import Any
 
 import httpx
+from PIL import Image
 from sqlalchemy import func, select
 
 from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
+from app.settings import Settings
 from tests import factories
+from tests.conftest import LiveServer, make_settings
+from tests.fake_openai_server import FakeOpenAI
 
 
 def register(
@@ -76,3 +83,78 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     body = response.json()
     assert body["status"] == status and body["title"] and body["detail"]
     return body
+
+
+def data_url(content: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(content).decode()
+
+
+def image_urls(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        part["image_url"]["url"]
+        for message in messages
+        if isinstance(message["content"], list)
+        for part in message["content"]
+        if part["type"] == "image_url"
+    ]
+
+
+def texts(messages: list[dict[str, Any]]) -> str:
+    chunks = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, str):
+            chunks.append(content)
+        else:
+            chunks += [part["text"] for part in content if part["type"] == "text"]
+    return "\n".join(chunks)
+
+
+def decoded(url: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str | None, str]]:
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            events.append((name, line[len("data: ") :]))
+            name = None
+    return events
+
+
+def setup_users(server: LiveServer) -> httpx.Client:
+    """alice has <bo> (a dog); bob has his own <bo>; another tenant has a <bo> too."""
+    client = server.client(server.new_key("acme"))
+    bo = register_subject(client, "alice", "dog")
+    client.patch(
+        f"/v1/users/alice/concepts/{bo['id']}",
+        json={"name": "<bo>", "description": "alice's corgi, loves the beach"},
+    )
+    bobs = register_subject(client, "bob", "dog")
+    client.patch(
+        f"/v1/users/bob/concepts/{bobs['id']}", json={"name": "<bo>", "description": "BOB-SECRET"}
+    )
+    other = server.client(server.new_key("globex"))
+    theirs = register_subject(other, "alice", "dog")
+    other.patch(
+        f"/v1/users/alice/concepts/{theirs['id']}",
+        json={"name": "<bo>", "description": "OTHER-TENANT-SECRET"},
+    )
+    return client
+
+
+def openai_settings(
+    database_url: str, tmp_path: Path, backend: FakeOpenAI, **extra: Any
+) -> Settings:
+    return make_settings(
+        database_url,
+        tmp_path / "data",
+        generator="openai",
+        generator_base_url=backend.base_url,
+        generator_model="fake-vlm",
+        generator_api_key="sk-backend",
+        **extra,
+    )

@@ -1,0 +1,180 @@
+"""Bodies of the chat endpoints: rapport's own /chat and the OpenAI-compatible one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.schemas import ConceptBrief, MinScore, TopK, decode_base64_image
+from app.usecases.chat import ChatAnswer, ChatQuery, PreparedChat
+from app.usecases.retrieve import Match
+from retrieval import ChatTurn, Generation, GenerationOptions, ImageLimits, decode_image
+from retrieval.errors import InvalidRequest
+
+MaxNewTokens = Annotated[int, Field(ge=1)]
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    url: str
+    detail: str | None = None
+
+
+class ContentPart(BaseModel):
+    """An OpenAI content part: text, or a photo as a data URL (or bare base64)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "image_url", "input_text", "input_image"]
+    text: str | None = None
+    image_url: ImageURL | str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+    def to_turn(self, limits: ImageLimits) -> ChatTurn:
+        texts: list[str] = []
+        images: list[Image.Image] = []
+        parts = (
+            [ContentPart(type="text", text=self.content)]
+            if isinstance(self.content, str)
+            else (self.content or [])
+        )
+        for part in parts:
+            if part.type in ("text", "input_text"):
+                texts.append(part.text or "")
+            else:
+                url = part.image_url.url if isinstance(part.image_url, ImageURL) else part.image_url
+                images.append(load_photo(url or "", limits))
+        role = "system" if self.role == "developer" else self.role
+        return ChatTurn(role=role, text="\n".join(t for t in texts if t), images=tuple(images))
+
+
+def load_photo(reference: str, limits: ImageLimits) -> Image.Image:
+    if reference.startswith(("http://", "https://")):
+        raise InvalidRequest(
+            "photos given by http(s) URL are not fetched; send them as data URLs "
+            "(data:image/jpeg;base64,...) or base64"
+        )
+    return decode_image(decode_base64_image(reference), limits).image
+
+
+def turns_from(messages: list[ChatMessage], limits: ImageLimits, max_images: int) -> list[ChatTurn]:
+    turns = [message.to_turn(limits) for message in messages]
+    count = sum(len(turn.images) for turn in turns)
+    if count > max_images:
+        raise InvalidRequest(f"{count} photos in one conversation; the limit is {max_images}")
+    return turns
+
+
+class ChatRequest(BaseModel):
+    """A conversation (OpenAI-style ``messages``) or the short form ``question`` + ``image``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=200)
+    question: str | None = Field(default=None, max_length=8000)
+    image: str | None = Field(default=None, description="base64 or a data URL")
+    top_k: TopK | None = None
+    min_score: MinScore | None = None
+    max_new_tokens: MaxNewTokens | None = None
+    temperature: Temperature = 0.0
+    stream: bool = False
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ChatRequest:
+        if (self.messages is None) == (self.question is None):
+            raise ValueError("send either messages or question")
+        if self.image is not None and self.messages is not None:
+            raise ValueError("image goes with question; in messages, use image_url parts")
+        return self
+
+    def to_query(
+        self,
+        *,
+        default_top_k: int,
+        default_min_score: float,
+        default_max_new_tokens: int,
+        limits: ImageLimits,
+        max_images: int,
+    ) -> ChatQuery:
+        if self.messages is not None:
+            turns = turns_from(self.messages, limits, max_images)
+        else:
+            photos = (load_photo(self.image, limits),) if self.image else ()
+            turns = [ChatTurn(role="user", text=self.question or "", images=photos)]
+        return ChatQuery(
+            turns=turns,
+            top_k=self.top_k or default_top_k,
+            min_score=default_min_score if self.min_score is None else self.min_score,
+            options=GenerationOptions(
+                max_new_tokens=self.max_new_tokens or default_max_new_tokens,
+                temperature=self.temperature,
+            ),
+        )
+
+
+class UsedConcept(ConceptBrief):
+    score: float
+    source: Literal["image", "text"]
+
+    @classmethod
+    def from_match(cls, match: Match) -> UsedConcept:
+        c = match.concept
+        return cls(
+            id=c.id,
+            name=c.name,
+            description=c.description,
+            category=c.category,
+            score=round(match.score, 6),
+            source=match.source,
+        )
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def from_generation(cls, generation: Generation) -> UsageOut:
+        usage = generation.usage
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        )
+
+
+class ChatOut(BaseModel):
+    answer: str
+    concepts: list[UsedConcept]
+    usage: UsageOut
+    model: str
+    finish_reason: str
+    prompt: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="the personalized prompt as OpenAI messages, when no MLLM is configured",
+    )
+
+    @classmethod
+    def from_answer(
+        cls, answer: ChatAnswer, *, model: str, prompt: list[dict[str, Any]] | None
+    ) -> ChatOut:
+        return cls(
+            answer=answer.generation.text,
+            concepts=concepts_of(answer.prepared),
+            usage=UsageOut.from_generation(answer.generation),
+            model=model,
+            finish_reason=answer.generation.finish_reason,
+            prompt=prompt,
+        )
+
+
+def concepts_of(prepared: PreparedChat) -> list[UsedConcept]:
+    return [UsedConcept.from_match(match) for match in prepared.used]

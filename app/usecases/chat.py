@@ -1,0 +1,143 @@
+"""Personalized answers: retrieve on the conversation, build RAP's prompt, generate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from PIL import Image
+
+from app import repository as repo
+from app.errors import NoGenerator
+from app.services import Services
+from app.usecases.retrieve import Match, find_matches
+from retrieval import (
+    ChatTurn,
+    Generation,
+    GenerationOptions,
+    Prompt,
+    PromptConcept,
+    build_prompt,
+    decode_image,
+    latest_query_turn,
+)
+from retrieval.errors import InvalidRequest
+from retrieval.generators import Stream
+from retrieval.prompt import choose_concepts
+
+
+@dataclass(frozen=True)
+class ChatQuery:
+    turns: Sequence[ChatTurn]
+    top_k: int
+    min_score: float
+    options: GenerationOptions
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    prompt: Prompt
+    used: list[Match]  # the matches whose concepts are in the prompt, in its order
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    prepared: PreparedChat
+    generation: Generation
+
+
+def prepare_chat(
+    services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
+) -> PreparedChat:
+    """Retrieve the user's concepts for the conversation and build the prompt.
+
+    Retrieval runs on the latest user turn that has a photo or names a concept;
+    without a user id (an OpenAI request with no ``user``) nothing is retrieved.
+    """
+    _check_options(services, query.options)
+    turns = list(query.turns)
+    if external_user_id is None:
+        return PreparedChat(prompt=build_prompt(turns, []), used=[])
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        names = list(repo.concept_names(session=session, user_id=user.id).values()) if user else []
+    query_turn = latest_query_turn(turns, names)
+    if query_turn is None:
+        return PreparedChat(prompt=build_prompt(turns, []), used=[])
+    turn = turns[query_turn]
+    matches = find_matches(
+        services,
+        tenant_id=tenant_id,
+        external_user_id=external_user_id,
+        images=turn.images,
+        text=turn.text,
+        top_k=query.top_k,
+        min_score=query.min_score,
+    )
+    config = services.settings.prompt_config()
+    by_name = {match.concept.name: match for match in matches}
+    # Choose first, so that only the photos of concepts that go into the prompt are read.
+    chosen = choose_concepts(
+        [PromptConcept(m.concept.name, m.concept.description, (), m.score) for m in matches],
+        turn.text,
+        config.max_concepts,
+    )
+    used = [by_name[concept.name] for concept in chosen]
+    concepts = [
+        replace(concept, reference_images=photos)
+        for concept, photos in zip(chosen, _reference_photos(services, used), strict=True)
+    ]
+    prompt = build_prompt(turns, concepts, config, query_turn=query_turn)
+    return PreparedChat(prompt=prompt, used=used)
+
+
+def answer_chat(
+    services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
+) -> ChatAnswer:
+    """The whole personalized answer (blocking: run it off the event loop)."""
+    prepared = prepare_chat(
+        services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
+    )
+    return ChatAnswer(prepared, services.generator.generate(prepared.prompt, query.options))
+
+
+def stream_chat(
+    services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
+) -> tuple[PreparedChat, Stream]:
+    """The prompt's concepts at once, and a stream of the answer (deltas, then a Generation)."""
+    prepared = prepare_chat(
+        services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
+    )
+    return prepared, services.generator.stream(prepared.prompt, query.options)
+
+
+def require_generator(services: Services) -> None:
+    if services.generator.name == "none":
+        raise NoGenerator(
+            "this service has no MLLM (RAPPORT_GENERATOR=none); use "
+            "POST /v1/users/{user_id}/chat to get the personalized prompt instead"
+        )
+
+
+def _check_options(services: Services, options: GenerationOptions) -> None:
+    limit = services.settings.max_new_tokens_limit
+    if options.max_new_tokens > limit:
+        raise InvalidRequest(f"max_new_tokens is {options.max_new_tokens}; the limit is {limit}")
+
+
+def _reference_photos(
+    services: Services, matches: Sequence[Match]
+) -> list[tuple[Image.Image, ...]]:
+    """The first reference photos of each concept, decoded (they were checked on upload)."""
+    per_concept = services.settings.prompt_max_reference_images
+    if not matches or per_concept == 0:
+        return [() for _ in matches]
+    with services.sessions() as session:
+        rows = repo.images_of(session=session, concept_ids=[m.concept.id for m in matches])
+    return [
+        tuple(
+            decode_image(services.blobs.get(row.blob_key)).image
+            for row in rows[match.concept.id][:per_concept]
+        )
+        for match in matches
+    ]

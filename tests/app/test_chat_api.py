@@ -1,0 +1,192 @@
+"""Personalized answers through /v1/users/{id}/chat, with each kind of generator."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import factories
+from tests.app.helpers import (
+    assert_problem,
+    data_url,
+    decoded,
+    image_urls,
+    openai_settings,
+    setup_users,
+    sse_events,
+    texts,
+)
+from tests.conftest import LiveServer, make_settings
+from tests.fake_openai_server import FakeOpenAI
+
+
+def test_without_a_generator_chat_returns_the_personalized_prompt(server: LiveServer) -> None:
+    client = setup_users(server)
+    query = factories.photo("dog", 4)
+    response = client.post(
+        "/v1/users/alice/chat",
+        json={"question": "What is <bo> doing?", "image": data_url(query), "min_score": 0.5},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"] == ""
+    assert [(c["name"], c["source"]) for c in body["concepts"]] == [("<bo>", "image")]
+    prompt = body["prompt"]
+    text = texts(prompt)
+    assert "Name: <bo>, Info: alice's corgi, loves the beach" in text
+    assert "SECRET" not in json.dumps(prompt)
+    urls = image_urls(prompt)
+    # The query photo, then the reference photo of <bo>.
+    assert len(urls) == 2
+    assert decoded(urls[0]).size == (512, 512)
+    assert text.rstrip().endswith("What is <bo> doing?")
+
+
+def test_the_openai_backend_receives_the_concept_and_its_photo(
+    openai_server: LiveServer, backend: FakeOpenAI
+) -> None:
+    client = setup_users(openai_server)
+    response = client.post(
+        "/v1/users/alice/chat",
+        json={
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "Hi! Send me a photo."},
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": data_url(factories.photo("dog", 4))},
+                        },
+                        {"type": "text", "text": "what is bo doing?"},
+                    ],
+                },
+            ],
+            "max_new_tokens": 50,
+            "temperature": 0.3,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"] == backend.reply
+    assert body["model"] == "fake-vlm"
+    assert [c["name"] for c in body["concepts"]] == ["<bo>"]
+    assert body["prompt"] is None
+    (sent,) = backend.requests
+    assert (sent["max_tokens"], sent["temperature"], sent["model"]) == (50, 0.3, "fake-vlm")
+    assert {k.lower(): v for k, v in backend.headers[0].items()}[
+        "authorization"
+    ] == "Bearer sk-backend"
+    messages = sent["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert texts(messages[1:2]) == "hello"
+    last = texts(messages[3:])
+    assert "Name: <bo>, Info: alice's corgi, loves the beach" in last
+    assert "SECRET" not in json.dumps(messages)
+    query_photo, reference = (decoded(url) for url in image_urls(messages))
+    stored = Image.open(io.BytesIO(factories.photo("dog", 0)))
+    # The reference is alice's first registered photo of <bo>, not the query.
+    assert reference.size == stored.size
+    gray = [np.asarray(image.convert("L"), dtype=np.float32) for image in (reference, stored)]
+    assert float(np.abs(gray[0] - gray[1]).mean()) < 8
+    assert query_photo.size == (512, 512)
+
+
+def test_chat_streams_concepts_then_deltas_then_done(
+    openai_server: LiveServer, backend: FakeOpenAI
+) -> None:
+    client = setup_users(openai_server)
+    body = {
+        "question": "is <bo> here?",
+        "image": data_url(factories.photo("cat", 0)),
+        "stream": True,
+    }
+    with client.stream("POST", "/v1/users/alice/chat", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    names = [name for name, _ in events]
+    assert names[0] == "concepts" and names[-1] == "done"
+    assert set(names[1:-1]) == {"delta"}
+    assert [c["name"] for c in json.loads(events[0][1])["concepts"]] == ["<bo>"]
+    streamed = "".join(json.loads(data)["text"] for name, data in events if name == "delta")
+    assert streamed == json.loads(events[-1][1])["answer"] == backend.reply
+    assert backend.requests[0]["stream"] is True
+
+
+@pytest.mark.parametrize(("behaviour", "status"), [("error", 502), ("close", 502), ("hang", 504)])
+def test_backend_failures_map_to_502_and_504(
+    behaviour: str,
+    status: int,
+    start_server: Any,
+    database_url: str,
+    tmp_path: Path,
+    backend: FakeOpenAI,
+) -> None:
+    server = start_server(openai_settings(database_url, tmp_path, backend, generator_timeout_s=0.5))
+    client = server.client(server.new_key("acme"))
+    backend.behaviour = behaviour  # type: ignore[assignment]
+    for stream in (False, True):
+        response = client.post("/v1/users/alice/chat", json={"question": "hi", "stream": stream})
+        problem = assert_problem(response, status)
+        assert "secret" not in problem["detail"].lower()
+
+
+def test_chat_validation(server: LiveServer) -> None:
+    client = server.client(server.new_key("acme"))
+    assert_problem(client.post("/v1/users/alice/chat", json={}), 422)
+    both = {"question": "hi", "messages": [{"role": "user", "content": "hi"}]}
+    assert_problem(client.post("/v1/users/alice/chat", json=both), 422)
+    remote = {"question": "hi", "image": "https://example.com/dog.jpg"}
+    assert (
+        "data URL"
+        in assert_problem(client.post("/v1/users/alice/chat", json=remote), 422)["detail"]
+    )
+    assert_problem(
+        client.post("/v1/users/alice/chat", json={"question": "x", "image": "bm90"}), 415
+    )
+    too_long = {"question": "hi", "max_new_tokens": 100_000}
+    assert_problem(client.post("/v1/users/alice/chat", json=too_long), 422)
+    no_user = {"messages": [{"role": "assistant", "content": "hi"}]}
+    assert_problem(client.post("/v1/users/alice/chat", json=no_user), 422)
+
+
+def test_the_transformers_generator_end_to_end(
+    start_server: Any, database_url: str, tmp_path: Path, tiny_llava_dir: Path
+) -> None:
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        generator="transformers",
+        generator_model=str(tiny_llava_dir),
+        generator_device="cpu",
+    )
+    server = start_server(settings)
+    client = setup_users(server)
+    request = {
+        "question": "what is <bo> doing?",
+        "image": data_url(factories.photo("dog", 3)),
+        "max_new_tokens": 8,
+    }
+    response = client.post("/v1/users/alice/chat", json=request)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [c["name"] for c in body["concepts"]] == ["<bo>"]
+    assert 0 < body["usage"]["completion_tokens"] <= 8
+    assert body["usage"]["prompt_tokens"] > 20
+    assert body["finish_reason"] in ("stop", "length")
+    with client.stream("POST", "/v1/users/alice/chat", json=request | {"stream": True}) as streamed:
+        events = sse_events(streamed)
+    deltas = "".join(json.loads(d)["text"] for n, d in events if n == "delta")
+    done = json.loads(events[-1][1])
+    assert events[-1][0] == "done"
+    assert deltas == done["answer"]
+    # Greedy decoding: the same prompt gives the same answer streamed or not.
+    assert done["answer"] == body["answer"]
