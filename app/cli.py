@@ -126,5 +126,8 @@ def reindex() -> None:
         services = build_services(_settings())
     except ModelLoadError as error:
         raise click.ClickException(error.detail) from None
-    count = reindex_all(services, progress=lambda done: click.echo(f"{done} photos", err=True))
+    try:
+        count = reindex_all(services, progress=lambda done: click.echo(f"{done} photos", err=True))
+    finally:
+        services.close()
     click.echo(f"embedded {count} photos with {services.encoder.model_id}", err=True)

@@ -54,8 +54,14 @@ def status_of(error: errors.RapportError) -> int:
     return 500
 
 
+RETRY_AFTER_S = 1
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {
+        401: {"WWW-Authenticate": "Bearer"},
+        429: {"Retry-After": str(RETRY_AFTER_S)},
+    }.get(status)
     return JSONResponse(
         {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
         status_code=status,

@@ -6,16 +6,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.metrics import Metrics, MetricsMiddleware
 from app.routes import chat, concepts, health, openai_compat, retrieve, users
 from app.services import Services
 from app.settings import Settings
 from retrieval import Encoder, Generator, UserIndexCache, open_generator
+from retrieval.batching import BatchingEncoder
 from retrieval.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -27,14 +30,24 @@ def build_services(
     """Open the database and blob store, load the encoder and the generator (the slow part)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
+    metrics = Metrics()
+    batching = BatchingEncoder(
+        encoder or load_encoder(settings),
+        settings.batching_config(),
+        on_batch=metrics.observe_batch,
+    )
+    cache = UserIndexCache(max_bytes=settings.index_cache_bytes)
+    metrics.track_queue(lambda: batching.queue_depth)
+    metrics.track_cache(cache.stats)
     return Services(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
         blobs=LocalBlobStore(settings.resolved_blob_dir),
-        encoder=encoder or load_encoder(settings),
-        user_index_cache=UserIndexCache(max_bytes=settings.index_cache_bytes),
+        encoder=batching.start(),
+        user_index_cache=cache,
         generator=generator or open_generator(settings.generator_config()),
+        metrics=metrics,
     )
 
 
@@ -58,12 +71,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = services or build_services(settings)
         app.state.services = built
+        # Database, decoding and model work run in this pool, never on the event loop.
+        to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
         try:
             yield
         finally:
             if services is None:
-                built.generator.close()
-                built.engine.dispose()
+                built.close()
 
     app = FastAPI(
         title="rapport",
@@ -72,6 +86,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.services.metrics)
     install_error_handlers(app)
     routers = (health, concepts, retrieve, chat, openai_compat, users)
     for module in routers:

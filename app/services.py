@@ -9,8 +9,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.blobs import LocalBlobStore
+from app.metrics import Metrics
 from app.settings import Settings
-from retrieval import Encoder, Generator, UserIndexCache
+from retrieval import Generator, UserIndexCache
+from retrieval.batching import BatchingEncoder
 
 
 @dataclass
@@ -19,9 +21,16 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     blobs: LocalBlobStore
-    encoder: Encoder
+    encoder: BatchingEncoder
     user_index_cache: UserIndexCache
     generator: Generator
+    metrics: Metrics
+
+    def close(self) -> None:
+        """Stop the encoder's worker, release the generator and the database connections."""
+        self.encoder.stop()
+        self.generator.close()
+        self.engine.dispose()
 
     def index_key(self, user_id: int) -> Hashable:
         return (user_id, self.encoder.model_id)

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retrieval.images import ImageLimits
 
 if TYPE_CHECKING:
+    from retrieval.batching import BatchingConfig
     from retrieval.encoder import EncoderConfig
     from retrieval.generators import GeneratorConfig
     from retrieval.prompt import PromptConfig
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     clip_pretrained: str = "laion2b_s34b_b79k"
     device: str = "auto"
     encode_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
+    encode_max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
+    encode_queue_size: Annotated[int, Field(ge=1)] = 256
+    threadpool_size: Annotated[int, Field(ge=4, le=1024)] = 64
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
     min_score: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.75
@@ -117,4 +121,13 @@ class Settings(BaseSettings):
         return PromptConfig(
             max_concepts=self.prompt_max_concepts,
             max_reference_images=self.prompt_max_reference_images,
+        )
+
+    def batching_config(self) -> BatchingConfig:
+        from retrieval.batching import BatchingConfig
+
+        return BatchingConfig(
+            max_batch=self.encode_batch_size,
+            max_wait_ms=self.encode_max_wait_ms,
+            queue_size=self.encode_queue_size,
         )

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -72,6 +73,21 @@ def postgres_template() -> Iterator[str]:
     admin.dispose()  # type: ignore[attr-defined]
 
 
+@contextmanager
+def fresh_postgres(template: str) -> Iterator[str]:
+    """A new database copied from the migrated template; dropped afterwards."""
+    name = f"rapport_test_{uuid.uuid4().hex[:12]}"
+    admin = _postgres_admin()
+    with admin.connect() as connection:  # type: ignore[attr-defined]
+        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:  # type: ignore[attr-defined]
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()  # type: ignore[attr-defined]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A freshly migrated, empty database of each backend, private to one test."""
@@ -80,15 +96,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("postgres_template")
-    name = f"rapport_test_{uuid.uuid4().hex[:12]}"
-    admin = _postgres_admin()
-    with admin.connect() as connection:  # type: ignore[attr-defined]
-        connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:  # type: ignore[attr-defined]
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()  # type: ignore[attr-defined]
+    with fresh_postgres(request.getfixturevalue("postgres_template")) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A freshly migrated PostgreSQL database, for what only PostgreSQL does (several hosts)."""
+    with fresh_postgres(postgres_template) as url:
+        yield url
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
@@ -162,8 +178,7 @@ def start_server(encoder: Encoder) -> Iterator[object]:
     yield start
     for server in servers:
         server.stop()
-        server.services.generator.close()
-        server.services.engine.dispose()
+        server.services.close()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.deps import ServicesDep
@@ -24,3 +25,9 @@ def readyz(services: ServicesDep) -> JSONResponse:
     except Exception:
         return JSONResponse({"status": "not ready", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ready", "database": "ok", "encoder": services.encoder.model_id})
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics of this process (route templates only, never ids)."""
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -26,8 +26,9 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
     while True:
         with services.sessions() as session:
             has_vector = select(Embedding.image_id).where(Embedding.model_id == model_id)
+            batch = min(BATCH, services.settings.encode_queue_size)
             rows = session.scalars(
-                select(ImageRow).where(ImageRow.id.not_in(has_vector)).limit(BATCH)
+                select(ImageRow).where(ImageRow.id.not_in(has_vector)).limit(batch)
             ).all()
         if not rows:
             return done

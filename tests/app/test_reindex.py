@@ -47,4 +47,4 @@ def test_reindex_after_a_model_change(
         assert models.count(other.model_id) == 6
     finally:
         server.stop()
-        services.engine.dispose()
+        services.close()

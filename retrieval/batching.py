@@ -1,0 +1,162 @@
+"""Micro-batching: photos of many concurrent requests share one forward pass.
+
+Callers preprocess their photos in their own threads (decode, resize and
+normalise overlap the device's work), then queue one tensor per photo; a single
+worker thread takes up to ``max_batch`` of them, waiting at most ``max_wait_ms``
+after the first, runs one forward pass and completes each caller's future. A
+full queue refuses new work (Overloaded) instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from retrieval.errors import Overloaded
+
+
+class TensorEncoder(Protocol):
+    model_id: str
+    dim: int
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor: ...
+    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray: ...
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    queue_size: int = 256
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one forward pass did: for metrics."""
+
+    size: int
+    seconds: float
+    queue_depth: int
+
+
+class BatchingEncoder:
+    """An encoder whose ``encode_images`` calls are batched across threads.
+
+    ``start()`` it before use and ``stop()`` it at shutdown; ``on_batch`` is
+    called from the worker after every forward pass.
+    """
+
+    def __init__(
+        self,
+        encoder: TensorEncoder,
+        config: BatchingConfig = BatchingConfig(),
+        *,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.config = config
+        self._on_batch = on_batch
+        self._queue: deque[tuple[torch.Tensor, Future[np.ndarray]]] = deque()
+        self._ready = threading.Condition()
+        self._running = False
+        self._worker: threading.Thread | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.encoder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def supports_text(self) -> bool:
+        return bool(getattr(self.encoder, "supports_text", True))
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> BatchingEncoder:
+        with self._ready:
+            if self._running:
+                return self
+            self._running = True
+        self._worker = threading.Thread(target=self._run, name="rapport-encoder", daemon=True)
+        self._worker.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        with self._ready:
+            self._running = False
+            self._ready.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Vectors for RGB photos, in order (blocks; preprocessing runs in this thread)."""
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tensors = [self.encoder.preprocess(image) for image in images]
+        futures = self.submit(tensors)
+        return np.stack([future.result() for future in futures])
+
+    def submit(self, tensors: Sequence[torch.Tensor]) -> list[Future[np.ndarray]]:
+        """Queue preprocessed photos; all or none are queued (Overloaded when full)."""
+        futures: list[Future[np.ndarray]] = [Future() for _ in tensors]
+        with self._ready:
+            if not self._running:
+                raise Overloaded("the encoder is not running")
+            if len(self._queue) + len(tensors) > self.config.queue_size:
+                raise Overloaded("too many photos are waiting to be encoded; retry shortly")
+            self._queue.extend(zip(tensors, futures, strict=True))
+            self._ready.notify()
+        return futures
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode_texts(texts)
+
+    def _next_batch(self) -> list[tuple[torch.Tensor, Future[np.ndarray]]]:
+        with self._ready:
+            while not self._queue and self._running:
+                self._ready.wait()
+            if not self._queue:
+                return []
+            deadline = time.monotonic() + self.config.max_wait_ms / 1000
+            while len(self._queue) < self.config.max_batch and self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._ready.wait(remaining)
+            count = min(self.config.max_batch, len(self._queue))
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                return
+            started = time.perf_counter()
+            try:
+                vectors = self.encoder.encode_tensors([tensor for tensor, _ in batch])
+            except BaseException as error:
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                future.set_result(vector)
+            if self._on_batch is not None:
+                elapsed = time.perf_counter() - started
+                self._on_batch(BatchStats(len(batch), elapsed, len(self._queue)))

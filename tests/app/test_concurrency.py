@@ -1,0 +1,118 @@
+"""The event loop never blocks; overload is refused, not queued forever; metrics tell the story."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests import factories
+from tests.app.helpers import assert_problem, register, register_subject, retrieve, stored
+from tests.conftest import LiveServer, make_settings
+
+
+def test_health_answers_quickly_while_heavy_registrations_run(server: LiveServer) -> None:
+    key = server.new_key("acme")
+    photos = [factories.photo(s, i) for s in ("dog", "cat", "backpack") for i in range(3)]
+
+    def register_many(worker: int) -> list[int]:
+        with httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as client:
+            return [
+                register(client, f"user{worker}", f"thing{n}", photos[n % 3 * 3 :][:3]).status_code
+                for n in range(4)
+            ]
+
+    latencies = []
+    with ThreadPoolExecutor(max_workers=8) as pool, server.client() as health:
+        futures = [pool.submit(register_many, worker) for worker in range(8)]
+        while not all(f.done() for f in futures):
+            started = time.perf_counter()
+            assert health.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+        statuses = [status for f in futures for status in f.result()]
+    assert statuses == [201] * 32
+    assert len(latencies) >= 5, "the registrations ended before health could be measured"
+    assert max(latencies) < 0.5, sorted(latencies)[-5:]
+
+
+def test_a_full_encoder_queue_answers_429_and_stores_nothing(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    server: LiveServer = start_server(
+        make_settings(database_url, tmp_path / "data", encode_queue_size=2)
+    )
+    client = server.client(server.new_key("acme"))
+    before = stored(server.services)
+    response = register(client, "alice", "bo", [factories.photo("dog", i) for i in range(3)])
+    assert_problem(response, 429)
+    assert response.headers["retry-after"] == "1"
+    assert stored(server.services) == before
+    assert register(client, "alice", "bo", [factories.photo("dog", 0)]).status_code == 201
+
+
+def test_metrics(server: LiveServer, api: httpx.Client) -> None:
+    register_subject(api, "alice", "dog")
+    retrieve(api, "alice", factories.photo("dog", 1))
+    retrieve(api, "alice", factories.photo("dog", 2))
+    api.get("/v1/users/alice/concepts/missing")
+    text = server.client().get("/metrics").text
+
+    def value(name: str, **labels: str) -> float:
+        selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        pattern = rf"^{re.escape(name)}{re.escape('{' + selector + '}') if labels else ''} (\S+)$"
+        match = re.search(pattern, text, re.MULTILINE)
+        assert match, (name, labels)
+        return float(match.group(1))
+
+    route = "/v1/users/{user_id}/concepts"
+    assert value("rapport_http_requests_total", method="POST", route=route, status="201") == 1
+    retrieve_route = "/v1/users/{user_id}/retrieve"
+    assert (
+        value("rapport_http_requests_total", method="POST", route=retrieve_route, status="200") == 2
+    )
+    assert (
+        value(
+            "rapport_http_requests_total", method="GET", route=route + "/{concept_id}", status="404"
+        )
+        == 1
+    )
+    assert (
+        value("rapport_http_request_duration_seconds_count", method="POST", route=retrieve_route)
+        == 2
+    )
+    assert value("rapport_encoder_batch_size_sum") == 5
+    assert value("rapport_encoder_batch_seconds_count") >= 1
+    assert value("rapport_encoder_queue_depth") == 0
+    assert value("rapport_index_cache_entries") == 1
+    assert value("rapport_index_cache_misses_total") == 1
+    assert value("rapport_index_cache_hits_total") == 1
+    assert "alice" not in text and "missing" not in text
+
+
+def test_index_cache_memory_is_bounded_and_reloads_from_sql(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    dim = 64
+    per_user = 3 * (dim * 4 + 8 + 120)  # three vectors each, as UserIndex.nbytes counts them
+    server: LiveServer = start_server(
+        make_settings(database_url, tmp_path / "data", index_cache_bytes=2 * per_user)
+    )
+    client = server.client(server.new_key("acme"))
+    subjects = ["dog", "cat", "backpack", "can", "candle"]
+    for n, subject in enumerate(subjects):
+        register_subject(client, f"user{n}", subject)
+    cache = server.services.user_index_cache
+    for _ in range(2):
+        for n, subject in enumerate(subjects):
+            found = retrieve(client, f"user{n}", factories.photo(subject, 1), min_score=0.9999)
+            assert [m["concept"]["name"] for m in found.json()["matches"]] == [subject]
+            stats = cache.stats()
+            assert stats.nbytes <= 2 * per_user and stats.entries <= 2
+    # More users than fit: every retrieval after the first round reloaded its index.
+    assert cache.stats().misses == 10

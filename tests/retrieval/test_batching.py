@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from retrieval import Encoder, decode_image
+from retrieval.batching import BatchingConfig, BatchingEncoder, BatchStats
+from retrieval.errors import Overloaded
+from tests import factories
+
+
+class GatedEncoder:
+    """A real encoder whose forward passes wait for the test to open a gate."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.inner = encoder
+        self.model_id, self.dim = encoder.model_id, encoder.dim
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.inner.preprocess(image)
+
+    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        self.entered.set()
+        self.gate.wait(timeout=30)
+        self.batches.append(len(tensors))
+        return self.inner.encode_tensors(tensors)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_texts(texts)
+
+
+def photos(count: int) -> list[Image.Image]:
+    return [decode_image(factories.photo("dog", i % 5)).image for i in range(count)]
+
+
+def test_concurrent_callers_share_forward_passes(encoder: Encoder) -> None:
+    gated = GatedEncoder(encoder)
+    seen: list[BatchStats] = []
+    batching = BatchingEncoder(
+        gated, BatchingConfig(max_batch=8, max_wait_ms=50), on_batch=seen.append
+    )
+    batching.start()
+    try:
+        # The first call occupies the worker; the next ten queue up meanwhile.
+        first = batching.submit([encoder.preprocess(photos(1)[0])])
+        assert gated.entered.wait(timeout=30)
+        images = photos(10)
+        queued = [batching.submit([encoder.preprocess(image)])[0] for image in images]
+        assert batching.queue_depth == 10
+        gated.gate.set()
+        results = np.stack([future.result(timeout=30) for future in queued])
+        first[0].result(timeout=30)
+    finally:
+        batching.stop()
+    assert gated.batches == [1, 8, 2]
+    assert [s.size for s in seen] == [1, 8, 2]
+    # Batched results are the vectors each photo gets on its own.
+    assert np.allclose(results, encoder.encode_images(images), atol=1e-5)
+
+
+def test_a_full_queue_refuses_work_instead_of_growing(encoder: Encoder) -> None:
+    gated = GatedEncoder(encoder)
+    batching = BatchingEncoder(gated, BatchingConfig(max_batch=2, queue_size=3)).start()
+    tensor = encoder.preprocess(photos(1)[0])
+    try:
+        busy = batching.submit([tensor])
+        assert gated.entered.wait(timeout=30)
+        waiting = batching.submit([tensor, tensor, tensor])
+        with pytest.raises(Overloaded):
+            batching.submit([tensor])
+        assert batching.queue_depth == 3
+        gated.gate.set()
+        for future in busy + waiting:
+            assert future.result(timeout=30).shape == (encoder.dim,)
+    finally:
+        gated.gate.set()
+        batching.stop()
+    with pytest.raises(Overloaded):
+        batching.submit([tensor])
+
+
+def test_encode_images_matches_the_plain_encoder(encoder: Encoder) -> None:
+    batching = BatchingEncoder(encoder).start()
+    try:
+        images = photos(3)
+        assert np.allclose(batching.encode_images(images), encoder.encode_images(images), atol=1e-5)
+        assert batching.encode_images([]).shape == (0, encoder.dim)
+        assert batching.model_id == encoder.model_id
+    finally:
+        batching.stop()
