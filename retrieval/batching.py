@@ -2,9 +2,11 @@
 
 Callers preprocess their photos in their own threads (decode, resize and
 normalise overlap the device's work), then queue one tensor per photo; a single
-worker thread takes up to ``max_batch`` of them, waiting at most ``max_wait_ms``
-after the first, runs one forward pass and completes each caller's future. A
-full queue refuses new work (Overloaded) instead of growing without bound.
+worker thread takes up to ``max_batch`` of them, runs one forward pass and
+completes each caller's future. It waits for more (at most ``max_wait_ms``
+after the first) only while other callers are still preprocessing, so a lone
+request pays no batching delay. A full queue refuses new work (Overloaded)
+instead of growing without bound.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class BatchingEncoder:
         self._queue: deque[tuple[torch.Tensor, Future[np.ndarray]]] = deque()
         self._ready = threading.Condition()
         self._running = False
+        self._preparing = 0  # callers between encode_images() and their submit
         self._worker: threading.Thread | None = None
 
     @property
@@ -82,6 +85,10 @@ class BatchingEncoder:
     @property
     def supports_text(self) -> bool:
         return bool(getattr(self.encoder, "supports_text", True))
+
+    @property
+    def input_size(self) -> int | None:
+        return getattr(self.encoder, "input_size", None)
 
     @property
     def queue_depth(self) -> int:
@@ -109,14 +116,30 @@ class BatchingEncoder:
         """Vectors for RGB photos, in order (blocks; preprocessing runs in this thread)."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        tensors = [self.encoder.preprocess(image) for image in images]
-        futures = self.submit(tensors)
+        with self._ready:
+            self._preparing += 1
+        try:
+            tensors = [self.encoder.preprocess(image) for image in images]
+        except BaseException:
+            with self._ready:
+                self._preparing -= 1
+                self._ready.notify()
+            raise
+        futures = self.submit(tensors, prepared=True)
         return np.stack([future.result() for future in futures])
 
-    def submit(self, tensors: Sequence[torch.Tensor]) -> list[Future[np.ndarray]]:
-        """Queue preprocessed photos; all or none are queued (Overloaded when full)."""
+    def submit(
+        self, tensors: Sequence[torch.Tensor], *, prepared: bool = False
+    ) -> list[Future[np.ndarray]]:
+        """Queue preprocessed photos; all or none are queued (Overloaded when full).
+
+        ``prepared``: the caller announced itself in ``encode_images``.
+        """
         futures: list[Future[np.ndarray]] = [Future() for _ in tensors]
         with self._ready:
+            if prepared:
+                self._preparing -= 1
+                self._ready.notify()
             if not self._running:
                 raise Overloaded("the encoder is not running")
             if len(self._queue) + len(tensors) > self.config.queue_size:
@@ -135,7 +158,7 @@ class BatchingEncoder:
             if not self._queue:
                 return []
             deadline = time.monotonic() + self.config.max_wait_ms / 1000
-            while len(self._queue) < self.config.max_batch and self._running:
+            while len(self._queue) < self.config.max_batch and self._preparing and self._running:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -15,6 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
 
+ORIENTATION = 0x0112  # the EXIF tag
+
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -42,8 +44,15 @@ class DecodedImage:
     media_type: str
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+def decode_image(
+    data: bytes, limits: ImageLimits = ImageLimits(), *, min_side: int | None = None
+) -> DecodedImage:
     """Decode ``data`` fully or raise an ``ImageRejected`` subclass.
+
+    With ``min_side``, a JPEG may be decoded at a reduced scale (libjpeg's DCT
+    scaling) as long as both sides stay at least ``min_side``: several times
+    cheaper when the pixels only feed a 224-pixel model. ``width`` and
+    ``height`` are always those of the full photo, upright.
 
     Raises PayloadTooLarge above ``limits.max_bytes``, UnsupportedImage when the
     bytes are not one of MEDIA_TYPES, TooManyPixels above ``limits.max_pixels``
@@ -75,11 +84,15 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
         raise TooManyPixels(f"image is {width}x{height}; the limit is {limits.max_pixels} pixels")
     media_type = MEDIA_TYPES[image.format]
     try:
+        if min_side is not None and image.format == "JPEG":
+            image.draft("RGB", (min_side, min_side))
         image.load()
+        turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
         rgb = _to_rgb(ImageOps.exif_transpose(image))
     except Exception:
         raise CorruptImage("the image data is truncated or corrupt") from None
-    return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, media_type=media_type)
+    upright = (height, width) if turned else (width, height)
+    return DecodedImage(image=rgb, width=upright[0], height=upright[1], media_type=media_type)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile
 from app.deps import CallerDep, ServicesDep, UserId
 from app.schemas import RetrieveJSON, RetrieveOut
 from app.services import Services
+from app.timing import Timings
 from app.usecases.retrieve import RetrieveQuery, retrieve
 from retrieval.errors import InvalidRequest, PayloadTooLarge
 
@@ -39,13 +40,21 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
     },
 )
 async def retrieve_concepts(
-    user_id: UserId, request: Request, caller: CallerDep, services: ServicesDep
+    user_id: UserId, request: Request, response: Response, caller: CallerDep, services: ServicesDep
 ) -> RetrieveOut:
     """Find which of the user's concepts a photo shows or a text names."""
-    query = await _parse(request, services)
+    timings = Timings()
+    with timings.stage("parse"):
+        query = await _parse(request, services)
     matches = await run_in_threadpool(
-        retrieve, services, tenant_id=caller.tenant_id, external_user_id=user_id, query=query
+        retrieve,
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        query=query,
+        timings=timings,
     )
+    response.headers["Server-Timing"] = timings.header()
     return RetrieveOut.from_matches(matches)
 
 

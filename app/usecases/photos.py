@@ -30,7 +30,8 @@ def prepare_photos(services: Services, uploads: Sequence[bytes]) -> list[Prepare
         raise InvalidRequest("at least one image is required")
     if len(uploads) > limit:
         raise InvalidRequest(f"{len(uploads)} images in one request; the limit is {limit}")
-    decoded = [decode_image(data, services.settings.image_limits()) for data in uploads]
+    limits, min_side = services.settings.image_limits(), services.encoder.input_size
+    decoded = [decode_image(data, limits, min_side=min_side) for data in uploads]
     vectors = services.encoder.encode_images([photo.image for photo in decoded])
     return [
         PreparedPhoto(data=data, sha256=sha256_hex(data), decoded=photo, vector=vector)

@@ -32,7 +32,10 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
             ).all()
         if not rows:
             return done
-        images = [decode_image(services.blobs.get(row.blob_key)).image for row in rows]
+        min_side = services.encoder.input_size
+        images = [
+            decode_image(services.blobs.get(row.blob_key), min_side=min_side).image for row in rows
+        ]
         vectors = services.encoder.encode_images(images)
         for row, vector in zip(rows, vectors, strict=True):
             with services.sessions() as session:

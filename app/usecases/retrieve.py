@@ -12,6 +12,7 @@ from PIL import Image
 from app import repository as repo
 from app.db.models import Concept
 from app.services import Services
+from app.timing import Timings
 from retrieval import UserIndex, decode_image, name_key, named_in
 from retrieval.errors import InvalidRequest
 from retrieval.matching import search_concepts
@@ -36,7 +37,12 @@ class Match:
 
 
 def retrieve(
-    services: Services, *, tenant_id: int, external_user_id: str, query: RetrieveQuery
+    services: Services,
+    *,
+    tenant_id: int,
+    external_user_id: str,
+    query: RetrieveQuery,
+    timings: Timings | None = None,
 ) -> list[Match]:
     """Concepts seen in the photo (best first, top_k, above min_score), then those named.
 
@@ -45,9 +51,12 @@ def retrieve(
     """
     if query.image is None and not query.text:
         raise InvalidRequest("send an image, a text, or both")
+    timings = timings or Timings()
     images = []
     if query.image is not None:
-        images.append(decode_image(query.image, services.settings.image_limits()).image)
+        with timings.stage("decode"):
+            limits, min_side = services.settings.image_limits(), services.encoder.input_size
+            images.append(decode_image(query.image, limits, min_side=min_side).image)
     return find_matches(
         services,
         tenant_id=tenant_id,
@@ -56,6 +65,7 @@ def retrieve(
         text=query.text,
         top_k=query.top_k,
         min_score=query.min_score,
+        timings=timings,
     )
 
 
@@ -68,22 +78,31 @@ def find_matches(
     text: str | None,
     top_k: int,
     min_score: float,
+    timings: Timings | None = None,
 ) -> list[Match]:
     """``retrieve`` for decoded photos: a concept's score is its best over all of them."""
-    vectors = services.encoder.encode_images(images) if images else None
+    timings = timings or Timings()
+    vectors = None
+    if images:
+        with timings.stage("encode"):
+            vectors = services.encoder.encode_images(images)
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        with timings.stage("db"):
+            user = repo.find_user(
+                session=session, tenant_id=tenant_id, external_id=external_user_id
+            )
         if user is None:
             return []
         user_id, version = user.id, user.version
         scores: dict[str, tuple[float, Literal["image", "text"]]] = {}
         index = None
         if vectors is not None:
-            index = services.user_index_cache.get(
-                services.index_key(user_id), version, lambda: _load_index(services, user_id)
-            )
-            for match in search_concepts(index, vectors, top_k=top_k, min_score=min_score):
-                scores[match.label] = (match.score, "image")
+            with timings.stage("search"):
+                index = services.user_index_cache.get(
+                    services.index_key(user_id), version, lambda: _load_index(services, user_id)
+                )
+                for match in search_concepts(index, vectors, top_k=top_k, min_score=min_score):
+                    scores[match.label] = (match.score, "image")
         if text:
             names = repo.concept_names(session=session, user_id=user_id)
             mentioned = named_in(text, names.values())
@@ -98,7 +117,8 @@ def find_matches(
             for concept_id in named:
                 score = visual.get(concept_id, 0.0) if vectors is not None else NAMED_ONLY_SCORE
                 scores[concept_id] = (score, "text")
-        concepts = repo.get_concepts(session=session, user_id=user_id, concept_ids=list(scores))
+        with timings.stage("db"):
+            concepts = repo.get_concepts(session=session, user_id=user_id, concept_ids=list(scores))
     matches = [Match(concept=c, score=scores[c.id][0], source=scores[c.id][1]) for c in concepts]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
     return matches

@@ -88,3 +88,13 @@ def test_erasing_a_user_removes_everything(api: httpx.Client, server: object) ->
     assert retrieve(api, "alice", factories.photo("dog", 0)).json()["matches"] == []
     assert matched_names(retrieve(api, "bob", factories.photo("dog", 0), top_k=1)) == ["dog"]
     assert api.delete("/v1/users/alice").status_code == 204
+
+
+def test_server_timing_tells_where_the_time_went(api: httpx.Client) -> None:
+    register_subject(api, "alice", "dog")
+    response = retrieve(api, "alice", factories.photo("dog", 0))
+    stages = dict(
+        item.strip().split(";dur=") for item in response.headers["server-timing"].split(",")
+    )
+    assert {"parse", "decode", "encode", "db", "search"} <= set(stages)
+    assert all(float(ms) >= 0 for ms in stages.values())

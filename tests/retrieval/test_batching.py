@@ -96,3 +96,16 @@ def test_encode_images_matches_the_plain_encoder(encoder: Encoder) -> None:
         assert batching.model_id == encoder.model_id
     finally:
         batching.stop()
+
+
+def test_a_lone_caller_does_not_wait_for_company(encoder: Encoder) -> None:
+    import time
+
+    batching = BatchingEncoder(encoder, BatchingConfig(max_wait_ms=5000)).start()
+    try:
+        batching.encode_images(photos(1))  # warm-up
+        started = time.perf_counter()
+        batching.encode_images(photos(2))
+        assert time.perf_counter() - started < 2.5
+    finally:
+        batching.stop()

@@ -66,3 +66,16 @@ def test_transparency_is_flattened_on_white() -> None:
     image = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
     decoded = decode_image(factories.encode(image))
     assert decoded.image.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_reduced_scale_decoding_keeps_the_full_size_and_enough_pixels() -> None:
+    upright = factories.gradient(800, 600)
+    data = factories.jpeg_with_orientation(upright.transpose(Image.Transpose.ROTATE_90), 6)
+    full = decode_image(data)
+    small = decode_image(data, min_side=224)
+    assert (small.width, small.height) == (full.width, full.height) == (800, 600)
+    assert min(small.image.size) >= 224
+    assert small.image.size[0] < full.image.size[0]
+    assert small.image.size[0] / small.image.size[1] == pytest.approx(800 / 600, rel=0.02)
+    with pytest.raises(CorruptImage):
+        decode_image(factories.photo("cat", 0)[:3000], min_side=64)
