@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import timedelta
 
 import click
 
@@ -90,14 +91,31 @@ def _sessions():  # type: ignore[no-untyped-def]
     return make_sessionmaker(make_engine(settings.resolved_database_url))
 
 
+def _duration(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = value[:-1], value[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise click.BadParameter("use a positive number of days, hours or minutes: 90d, 12h, 30m")
+    return timedelta(**{units[unit]: int(number)})
+
+
 @keys.command("create")
 @click.option("--tenant", required=True, help="tenant (app) name; created if new")
-def keys_create(tenant: str) -> None:
-    """Create an API key and print it alone on stdout (only its hash is stored)."""
+@click.option("--expires-in", default=None, help="e.g. 90d, 12h, 30m; default: never")
+def keys_create(tenant: str, expires_in: str | None) -> None:
+    """Create an API key and print it alone on stdout (only its keyed hash is stored)."""
+    from app.db.models import utcnow
     from app.keys import create_key
 
+    lifetime = _duration(expires_in)
+    expires_at = utcnow() + lifetime if lifetime else None
+    settings = _settings()
     with _sessions()() as session:
-        key = create_key(session=session, tenant_name=tenant)
+        key = create_key(
+            session=session, tenant_name=tenant, secret=settings.key_secret, expires_at=expires_at
+        )
         session.commit()
     click.echo(key)
 

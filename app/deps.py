@@ -25,9 +25,9 @@ def require_caller(request: Request, services: ServicesDep) -> Caller:
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("send the API key as 'Authorization: Bearer KEY'")
     with services.sessions() as session:
-        caller = authenticate(session=session, key=key.strip())
+        caller = authenticate(session=session, key=key.strip(), secret=services.settings.key_secret)
     if caller is None:
-        raise Unauthorized("the API key is unknown or revoked")
+        raise Unauthorized("the API key is unknown, revoked or expired")
     return caller
 
 

@@ -14,7 +14,7 @@ from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
-from app.routes import chat, concepts, health, openai_compat, retrieve, users
+from app.routes import admin, chat, concepts, health, openai_compat, retrieve, users
 from app.services import Services
 from app.settings import Settings
 from retrieval import Encoder, Generator, UserIndexCache, open_generator
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.services.metrics)
     install_error_handlers(app)
-    routers = (health, concepts, retrieve, chat, openai_compat, users)
+    routers = (health, concepts, retrieve, chat, openai_compat, users, admin)
     for module in routers:
         app.include_router(module.router)
     return app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -30,6 +33,14 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: a SQLite file in data_dir"
     )
     blob_dir: Path | None = Field(default=None, description="photo folder; default data_dir/blobs")
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="keys API keys' hashes; default: a random secret kept in data_dir/secret.key",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="enables /v1/admin for tenant and key management"
+    )
 
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
@@ -82,6 +93,31 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'rapport.db').resolve()}"
+
+    @cached_property
+    def key_secret(self) -> bytes:
+        """RAPPORT_SECRET_KEY, or a random secret created once in the data folder.
+
+        Every process that checks keys must share it: set RAPPORT_SECRET_KEY when
+        processes run on several hosts with different data folders.
+        """
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Written aside, then linked into place: concurrent first starts agree on one
+            # secret and nobody reads a half-written file.
+            fd, draft = tempfile.mkstemp(dir=self.data_dir, prefix=".secret-")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(draft)
+        return path.read_text().strip().encode()
 
     @cached_property
     def resolved_blob_dir(self) -> Path:

@@ -160,7 +160,9 @@ class LiveServer:
 
     def new_key(self, tenant: str) -> str:
         with self.services.sessions() as session:
-            key = create_key(session=session, tenant_name=tenant)
+            key = create_key(
+                session=session, tenant_name=tenant, secret=self.services.settings.key_secret
+            )
             session.commit()
         return key
 

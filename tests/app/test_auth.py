@@ -52,3 +52,15 @@ def test_keys_are_stored_only_as_hashes(server: object) -> None:
         ]
     assert stored_values
     assert all(key not in value and key.split("_")[-1] not in value for value in stored_values)
+
+
+def test_hashes_are_keyed_by_the_server_secret(
+    start_server: object, database_url: str, tmp_path: object
+) -> None:
+    from tests.conftest import make_settings
+
+    first = start_server(make_settings(database_url, tmp_path / "a", secret_key="one" * 11))  # type: ignore[operator]
+    key = first.new_key("acme")
+    assert first.client(key).get("/v1/users/alice/concepts").status_code == 200
+    other = start_server(make_settings(database_url, tmp_path / "b", secret_key="two" * 11))  # type: ignore[operator]
+    assert_problem(other.client(key).get("/v1/users/alice/concepts"), 401)

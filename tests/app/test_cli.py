@@ -21,6 +21,10 @@ def test_keys_create_prints_the_key_alone_and_revoke_works(tmp_path: Path) -> No
     assert revoked.returncode == 0, revoked.stderr
     again = run_cli(["keys", "revoke", key], env)
     assert again.returncode != 0 and "no live key" in again.stderr
+    expiring = run_cli(["keys", "create", "--tenant", "acme", "--expires-in", "90d"], env)
+    assert expiring.returncode == 0 and expiring.stdout.startswith("rk_")
+    bad = run_cli(["keys", "create", "--tenant", "acme", "--expires-in", "soon"], env)
+    assert bad.returncode != 0 and "90d" in bad.stderr
 
 
 def test_serve_fails_at_start_with_one_clear_message_for_missing_weights(tmp_path: Path) -> None:

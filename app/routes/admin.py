@@ -1,0 +1,137 @@
+"""Tenant and key management over HTTP, with RAPPORT_ADMIN_KEY (absent: these routes are 404).
+
+The admin key manages tenants and their keys only: it is not a tenant key, so
+it can never read or change any user's data.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import ApiKey, Tenant
+from app.deps import ServicesDep
+from app.errors import Unauthorized
+from app.keys import create_key, list_keys, revoke_key
+from retrieval.errors import Conflict, NotFound
+
+TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
+
+
+def require_admin(request: Request, services: ServicesDep) -> None:
+    admin_key = services.settings.admin_key
+    if admin_key is None:
+        raise NotFound("not found")
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    expected = admin_key.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise Unauthorized("send the admin key as 'Authorization: Bearer KEY'")
+
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class TenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")
+
+
+class TenantOut(BaseModel):
+    name: str
+    created_at: datetime
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_at: AwareDatetime | None = None
+
+
+class KeyOut(BaseModel):
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: ApiKey) -> KeyOut:
+        return cls(
+            prefix=row.prefix,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+        )
+
+
+class NewKeyOut(BaseModel):
+    key: str = Field(description="shown once; only its keyed hash is stored")
+    prefix: str
+    expires_at: datetime | None
+
+
+def _tenant(session: Session, name: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise NotFound(f"no tenant {name!r}")
+    return tenant
+
+
+@router.post("/tenants", status_code=201)
+def create_tenant(body: TenantIn, services: ServicesDep) -> TenantOut:
+    """Create a tenant (an app)."""
+    with services.sessions() as session:
+        if session.scalar(select(Tenant).where(Tenant.name == body.name)) is not None:
+            raise Conflict(f"tenant {body.name!r} exists")
+        tenant = Tenant(name=body.name)
+        session.add(tenant)
+        session.commit()
+        return TenantOut(name=tenant.name, created_at=tenant.created_at)
+
+
+@router.get("/tenants")
+def list_tenants(services: ServicesDep) -> list[TenantOut]:
+    """Every tenant."""
+    with services.sessions() as session:
+        rows = session.scalars(select(Tenant).order_by(Tenant.name)).all()
+        return [TenantOut(name=t.name, created_at=t.created_at) for t in rows]
+
+
+@router.post("/tenants/{name}/keys", status_code=201)
+def create_tenant_key(name: TenantName, body: KeyIn, services: ServicesDep) -> NewKeyOut:
+    """Create a key for a tenant; the key is in this answer only."""
+    with services.sessions() as session:
+        _tenant(session, name)
+        key = create_key(
+            session=session,
+            tenant_name=name,
+            secret=services.settings.key_secret,
+            expires_at=body.expires_at,
+        )
+        session.commit()
+    return NewKeyOut(key=key, prefix=key.split("_")[1], expires_at=body.expires_at)
+
+
+@router.get("/tenants/{name}/keys")
+def list_tenant_keys(name: TenantName, services: ServicesDep) -> list[KeyOut]:
+    """A tenant's keys, by prefix (never the keys themselves)."""
+    with services.sessions() as session:
+        tenant = _tenant(session, name)
+        return [KeyOut.from_row(row) for row in list_keys(session=session, tenant_id=tenant.id)]
+
+
+@router.delete("/tenants/{name}/keys/{prefix}", status_code=204)
+def revoke_tenant_key(
+    name: TenantName, prefix: Annotated[str, Path(max_length=64)], services: ServicesDep
+) -> Response:
+    """Revoke a key; it stops working on the next request in every process."""
+    with services.sessions() as session:
+        tenant = _tenant(session, name)
+        if not revoke_key(session=session, key_or_prefix=prefix, tenant_id=tenant.id):
+            raise NotFound(f"no live key {prefix!r} for tenant {name!r}")
+        session.commit()
+    return Response(status_code=204)
