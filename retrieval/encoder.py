@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import torch
@@ -15,11 +16,15 @@ from PIL import Image
 
 from retrieval.errors import ModelLoadError
 
+if TYPE_CHECKING:
+    from retrieval.torchvision_encoder import TorchvisionEncoder
+
 logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 TEST_MODEL = "rapport-test-tiny"
 RANDOM_WEIGHTS = "none"
+EncoderFamily = Literal["open_clip", "torchvision"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +34,28 @@ class EncoderConfig:
     ``pretrained`` is an open_clip tag (e.g. ``laion2b_s34b_b79k``), a path to a
     local weights file, or ``"none"`` for seeded random weights (tests only).
     ``device`` is ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
+    ``family="torchvision"`` names an image-only torchvision classifier instead
+    (e.g. ``mobilenet_v2``, weights from a local file); build it with ``open_encoder``.
     """
 
     model: str = "ViT-B-32"
     pretrained: str = "laion2b_s34b_b79k"
     device: str = "auto"
     batch_size: int = 32
+    family: EncoderFamily = "open_clip"
+
+
+def open_encoder(config: EncoderConfig) -> Encoder | TorchvisionEncoder:
+    """Build the encoder ``config.family`` names, or raise ModelLoadError saying why."""
+    if config.family == "open_clip":
+        return Encoder.from_config(config)
+    if config.family == "torchvision":
+        from retrieval.torchvision_encoder import TorchvisionEncoder
+
+        return TorchvisionEncoder.from_config(config)
+    raise ModelLoadError(
+        f"unknown encoder family {config.family!r}; known: {', '.join(get_args(EncoderFamily))}"
+    )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -73,10 +94,24 @@ class Encoder:
         self._batch_size = batch_size
         self._lock = threading.Lock()
 
+    @property
+    def supports_text(self) -> bool:
+        return True
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square the model sees; photos need no more pixels than this."""
+        return min(_image_size(self._model))
+
     @classmethod
     def from_config(cls, config: EncoderConfig) -> Encoder:
         """Build the model and load its weights, or raise ModelLoadError saying why."""
         import open_clip
+
+        if config.family != "open_clip":
+            raise ModelLoadError(
+                f"Encoder builds open_clip models, not family {config.family!r}: use open_encoder"
+            )
 
         open_clip.add_model_config(MODEL_CONFIG_DIR)
         known = open_clip.list_models()

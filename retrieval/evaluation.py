@@ -1,0 +1,248 @@
+"""Retrieval quality on a folder of concept folders: recall, recognition, collages.
+
+One user registers every concept (a sub-folder) from its first ``references``
+photos, sorted by file name; every other photo is a query. A query photo of
+concept c is a positive for c and a negative for every other concept.
+Collages put held-out photos of four concepts in a 2x2 grid: the four should
+rank in the top 4, the others stay below the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import torch
+from PIL import Image
+
+from retrieval.encoder import RANDOM_WEIGHTS
+from retrieval.eval_data import category_words, draw_collages, load_concepts
+from retrieval.eval_report import (
+    NOT_MATCHED,
+    CollageReport,
+    EvalReport,
+    average_precision,
+    balancing_threshold,
+    format_table,
+    save_plots,
+)
+from retrieval.index import UserIndex
+from retrieval.matching import best_per_label, search_concepts
+from retrieval.regions import RegionConfig, RegionProposer, open_region_proposer
+
+if TYPE_CHECKING:
+    from retrieval.encoder import Encoder
+    from retrieval.torchvision_encoder import TorchvisionEncoder
+
+__all__ = ["CollageReport", "EvalReport", "evaluate", "format_table", "run_eval", "save_plots"]
+
+Aggregation = Literal["best", "winner"]
+WHOLE_PHOTO = RegionConfig(kind="whole")
+
+
+def evaluate(
+    dataset_dir: str | Path,
+    encoder: Encoder | TorchvisionEncoder,
+    *,
+    references: int = 3,
+    regions: RegionConfig = WHOLE_PHOTO,
+    aggregation: Aggregation = "best",
+    threshold: float | None = None,
+    collages: bool = True,
+    collage_count: int = 40,
+    seed: int = 0,
+) -> EvalReport:
+    """Measure how well ``encoder`` and ``regions`` find the concepts of ``dataset_dir``.
+
+    ``aggregation="best"`` scores a concept by its best hit over all regions
+    (what ``search_concepts`` serves); ``"winner"`` lets each region count only
+    for the one concept it matches best, and a concept no region wins scores
+    NOT_MATCHED and is never found. ``threshold`` is the score a concept needs
+    to count as recognised; None takes the one that maximises balanced accuracy
+    on the single-photo queries.
+    Collages (``collage_count``, drawn with ``seed``) need four concepts with
+    held-out photos. Raises ValueError for a folder with fewer than two concepts
+    or no held-out photo at all.
+    """
+    if references < 1:
+        raise ValueError(f"references must be >= 1, got {references}")
+    if aggregation not in get_args(Aggregation):
+        raise ValueError(
+            f"unknown aggregation {aggregation!r}; known: {', '.join(get_args(Aggregation))}"
+        )
+    photos = load_concepts(dataset_dir)
+    if len(photos) < 2:
+        raise ValueError(f"{dataset_dir} holds fewer than two concept folders with photos")
+    held_out = {name: images[references:] for name, images in photos.items()}
+    held_out = {name: images for name, images in held_out.items() if images}
+    if not held_out:
+        raise ValueError(f"no concept in {dataset_dir} has more than {references} photos")
+    index = UserIndex(encoder.dim)
+    for name, images in photos.items():
+        start = len(index)
+        vectors = encoder.encode_images(images[:references])
+        index.add(range(start, start + len(vectors)), [name] * len(vectors), vectors)
+    proposer = open_region_proposer(regions)
+    search = _Search(index, encoder, proposer, category_words(photos), aggregation, list(photos))
+
+    positives: list[float] = []
+    negatives: list[float] = []
+    ranks: list[int] = []
+    mistakes: list[dict[str, Any]] = []
+    for name, images in held_out.items():
+        for i, image in enumerate(images):
+            scores = search(image)
+            ranked = _ranked(scores)
+            ranks.append(ranked.index(name) if name in ranked else len(scores))
+            positives.append(scores[name])
+            negatives.extend(score for label, score in scores.items() if label != name)
+            if not ranked or ranked[0] != name:
+                found = ranked[0] if ranked else None
+                mistakes.append(
+                    {
+                        "query": f"{name}[{references + i}]",
+                        "expected": name,
+                        "expected_score": scores[name],
+                        "found": found,
+                        "found_score": scores[found] if found else NOT_MATCHED,
+                    }
+                )
+    single_ms = statistics.median(search.times_ms)
+    balancing = balancing_threshold(positives, negatives)
+    chosen = balancing if threshold is None else threshold
+    positive_accuracy = float(np.mean(np.asarray(positives) >= chosen))
+    negative_accuracy = float(np.mean(np.asarray(negatives) < chosen))
+    collage_report = None
+    if collages and len(held_out) >= 4 and collage_count > 0:
+        collage_report = _collages(search, held_out, chosen, count=collage_count, seed=seed)
+    return EvalReport(
+        dataset=str(dataset_dir),
+        model_id=encoder.model_id,
+        meaningless=encoder.model_id.endswith(f":{RANDOM_WEIGHTS}"),
+        references=references,
+        regions=asdict(regions),
+        aggregation=aggregation,
+        concepts=len(photos),
+        queries=len(positives),
+        recall_at_1=float(np.mean(np.asarray(ranks) < 1)),
+        recall_at_3=float(np.mean(np.asarray(ranks) < 3)),
+        threshold=chosen,
+        threshold_source="balanced" if threshold is None else "given",
+        balancing_threshold=balancing,
+        positive_accuracy=positive_accuracy,
+        negative_accuracy=negative_accuracy,
+        balanced_accuracy=(positive_accuracy + negative_accuracy) / 2,
+        average_precision=average_precision(positives, negatives),
+        median_query_ms=single_ms,
+        collage=collage_report,
+        conditions={
+            "device": str(encoder.device),
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        mistakes=mistakes,
+        positive_scores=positives,
+        negative_scores=negatives,
+    )
+
+
+def run_eval(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    encoder: Encoder | TorchvisionEncoder,
+    **options: Any,
+) -> EvalReport:
+    """Evaluate, then write ``report.json``, ``table.txt`` and the plots into ``out_dir``.
+
+    ``dataset_dir``: a folder with one sub-folder of photos per concept (file
+    names sort the reference photos first). ``out_dir``: created if missing;
+    files of an earlier run are overwritten. ``encoder``: any rapport encoder
+    (``open_encoder(config)``). ``options`` are ``evaluate``'s keywords:
+    ``references`` (photos registered per concept, default 3), ``regions`` (a
+    RegionConfig, default whole photo), ``aggregation`` ("best" or "winner",
+    see ``evaluate``), ``threshold`` (None: the balancing one), ``collages`` /
+    ``collage_count`` / ``seed`` (2x2 collage queries).
+    Plots are ``scores.png`` (score distributions) and ``precision_recall.png``.
+    """
+    report = evaluate(dataset_dir, encoder, **options)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(report.to_json() + "\n")
+    (out / "table.txt").write_text(format_table(report) + "\n")
+    save_plots(report, out)
+    return report
+
+
+class _Search:
+    """One query: propose regions, encode them in one batch, a score for every concept."""
+
+    def __init__(
+        self,
+        index: UserIndex,
+        encoder: Encoder | TorchvisionEncoder,
+        proposer: RegionProposer,
+        categories: list[str],
+        aggregation: Aggregation,
+        labels: list[str],
+    ) -> None:
+        self.index, self.encoder, self.proposer = index, encoder, proposer
+        self.categories, self.aggregation, self.labels = categories, aggregation, labels
+        self.times_ms: list[float] = []
+
+    def __call__(self, image: Image.Image) -> dict[str, float]:
+        start = time.perf_counter()
+        regions = self.proposer.propose(image, self.categories)
+        vectors = self.encoder.encode_tensors([self.encoder.preprocess(r.image) for r in regions])
+        if self.aggregation == "winner":
+            # A region's single best vector names the one concept that region wins.
+            matches = list(best_per_label(self.index.search(vectors, 1)).values())
+        else:
+            matches = search_concepts(
+                self.index, vectors, top_k=len(self.labels), min_score=-math.inf
+            )
+        self.times_ms.append((time.perf_counter() - start) * 1000)
+        scores = dict.fromkeys(self.labels, NOT_MATCHED)
+        scores.update((match.label, match.score) for match in matches)
+        return scores
+
+
+def _collages(
+    search: _Search,
+    held_out: dict[str, list[Image.Image]],
+    threshold: float,
+    *,
+    count: int,
+    seed: int,
+) -> CollageReport:
+    start = len(search.times_ms)
+    found = 0
+    present: list[float] = []
+    absent: list[float] = []
+    for collage, chosen in draw_collages(held_out, count=count, seed=seed):
+        scores = search(collage)
+        top4 = _ranked(scores)[:4]
+        found += sum(name in top4 for name in chosen)
+        present.extend(scores[name] for name in chosen)
+        absent.extend(score for label, score in scores.items() if label not in chosen)
+    return CollageReport(
+        collages=count,
+        present_top4_rate=found / (4 * count),
+        present_accepted_rate=float(np.mean(np.asarray(present) >= threshold)),
+        absent_rejected_rate=float(np.mean(np.asarray(absent) < threshold)),
+        median_query_ms=statistics.median(search.times_ms[start:]),
+        present_scores=present,
+        absent_scores=absent,
+    )
+
+
+def _ranked(scores: dict[str, float]) -> list[str]:
+    """The concepts found, best first (NOT_MATCHED ones are not)."""
+    found = [label for label, score in scores.items() if score > NOT_MATCHED]
+    return sorted(found, key=lambda label: -scores[label])

