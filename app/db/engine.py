@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+CONNECT_TIMEOUT_S = 3
+POOL_TIMEOUT_S = 5.0
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -23,7 +27,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    # A database that is down or unreachable must fail requests in seconds (503), never hang
+    # them: a bounded connect (libpq counts whole seconds, at least 2) and a bounded wait
+    # for a pooled connection. A connect_timeout in the URL wins.
+    parsed = make_url(url)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args=connect_args,
+        **kwargs,
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
