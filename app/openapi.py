@@ -1,0 +1,47 @@
+"""What the OpenAPI schema says about errors: every one is a problem document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of the API is answered."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+_DESCRIPTIONS = {
+    401: "no valid API key",
+    404: "not found, or not the caller's (answered alike)",
+    409: "conflict, or a count quota reached",
+    413: "too large: body, photo, pixels or storage quota",
+    415: "not an image rapport reads",
+    422: "invalid request",
+    429: "rate limit or overload; see Retry-After",
+    501: "not available with this configuration",
+    502: "the MLLM backend failed",
+    503: "a dependency (database, model) is unavailable",
+    504: "the MLLM backend did not answer in time",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting these statuses as problem documents."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
+USER_DATA_ERRORS = problems(401, 404, 409, 413, 415, 422, 429, 503)

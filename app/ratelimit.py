@@ -1,0 +1,100 @@
+"""Requests per second per tenant: a token bucket, shared through Redis across processes.
+
+Without Redis each process keeps its own buckets (a tenant then gets the rate
+once per process). When Redis fails, requests are let through and the failure
+is logged: the limit protects the service, it must not take it down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1]: the bucket; ARGV: rate (tokens/s), burst. Returns {allowed, seconds to wait}.
+_TOKEN_BUCKET = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed, wait = 0, (1 - tokens) / rate
+if tokens >= 1 then
+  tokens, allowed, wait = tokens - 1, 1, 0
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(wait)}
+"""
+
+
+class RateLimiter(Protocol):
+    def acquire(self, tenant_id: int) -> float | None:
+        """None when the request may go on, else the seconds to wait before retrying."""
+        ...
+
+
+class NoRateLimit:
+    def acquire(self, tenant_id: int) -> float | None:
+        return None
+
+
+class LocalTokenBuckets:
+    """Buckets in this process only."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, tenant_id: int) -> float | None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(tenant_id, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - at) * self.rate)
+            if tokens >= 1:
+                self._buckets[tenant_id] = (tokens - 1, now)
+                return None
+            self._buckets[tenant_id] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+class RedisTokenBuckets:
+    """Buckets in Redis: one limit per tenant over every process and host."""
+
+    def __init__(self, url: str, rate: float, burst: int, prefix: str = "rapport:") -> None:
+        import redis
+
+        self.rate, self.burst, self.prefix = rate, burst, prefix
+        self._client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        self._script = self._client.register_script(_TOKEN_BUCKET)
+
+    def acquire(self, tenant_id: int) -> float | None:
+        try:
+            allowed, wait = self._script(
+                keys=[f"{self.prefix}rate:{tenant_id}"], args=[self.rate, self.burst]
+            )
+        except Exception as error:
+            logger.warning("rate limit not applied, Redis failed: %s", type(error).__name__)
+            return None
+        return None if int(allowed) else float(wait)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_rate_limiter(
+    redis_url: str | None, rate: float, burst: int, prefix: str = "rapport:"
+) -> RateLimiter:
+    """Rate 0 turns limiting off."""
+    if rate <= 0:
+        return NoRateLimit()
+    if redis_url:
+        return RedisTokenBuckets(redis_url, rate, burst, prefix)
+    logger.warning("RAPPORT_REDIS_URL is not set: rate limits are per process, not per service")
+    return LocalTokenBuckets(rate, burst)
