@@ -170,6 +170,9 @@ class Encoder:
         chunks = []
         for start in range(0, len(tensors), self._batch_size):
             batch = torch.stack(list(tensors[start : start + self._batch_size]))
+            if self.device.type == "cuda":
+                # Page-locked memory lets the copy to the GPU run asynchronously.
+                batch = batch.pin_memory()
             with self._lock, torch.inference_mode():
                 batch = batch.to(self.device, dtype=self._dtype, non_blocking=True)
                 features = self._model.encode_image(batch)  # type: ignore[operator]

@@ -20,8 +20,8 @@ class CollageReport:
 
     collages: int
     present_top4_rate: float
-    present_accepted_rate: float
-    absent_rejected_rate: float
+    present_accepted_rate: float | None  # None: no collage had such a concept
+    absent_rejected_rate: float | None
     median_query_ms: float
     present_scores: list[float] = field(repr=False)
     absent_scores: list[float] = field(repr=False)
@@ -103,8 +103,8 @@ def format_table(report: EvalReport) -> str:
         rows += [
             (f"2x2 collages ({collage.collages})", ""),
             ("  present concept in top 4", f"{collage.present_top4_rate:.3f}"),
-            ("  present accepted", f"{collage.present_accepted_rate:.3f}"),
-            ("  absent rejected", f"{collage.absent_rejected_rate:.3f}"),
+            ("  present accepted", _rate(collage.present_accepted_rate)),
+            ("  absent rejected", _rate(collage.absent_rejected_rate)),
             ("  median ms / query", f"{collage.median_query_ms:.1f}"),
         ]
     width = max(len(name) for name, _ in rows) + 2
@@ -175,7 +175,8 @@ def save_plots(report: EvalReport, out_dir: str | Path) -> list[Path]:
             matched = [score for score in scores if score > NOT_MATCHED]
             unmatched = len(scores) - len(matched)
             note = f" ({unmatched} matched by no region)" if unmatched else ""
-            axes.hist(matched, bins=bins, density=True, alpha=0.6, label=label + note)
+            if matched:
+                axes.hist(matched, bins=bins, density=True, alpha=0.6, label=label + note)
         axes.axvline(report.threshold, color="black", linestyle="--", label="threshold")
         axes.set(title=f"{title}: score per concept", xlabel="cosine score", ylabel="density")
         axes.legend()
@@ -197,3 +198,7 @@ def save_plots(report: EvalReport, out_dir: str | Path) -> list[Path]:
     curve_path = out / "precision_recall.png"
     figure.savefig(curve_path, dpi=100)
     return [scores_path, curve_path]
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -33,7 +33,7 @@ from retrieval.eval_report import (
     save_plots,
 )
 from retrieval.index import UserIndex
-from retrieval.matching import best_per_label, search_concepts
+from retrieval.matching import search_concepts
 from retrieval.regions import RegionConfig, RegionProposer, open_region_proposer
 
 if TYPE_CHECKING:
@@ -200,13 +200,13 @@ class _Search:
         start = time.perf_counter()
         regions = self.proposer.propose(image, self.categories)
         vectors = self.encoder.encode_tensors([self.encoder.preprocess(r.image) for r in regions])
-        if self.aggregation == "winner":
-            # A region's single best vector names the one concept that region wins.
-            matches = list(best_per_label(self.index.search(vectors, 1)).values())
-        else:
-            matches = search_concepts(
-                self.index, vectors, top_k=len(self.labels), min_score=-math.inf
-            )
+        matches = search_concepts(
+            self.index,
+            vectors,
+            top_k=len(self.labels),
+            min_score=-math.inf,
+            aggregation=self.aggregation,
+        )
         self.times_ms.append((time.perf_counter() - start) * 1000)
         scores = dict.fromkeys(self.labels, NOT_MATCHED)
         scores.update((match.label, match.score) for match in matches)
@@ -234,8 +234,8 @@ def _collages(
     return CollageReport(
         collages=count,
         present_top4_rate=found / (4 * count),
-        present_accepted_rate=float(np.mean(np.asarray(present) >= threshold)),
-        absent_rejected_rate=float(np.mean(np.asarray(absent) < threshold)),
+        present_accepted_rate=_share(np.asarray(present) >= threshold),
+        absent_rejected_rate=_share(np.asarray(absent) < threshold),
         median_query_ms=statistics.median(search.times_ms[start:]),
         present_scores=present,
         absent_scores=absent,
@@ -246,3 +246,8 @@ def _ranked(scores: dict[str, float]) -> list[str]:
     """The concepts found, best first (NOT_MATCHED ones are not)."""
     found = [label for label, score in scores.items() if score > NOT_MATCHED]
     return sorted(found, key=lambda label: -scores[label])
+
+
+def _share(hits: np.ndarray) -> float | None:
+    """The share of true values; None when there is nothing to count (never NaN in JSON)."""
+    return float(hits.mean()) if hits.size else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -45,16 +46,42 @@ def best_per_label(hits_per_region: Sequence[Sequence[Hit]]) -> dict[str, Visual
     return best
 
 
-def search_concepts(
-    index: UserIndex, queries: np.ndarray, *, top_k: int, min_score: float
-) -> list[VisualMatch]:
-    """The ``top_k`` labels whose best score over all queries is at least ``min_score``.
+Aggregation = Literal["best", "winner"]
 
-    Exact: the search widens until no vector left unseen could outrank the result.
+# Thresholds that balance accepting present concepts and refusing absent ones,
+# by model (see bench/RESULTS.md); others get RAPPORT_MIN_SCORE's fallback.
+MIN_SCORES = {"torchvision/mobilenet_v2": 0.70}
+FALLBACK_MIN_SCORE = 0.75
+
+
+def default_min_score(model_id: str) -> float:
+    """The ``min_score`` a model's retrievals get when a request names none."""
+    return MIN_SCORES.get(model_id.split(":", 1)[0], FALLBACK_MIN_SCORE)
+
+
+def search_concepts(
+    index: UserIndex,
+    queries: np.ndarray,
+    *,
+    top_k: int,
+    min_score: float,
+    aggregation: Aggregation = "best",
+) -> list[VisualMatch]:
+    """The ``top_k`` labels scoring at least ``min_score``, best first.
+
+    ``"best"``: a label's score is its best over all queries (exact: the search
+    widens until no vector left unseen could outrank the result). ``"winner"``:
+    each query (a region of a photo) counts only for the label it matches best,
+    so that a region showing one concept does not push its look-alikes ahead of
+    a concept that another region shows.
     """
     size = len(index)
     if size == 0 or top_k <= 0:
         return []
+    if aggregation == "winner":
+        winners = best_per_label(index.search(queries, 1)).values()
+        ranked = sorted((m for m in winners if m.score >= min_score), key=lambda m: -m.score)
+        return ranked[:top_k]
     k = min(size, max(16, top_k * 4))
     while True:
         rows = index.search(queries, k)

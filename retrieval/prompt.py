@@ -17,6 +17,7 @@ from PIL import Image
 
 from retrieval.errors import InvalidRequest
 from retrieval.matching import name_key, named_in
+from retrieval.visual_prompt import VISUAL_NOTE, draw_boxes
 
 DEFAULT_INSTRUCTION = (
     "You are a personal assistant that knows some of the user's own concepts (people, pets, "
@@ -51,9 +52,15 @@ class ChatTurn:
 
 @dataclass(frozen=True)
 class PromptConfig:
+    """``mode="visual"``: a concept found in a region of a single query photo is
+    marked by a coloured box on that photo and named as "the object in the red
+    box" (as the training-free PeKit method prompts); the others, and every
+    concept in ``"rap"`` mode, come with their reference photos (RAP's layout)."""
+
     max_concepts: int = 3
     max_reference_images: int = 1
     instruction: str = DEFAULT_INSTRUCTION
+    mode: Literal["rap", "visual"] = "rap"
 
 
 @dataclass(frozen=True)
@@ -122,15 +129,30 @@ def build_prompt(
     leading = 0
     while leading < len(turns) and turns[leading].role == "system":
         leading += 1
-    system_parts: list[TextPart | ImagePart] = [*_text(config.instruction)]
+    query_images, colours = _visual_marks(turns[query_turn], chosen, config)
+    instruction = f"{config.instruction} {VISUAL_NOTE}" if colours else config.instruction
+    system_parts: list[TextPart | ImagePart] = [*_text(instruction)]
     for turn in turns[:leading]:
         system_parts.extend(_message(turn).parts)
     messages = [PromptMessage("system", tuple(system_parts))] if system_parts else []
     for index in range(leading, len(turns)):
         turn = turns[index]
         if index == query_turn:
-            block = [part for c in chosen for part in _concept_parts(c, config)]
-            parts = [*map(ImagePart, turn.images), *block, *_text(turn.text)]
+            block = [
+                part
+                for c in chosen
+                for part in (
+                    [
+                        TextPart(
+                            f"The object in the {colours[id(c)]} box is {_data(c.name)}.\n"
+                            + concept_text(c)
+                        )
+                    ]
+                    if id(c) in colours
+                    else _concept_parts(c, config)
+                )
+            ]
+            parts = [*map(ImagePart, query_images), *block, *_text(turn.text)]
             messages.append(PromptMessage(turn.role, tuple(parts)))
         else:
             messages.append(_message(turn))
@@ -195,6 +217,17 @@ def choose_concepts(
     # Stable: equal keys keep the caller's order.
     ranked = sorted(concepts, key=lambda c: (name_key(c.name) not in named, -c.score))
     return ranked[: max(limit, 0)]
+
+
+def _visual_marks(
+    turn: ChatTurn, chosen: Sequence[PromptConcept], config: PromptConfig
+) -> tuple[tuple[Image.Image, ...], dict[int, str]]:
+    """The query turn's photos (boxes drawn in visual mode) and each boxed concept's colour."""
+    boxed = [c for c in chosen if c.box is not None]
+    if config.mode != "visual" or len(turn.images) != 1 or not boxed:
+        return turn.images, {}
+    marked, names = draw_boxes(turn.images[0], [c.box for c in boxed if c.box is not None])
+    return (marked,), {id(c): name for c, name in zip(boxed, names, strict=True) if name}
 
 
 def _concept_parts(concept: PromptConcept, config: PromptConfig) -> list[TextPart | ImagePart]:

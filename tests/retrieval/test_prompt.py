@@ -217,3 +217,30 @@ def test_transformers_conversation_has_one_placeholder_per_image_in_order() -> N
     assert images[2].mode == "RGB" and images[2].size == ref.size
     assert conversation[0]["content"] == [{"type": "text", "text": DEFAULT_INSTRUCTION}]
     assert conversation[3]["content"][-1] == {"type": "text", "text": "Who is this?"}
+
+
+def test_visual_mode_draws_boxes_and_names_them() -> None:
+    import numpy as np
+
+    from retrieval.prompt import ImagePart, TextPart
+
+    query = Image.new("RGB", (200, 100), (255, 255, 255))
+    boxed = PromptConcept(
+        "<bo>", "a corgi", (Image.new("RGB", (20, 20)),), 0.9, box=(10, 10, 90, 90)
+    )
+    unboxed = PromptConcept("<mug>", "blue mug", (Image.new("RGB", (20, 20)),), 0.8)
+    turns = [ChatTurn("user", "what is <bo> doing?", (query,))]
+    prompt = build_prompt(turns, [boxed, unboxed], PromptConfig(mode="visual", max_concepts=2))
+    user = prompt.messages[-1]
+    images = [p.image for p in user.parts if isinstance(p, ImagePart)]
+    text = "\n".join(p.text for p in user.parts if isinstance(p, TextPart))
+    assert "The object in the red box is <bo>." in text
+    assert "Name: <mug>, Info: blue mug" in text
+    # The query photo with its box, then <mug>'s reference photo; <bo> needs none.
+    assert len(images) == 2
+    pixels = np.asarray(images[0])
+    assert tuple(pixels[50, 10]) == (230, 25, 25) and tuple(pixels[50, 150]) == (255, 255, 255)
+    assert np.asarray(query)[50, 10].tolist() == [255, 255, 255]  # the caller's photo is untouched
+    assert "Coloured boxes" in prompt.messages[0].parts[0].text  # type: ignore[union-attr]
+    rap = build_prompt(turns, [boxed, unboxed], PromptConfig(max_concepts=2))
+    assert sum(isinstance(p, ImagePart) for p in rap.messages[-1].parts) == 3

