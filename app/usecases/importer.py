@@ -1,0 +1,235 @@
+"""Bulk import of one user's concepts (layouts: ``app.usecases.import_sources``).
+
+Resumable: a concept the user already has gets only the photos it lacks, by
+SHA-256 of their bytes, so running an import again adds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.blobs import sha256_hex
+from app.errors import QuotaExceeded
+from app.keys import get_or_create_tenant
+from app.services import Services
+from app.usecases.concepts import add_images, create_concept, list_concepts
+from app.usecases.import_sources import ConceptSource, Failure, find_sources
+from retrieval import decode_image, name_key
+from retrieval.errors import Conflict, ImageRejected, InvalidRequest, NotFound, RapportError
+
+Progress = Callable[[int, int], None]
+# What one write of one concept can fail with; the import goes on with the next concept.
+_CONCEPT_ERRORS = (QuotaExceeded, InvalidRequest, Conflict, ImageRejected, NotFound)
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+
+@dataclass
+class ImportReport:
+    """What an import did: concept names, photo counts, and every failure with its reason."""
+
+    created: list[str] = field(default_factory=list)
+    extended: list[str] = field(default_factory=list)  # existing concepts given new photos
+    skipped_concepts: list[str] = field(default_factory=list)  # no photo could be imported
+    photos_added: int = 0
+    photos_skipped: int = 0  # already stored, or the same bytes twice in one concept
+    failures: list[Failure] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The human summary: counts, then one line per failure."""
+        lines = [
+            f"concepts created: {len(self.created)}",
+            f"concepts given new photos: {len(self.extended)}",
+            f"concepts skipped (no photo could be imported): {len(self.skipped_concepts)}",
+            f"photos added: {self.photos_added}",
+            f"photos skipped (already stored): {self.photos_skipped}",
+            f"failed: {len(self.failures)}",
+        ]
+        return lines + [f"  {failure.where}: {failure.reason}" for failure in self.failures]
+
+
+@dataclass
+class _Stored:
+    concept_id: str
+    photos: int
+    hashes: set[str]
+
+
+def import_concepts(
+    services: Services,
+    *,
+    tenant_name: str,
+    external_user_id: str,
+    root: str | Path,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Register every concept under ``root`` for one user of ``tenant_name`` (created if new).
+
+    Never stops at a bad file or concept: each becomes a Failure in the report
+    (unreadable, rejected by the service's own image checks, over a quota). A
+    concept the user already has (same name, as the API compares names) gets
+    only the photos whose SHA-256 it does not hold, so running again adds
+    nothing. A concept is registered with its first ``max_images_per_request``
+    photos, the rest added in chunks of that size. ``progress(done, total)``
+    counts photos. Raises InvalidRequest for a bad root, tenant or user name.
+    """
+    _check_id("tenant", tenant_name, 200)
+    _check_id("user", external_user_id, 128)
+    sources, failures = find_sources(Path(root))
+    report = ImportReport(failures=failures)
+    with services.sessions() as session:
+        tenant_id = get_or_create_tenant(session=session, name=tenant_name).id
+        session.commit()
+    stored = _stored_concepts(services, tenant_id=tenant_id, external_user_id=external_user_id)
+    total, done = sum(len(source.photos) for source in sources), 0
+
+    def tick(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, total)
+
+    tick(0)
+    claimed: dict[str, str] = {}
+    for source in sources:
+        importer = _ConceptImport(services, tenant_id, external_user_id, report, tick)
+        importer.run(source, stored, claimed)
+    return report
+
+
+class _ConceptImport:
+    """The import of one source concept, in chunks the service accepts in one request."""
+
+    def __init__(
+        self,
+        services: Services,
+        tenant_id: int,
+        external_user_id: str,
+        report: ImportReport,
+        tick: Callable[[int], None],
+    ) -> None:
+        self.services, self.tenant_id, self.user = services, tenant_id, external_user_id
+        self.report, self.tick = report, tick
+        settings = services.settings
+        self.chunk_size = max(1, min(settings.max_images_per_request, settings.encode_queue_size))
+        self.chunk: list[bytes] = []
+        self.concept_id: str | None = None
+        self.fields: dict[str, Any] = {}
+        self.added = 0
+
+    def run(
+        self, source: ConceptSource, stored: dict[str, _Stored], claimed: dict[str, str]
+    ) -> None:
+        """Import ``source``, reporting into the report; ``claimed``: names seen in this run."""
+        try:
+            source.check()
+            name, key = source.name, name_key(source.name)
+            if key in claimed:
+                raise InvalidRequest(f"{name!r} is also the name of {claimed[key]}")
+        except InvalidRequest as error:
+            self.report.failures.append(Failure(source.origin, error.detail))
+            self.tick(len(source.photos))
+            return
+        claimed[key] = source.origin
+        self.fields = {"name": name, "description": source.description}
+        self.fields["category"] = source.category
+        existing = stored.get(key)
+        self.concept_id = existing.concept_id if existing else None
+        hashes = set(existing.hashes) if existing else set()
+        settings = self.services.settings
+        room = settings.max_photos_per_concept - (existing.photos if existing else 0)
+        limits, min_side = settings.image_limits(), self.services.encoder.input_size
+        for index, path in enumerate(source.photos):
+            try:
+                with path.open("rb") as handle:
+                    data = handle.read(limits.max_bytes + 1)
+                sha = sha256_hex(data)
+                if sha in hashes:
+                    self.report.photos_skipped += 1
+                    self.tick(1)
+                    continue
+                if room <= 0:
+                    limit = settings.max_photos_per_concept
+                    raise QuotaExceeded(f"a concept holds at most {limit} photos")
+                decode_image(data, limits, min_side=min_side)
+            except (OSError, ImageRejected, QuotaExceeded) as error:
+                self.report.failures.append(Failure(str(path), _reason(error)))
+                self.tick(1)
+                continue
+            hashes.add(sha)
+            room -= 1
+            self.chunk.append(data)
+            if len(self.chunk) == self.chunk_size and not self.flush(source.origin):
+                self.tick(len(source.photos) - index - 1)
+                return
+        if self.chunk and not self.flush(source.origin):
+            return
+        if self.concept_id is None:
+            self.report.skipped_concepts.append(name)
+            reason = "no photo could be imported; not registered"
+            self.report.failures.append(Failure(source.origin, reason))
+        elif existing is not None and self.added:
+            self.report.extended.append(name)
+
+    def flush(self, where: str) -> bool:
+        """Send the chunk; False (and a Failure) when the service refuses it."""
+        chunk, self.chunk = self.chunk, []
+        try:
+            if self.concept_id is None:
+                view = create_concept(
+                    self.services,
+                    tenant_id=self.tenant_id,
+                    external_user_id=self.user,
+                    uploads=chunk,
+                    **self.fields,
+                )
+                self.concept_id = view.concept.id
+                self.report.created.append(view.concept.name)
+            else:
+                add_images(
+                    self.services,
+                    tenant_id=self.tenant_id,
+                    external_user_id=self.user,
+                    concept_id=self.concept_id,
+                    uploads=chunk,
+                )
+        except _CONCEPT_ERRORS as error:
+            reason = f"{len(chunk)} photo(s) not added: {_reason(error)}"
+            self.report.failures.append(Failure(where, reason))
+            self.tick(len(chunk))
+            return False
+        self.added += len(chunk)
+        self.report.photos_added += len(chunk)
+        self.tick(len(chunk))
+        return True
+
+
+def _reason(error: OSError | RapportError) -> str:
+    if isinstance(error, OSError):
+        return f"unreadable: {error.strerror or error}"
+    return f"{error.title}: {error.detail}"
+
+
+def _check_id(kind: str, value: str, max_length: int) -> None:
+    if len(value) > max_length or not _PRINTABLE.match(value):
+        raise InvalidRequest(f"a {kind} name has 1 to {max_length} printable characters")
+
+
+def _stored_concepts(
+    services: Services, *, tenant_id: int, external_user_id: str
+) -> dict[str, _Stored]:
+    """The user's concepts by name key, with their photos' hashes."""
+    found: dict[str, _Stored] = {}
+    after: str | None = None
+    while True:
+        views, after = list_concepts(
+            services, tenant_id=tenant_id, external_user_id=external_user_id, limit=500, after=after
+        )
+        for view in views:
+            hashes = {image.sha256 for image in view.images}
+            found[view.concept.name_key] = _Stored(view.concept.id, len(view.images), hashes)
+        if after is None:
+            return found

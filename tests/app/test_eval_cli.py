@@ -1,0 +1,39 @@
+"""``rapport eval``: the configured encoder on a folder of concept folders, no database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests import factories
+from tests.app.processes import rapport_env, run_cli
+
+SUBJECTS = ("dog", "cat", "backpack", "clock")
+
+
+def test_eval_writes_the_report_and_plots_and_says_random_weights_are_meaningless(
+    tmp_path: Path,
+) -> None:
+    dataset = tmp_path / "dataset"
+    for subject in SUBJECTS:
+        shutil.copytree(factories.DATASET / subject, dataset / subject)
+    out = tmp_path / "out"
+    data = tmp_path / "data"
+    args = ["eval", str(dataset), "--out", str(out), "--regions", "grid", "--collages", "3"]
+
+    result = run_cli(args, rapport_env(data))
+
+    assert result.returncode == 0, result.stderr
+    assert "RANDOM WEIGHTS: these figures are meaningless" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["meaningless"] is True
+    assert report["model_id"] == "rapport-test-tiny:none"
+    assert report["concepts"] == len(SUBJECTS)
+    assert report["queries"] == sum(factories.photo_count(s) - 3 for s in SUBJECTS)
+    assert report["regions"]["kind"] == "grid" and report["collage"]["collages"] == 3
+    for name in ("scores.png", "precision_recall.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+        assert f"wrote {out}/{name}" in result.stdout
+    assert (out / "table.txt").read_text() in result.stdout
+    assert not data.exists(), "eval needs no database or data folder"

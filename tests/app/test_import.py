@@ -1,0 +1,200 @@
+"""Bulk import of concept folders and RAP databases: what lands, what fails, resuming."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.keys import get_or_create_tenant
+from app.main import build_services
+from app.usecases.concepts import list_concepts
+from app.usecases.importer import import_concepts
+from retrieval import Encoder
+from tests import factories
+from tests.app.helpers import stored
+from tests.app.processes import rapport_env, run_cli
+from tests.conftest import make_settings
+
+
+def copy_photos(subject: str, folder: Path, count: int, first: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(first, first + count):
+        (folder / f"{index:02d}.jpg").write_bytes(factories.photo(subject, index))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Four concept folders (one nested): 7 good photos, 3 bad files, one hopeless concept."""
+    root = tmp_path / "concepts"
+    copy_photos("dog", root / "bo", 3)
+    concept = {"name": "<bo>", "description": "a corgi who loves the beach", "category": "dog"}
+    (root / "bo" / "concept.json").write_text(json.dumps(concept))
+    copy_photos("cat", root / "pets" / "mochi", 2)
+    (root / "pets" / "mochi" / "info.txt").write_text("my grey cat\nnot the description\n")
+    copy_photos("backpack", root / "backpack", 2)
+    (root / "backpack" / "notes.png").write_text("a text file, not a photo")
+    (root / "backpack" / "torn.jpg").write_bytes(factories.photo("backpack", 2)[:3000])
+    (root / "hopeless").mkdir()
+    (root / "hopeless" / "only.jpg").write_bytes(b"")
+    return root
+
+
+def test_import_registers_every_folder_reports_each_bad_file_and_resumes(
+    start_server: Any, database_url: str, tmp_path: Path, tree: Path
+) -> None:
+    # Two photos a request: <bo> is registered with two, then given its third.
+    server = start_server(make_settings(database_url, tmp_path / "data", max_images_per_request=2))
+    calls: list[tuple[int, int]] = []
+
+    def run(progress: Any = None) -> Any:
+        return import_concepts(
+            server.services,
+            tenant_name="acme",
+            external_user_id="alice",
+            root=tree,
+            progress=progress,
+        )
+
+    report = run(lambda done, total: calls.append((done, total)))
+
+    assert sorted(report.created) == ["<bo>", "backpack", "mochi"]
+    assert (report.photos_added, report.photos_skipped) == (7, 0)
+    assert report.skipped_concepts == ["hopeless"]
+    reasons = {Path(failure.where).name: failure.reason for failure in report.failures}
+    assert reasons.keys() == {"notes.png", "torn.jpg", "only.jpg", "hopeless"}
+    assert reasons["notes.png"].startswith("Unsupported media type")
+    assert reasons["torn.jpg"].startswith("Corrupt image")
+    assert reasons["only.jpg"] == "Unsupported media type: empty file"
+    assert "not registered" in reasons["hopeless"]
+    assert calls[0] == (0, 10) and calls[-1] == (10, 10)
+    assert "failed: 4" in report.lines()
+
+    api = server.client(server.new_key("acme"))
+    concepts = {c["name"]: c for c in api.get("/v1/users/alice/concepts").json()["items"]}
+    assert concepts.keys() == {"<bo>", "mochi", "backpack"}
+    bo, mochi, backpack = concepts["<bo>"], concepts["mochi"], concepts["backpack"]
+    assert (bo["description"], bo["category"], len(bo["images"])) == (
+        "a corgi who loves the beach",
+        "dog",
+        3,
+    )
+    assert (mochi["description"], mochi["category"], len(mochi["images"])) == (
+        "my grey cat",
+        None,
+        2,
+    )
+    assert (backpack["description"], len(backpack["images"])) == ("", 2)
+
+    before = stored(server.services)
+    again = run()
+    assert (again.created, again.extended, again.photos_added) == ([], [], 0)
+    assert again.photos_skipped == 7 and len(again.failures) == 4
+    assert stored(server.services) == before
+
+    copy_photos("dog", tree / "bo", 1, first=3)
+    later = run()
+    assert (later.created, later.extended, later.photos_added) == ([], ["<bo>"], 1)
+    assert stored(server.services)["images"] == before["images"] + 1
+
+
+def test_a_rap_database_imports_with_image_paths_relative_to_it(
+    sqlite_url: str, tmp_path: Path, encoder: Encoder
+) -> None:
+    rap = tmp_path / "rap"
+    copy_photos("dog", rap / "images" / "bo", 2)
+    copy_photos("cat", rap / "images" / "mam", 1)
+    concepts = {
+        "<bo>": {
+            "name": "bo",
+            "image": ["images/bo/00.jpg", "images/bo/01.jpg"],
+            "info": {
+                "category": "dog",
+                "general": ["a corgi"],
+                "distinct features": ["red collar"],
+            },
+            "category": "dog",
+        },
+        "<mam>": {"name": "mam", "image": "images/mam/00.jpg", "info": "a grey cat"},
+        "<ghost>": {"name": "ghost", "image": ["images/ghost/00.jpg"], "info": "gone"},
+    }
+    database = {"concept_dict": concepts, "path_to_concept": {"images/bo/00.jpg": "<bo>"}}
+    (rap / "database.json").write_text(json.dumps(database))
+    (rap / "flat.json").write_text(json.dumps(concepts))
+    services = build_services(make_settings(sqlite_url, tmp_path / "data"), encoder=encoder)
+    try:
+        report = import_concepts(services, tenant_name="acme", external_user_id="al", root=rap)
+        flat = import_concepts(
+            services, tenant_name="acme", external_user_id="al", root=rap / "flat.json"
+        )
+        with services.sessions() as session:
+            tenant_id = get_or_create_tenant(session=session, name="acme").id
+        views, _ = list_concepts(
+            services, tenant_id=tenant_id, external_user_id="al", limit=10, after=None
+        )
+    finally:
+        services.close()
+
+    assert (report.created, report.photos_added, report.skipped_concepts) == (
+        ["bo", "mam"],
+        3,
+        ["ghost"],
+    )
+    ghost_photo = rap / "images" / "ghost" / "00.jpg"
+    assert report.failures[0].where == str(ghost_photo)
+    assert report.failures[0].reason.startswith("unreadable: No such file")
+    found = {
+        v.concept.name: (v.concept.description, v.concept.category, len(v.images)) for v in views
+    }
+    assert found == {
+        "bo": ("general: a corgi; distinct features: red collar", "dog", 2),
+        "mam": ("a grey cat", None, 1),
+    }
+    assert (flat.created, flat.photos_added, flat.photos_skipped) == ([], 0, 3)
+
+
+def test_quotas_fail_the_photos_and_concepts_over_them_and_the_import_goes_on(
+    sqlite_url: str, tmp_path: Path, encoder: Encoder
+) -> None:
+    root = tmp_path / "concepts"
+    for folder, subject, count in (("a_dog", "dog", 3), ("b_cat", "cat", 1), ("c", "clock", 1)):
+        copy_photos(subject, root / folder, count)
+    settings = make_settings(
+        sqlite_url, tmp_path / "data", max_photos_per_concept=2, max_concepts_per_user=2
+    )
+    services = build_services(settings, encoder=encoder)
+    try:
+        report = import_concepts(services, tenant_name="acme", external_user_id="al", root=root)
+    finally:
+        services.close()
+
+    assert (report.created, report.photos_added) == (["a_dog", "b_cat"], 3)
+    reasons = {Path(failure.where).name: failure.reason for failure in report.failures}
+    assert reasons == {
+        "02.jpg": "Quota exceeded: a concept holds at most 2 photos",
+        "c": "1 photo(s) not added: Quota exceeded: this user has the most concepts allowed (2)",
+    }
+
+
+def test_the_import_command_prints_a_summary_and_exits_1_on_a_bad_file(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sqlite_template, data / "rapport.db")
+    root = tmp_path / "concepts"
+    copy_photos("dog", root / "bo", 2)
+    (root / "bo" / "broken.jpg").write_bytes(b"not a photo")
+
+    result = run_cli(
+        ["import", str(root), "--tenant", "acme", "--user", "alice"], rapport_env(data)
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert "concepts created: 1\n" in result.stdout
+    assert "photos added: 2\n" in result.stdout
+    assert f"{root / 'bo' / 'broken.jpg'}: Unsupported media type" in result.stdout
+    assert "Traceback" not in result.stderr
