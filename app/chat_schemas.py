@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.remote_photos import RemotePhotoPolicy, fetch_photo
 from app.schemas import ConceptBrief, MinScore, TopK, decode_base64_image
 from app.usecases.chat import ChatAnswer, ChatQuery, PreparedChat
 from app.usecases.retrieve import Match
@@ -24,7 +25,7 @@ class ImageURL(BaseModel):
 
 
 class ContentPart(BaseModel):
-    """An OpenAI content part: text, or a photo as a data URL (or bare base64)."""
+    """An OpenAI content part: text, or a photo as a data URL, bare base64 or an http(s) URL."""
 
     model_config = ConfigDict(extra="ignore")
     type: Literal["text", "image_url", "input_text", "input_image"]
@@ -37,7 +38,7 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
 
-    def to_turn(self, limits: ImageLimits) -> ChatTurn:
+    def to_turn(self, limits: ImageLimits, remote: RemotePhotoPolicy) -> ChatTurn:
         texts: list[str] = []
         images: list[Image.Image] = []
         parts = (
@@ -50,22 +51,27 @@ class ChatMessage(BaseModel):
                 texts.append(part.text or "")
             else:
                 url = part.image_url.url if isinstance(part.image_url, ImageURL) else part.image_url
-                images.append(load_photo(url or "", limits))
+                images.append(load_photo(url or "", limits, remote))
         role = "system" if self.role == "developer" else self.role
         return ChatTurn(role=role, text="\n".join(t for t in texts if t), images=tuple(images))
 
 
-def load_photo(reference: str, limits: ImageLimits) -> Image.Image:
-    if reference.startswith(("http://", "https://")):
-        raise InvalidRequest(
-            "photos given by http(s) URL are not fetched; send them as data URLs "
-            "(data:image/jpeg;base64,...) or base64"
-        )
-    return decode_image(decode_base64_image(reference), limits).image
+def load_photo(reference: str, limits: ImageLimits, remote: RemotePhotoPolicy) -> Image.Image:
+    """A photo given as base64, a data URL, or an http(s) URL (fetched under ``remote``).
+
+    Blocking (a fetch may take up to ``remote.timeout_s``): call it off the event loop.
+    """
+    if reference[:8].lower().startswith(("http://", "https://")):
+        data = fetch_photo(reference, remote)
+    else:
+        data = decode_base64_image(reference)
+    return decode_image(data, limits).image
 
 
-def turns_from(messages: list[ChatMessage], limits: ImageLimits, max_images: int) -> list[ChatTurn]:
-    turns = [message.to_turn(limits) for message in messages]
+def turns_from(
+    messages: list[ChatMessage], limits: ImageLimits, max_images: int, remote: RemotePhotoPolicy
+) -> list[ChatTurn]:
+    turns = [message.to_turn(limits, remote) for message in messages]
     count = sum(len(turn.images) for turn in turns)
     if count > max_images:
         raise InvalidRequest(f"{count} photos in one conversation; the limit is {max_images}")
@@ -79,7 +85,7 @@ class ChatRequest(BaseModel):
 
     messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=200)
     question: str | None = Field(default=None, max_length=8000)
-    image: str | None = Field(default=None, description="base64 or a data URL")
+    image: str | None = Field(default=None, description="base64, a data URL or an http(s) URL")
     top_k: TopK | None = None
     min_score: MinScore | None = None
     max_new_tokens: MaxNewTokens | None = None
@@ -102,11 +108,12 @@ class ChatRequest(BaseModel):
         default_max_new_tokens: int,
         limits: ImageLimits,
         max_images: int,
+        remote: RemotePhotoPolicy,
     ) -> ChatQuery:
         if self.messages is not None:
-            turns = turns_from(self.messages, limits, max_images)
+            turns = turns_from(self.messages, limits, max_images, remote)
         else:
-            photos = (load_photo(self.image, limits),) if self.image else ()
+            photos = (load_photo(self.image, limits, remote),) if self.image else ()
             turns = [ChatTurn(role="user", text=self.question or "", images=photos)]
         return ChatQuery(
             turns=turns,

@@ -1,4 +1,4 @@
-"""The ``rapport`` command: serve, db upgrade, keys, reindex."""
+"""The ``rapport`` command: serve, db upgrade, keys, reindex, doctor, import, eval."""
 
 from __future__ import annotations
 
@@ -149,3 +149,101 @@ def reindex() -> None:
     finally:
         services.close()
     click.echo(f"embedded {count} photos with {services.encoder.model_id}", err=True)
+
+
+@main.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="delete unreferenced files older than RAPPORT_DOCTOR_GRACE_S and unusable rows",
+)
+def doctor(repair: bool) -> None:
+    """Check that the database and the photo folder agree (exit status 1: problems remain)."""
+    from app.main import build_services
+    from app.usecases import doctor as checks
+
+    try:
+        services = build_services(_settings())
+    except ModelLoadError as error:
+        raise click.ClickException(error.detail) from None
+    try:
+        report = checks.repair(services) if repair else checks.check(services)
+    finally:
+        services.close()
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(1 if report.problems else 0)
+
+
+@main.command("import")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--tenant", required=True, help="tenant (app) name; created if new")
+@click.option("--user", required=True, help="the app's own id of the end user")
+def import_(source: str, tenant: str, user: str) -> None:
+    """Register the concepts of a folder tree or a RAP database.json for one user.
+
+    Running it again adds only photos not stored yet. Exit status 1: something failed.
+    """
+    from tqdm import tqdm
+
+    from app.main import build_services
+    from app.usecases.importer import import_concepts
+    from retrieval.errors import RapportError
+
+    try:
+        services = build_services(_settings())
+    except ModelLoadError as error:
+        raise click.ClickException(error.detail) from None
+    bar = tqdm(unit="photo", file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        report = import_concepts(
+            services, tenant_name=tenant, external_user_id=user, root=source, progress=progress
+        )
+    except RapportError as error:
+        raise click.ClickException(error.detail) from None
+    finally:
+        bar.close()
+        services.close()
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(1 if report.failures else 0)
+
+
+@main.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--references", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--regions", default="whole", type=click.Choice(["whole", "grid"]))
+@click.option("--aggregation", default="best", type=click.Choice(["best", "winner"]))
+@click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", default=0, show_default=True, help="draws the collages")
+def eval_(dataset: str, out: str, regions: str, collages: int, **options: object) -> None:
+    """Measure the configured encoder's retrieval quality on a folder of concept folders."""
+    from app.main import load_encoder
+    from retrieval.evaluation import format_table, run_eval
+    from retrieval.regions import RegionConfig
+
+    try:
+        report = run_eval(
+            dataset,
+            out,
+            load_encoder(_settings()),
+            regions=RegionConfig(kind="grid" if regions == "grid" else "whole"),
+            collages=collages > 0,
+            collage_count=collages,
+            **options,
+        )
+    except ModelLoadError as error:
+        raise click.ClickException(error.detail) from None
+    except ValueError as error:  # a dataset the options cannot evaluate
+        raise click.ClickException(str(error)) from None
+    except ModuleNotFoundError as error:
+        raise click.ClickException(f"{error}; plots need: pip install 'rapport[eval]'") from None
+    click.echo(format_table(report) + "\n")
+    for name in ("report.json", "table.txt", "scores.png", "precision_recall.png"):
+        click.echo(f"wrote {click.format_filename(out)}/{name}")

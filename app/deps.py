@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from app.errors import Unauthorized
+from app.errors import RateLimited, Unauthorized
 from app.keys import Caller, authenticate
 from app.services import Services
 
@@ -28,6 +28,10 @@ def require_caller(request: Request, services: ServicesDep) -> Caller:
         caller = authenticate(session=session, key=key.strip(), secret=services.settings.key_secret)
     if caller is None:
         raise Unauthorized("the API key is unknown, revoked or expired")
+    wait = services.rate_limiter.acquire(caller.tenant_id)
+    if wait is not None:
+        rate = services.settings.rate_limit_rps
+        raise RateLimited(f"over this app's limit of {rate:g} requests per second", wait)
     return caller
 
 

@@ -8,11 +8,13 @@ message never reaches the client.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sql_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retrieval import errors
@@ -28,9 +30,50 @@ class NoGenerator(errors.RapportError):
     title = "No generator configured"
 
 
+class RateLimited(errors.RapportError):
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(errors.RapportError):
+    title = "Quota exceeded"
+
+
+class StorageQuotaExceeded(QuotaExceeded):
+    title = "Storage quota exceeded"
+
+
+class RemotePhotoRefused(errors.RapportError):
+    """A photo URL that is not fetched: not http(s), not public, redirected away, or off."""
+
+    title = "Photo URL refused"
+
+
+class RemotePhotoUnavailable(errors.RapportError):
+    """A photo URL that could not be fetched: no answer in time, unreachable, an HTTP error."""
+
+    title = "Photo could not be fetched"
+
+
+class DatabaseUnavailable(errors.RapportError):
+    """The database cannot be reached, or no connection came free in time."""
+
+    title = "Database unavailable"
+    retry_after = 2.0
+
+
 STATUS: dict[type[errors.RapportError], int] = {
+    RemotePhotoRefused: 400,
+    RemotePhotoUnavailable: 422,
+    DatabaseUnavailable: 503,
     Unauthorized: 401,
     NoGenerator: 501,
+    RateLimited: 429,
+    StorageQuotaExceeded: 413,
+    QuotaExceeded: 409,
     errors.GeneratorTimeout: 504,
     errors.GeneratorUnavailable: 502,
     errors.NotFound: 404,
@@ -57,10 +100,13 @@ def status_of(error: errors.RapportError) -> int:
 RETRY_AFTER_S = 1
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, *, retry_after: float | None = None, **extra: Any
+) -> JSONResponse:
     headers = {
         401: {"WWW-Authenticate": "Bearer"},
-        429: {"Retry-After": str(RETRY_AFTER_S)},
+        429: {"Retry-After": str(max(1, math.ceil(retry_after or RETRY_AFTER_S)))},
+        503: {"Retry-After": str(max(1, math.ceil(retry_after or RETRY_AFTER_S)))},
     }.get(status)
     return JSONResponse(
         {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
@@ -75,7 +121,9 @@ async def _rapport_error(_: Request, error: Exception) -> JSONResponse:
     status = status_of(error)
     if status >= 500:
         logger.error("%s: %s", type(error).__name__, error.detail)
-    return problem(status, error.title, error.detail)
+    return problem(
+        status, error.title, error.detail, retry_after=getattr(error, "retry_after", None)
+    )
 
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
@@ -103,8 +151,35 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return problem(500, "Internal server error", "an unexpected error occurred")
 
 
+_DATABASE_UNAVAILABLE = (
+    sql_errors.OperationalError,
+    sql_errors.InterfaceError,
+    sql_errors.TimeoutError,
+)
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    # Connection-level failures (down, unreachable, no free connection) are retryable 503s;
+    # any other database error is a bug, answered as one.
+    lost = isinstance(error, sql_errors.DBAPIError) and error.connection_invalidated
+    if not (isinstance(error, _DATABASE_UNAVAILABLE) or lost):
+        return await _unexpected_error(request, error)
+    cause = getattr(error, "orig", None) or error
+    logger.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(cause).__name__,
+        str(cause).strip(),
+    )
+    unavailable = DatabaseUnavailable("the database is unavailable; retry shortly")
+    return await _rapport_error(request, unavailable)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.RapportError, _rapport_error)
+    app.add_exception_handler(sql_errors.DBAPIError, _database_error)
+    app.add_exception_handler(sql_errors.TimeoutError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

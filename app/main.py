@@ -14,28 +14,32 @@ from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.metrics import Metrics, MetricsMiddleware
+from app.ratelimit import open_rate_limiter
 from app.routes import admin, chat, concepts, health, openai_compat, retrieve, users
 from app.services import Services
 from app.settings import Settings
 from retrieval import Encoder, Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
+from retrieval.encoder import open_encoder
 from retrieval.errors import ModelLoadError
+from retrieval.matching import default_min_score
+from retrieval.regions import RegionProposer, open_region_proposer
+from retrieval.torchvision_encoder import TorchvisionEncoder
 
 logger = logging.getLogger(__name__)
 
 
 def build_services(
-    settings: Settings, encoder: Encoder | None = None, generator: Generator | None = None
+    settings: Settings,
+    encoder: Encoder | TorchvisionEncoder | None = None,
+    generator: Generator | None = None,
 ) -> Services:
     """Open the database and blob store, load the encoder and the generator (the slow part)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics()
-    batching = BatchingEncoder(
-        encoder or load_encoder(settings),
-        settings.batching_config(),
-        on_batch=metrics.observe_batch,
-    )
+    model = encoder or load_encoder(settings)
+    batching = BatchingEncoder(model, settings.batching_config(), on_batch=metrics.observe_batch)
     cache = UserIndexCache(max_bytes=settings.index_cache_bytes)
     metrics.track_queue(lambda: batching.queue_depth)
     metrics.track_cache(cache.stats)
@@ -48,18 +52,42 @@ def build_services(
         user_index_cache=cache,
         generator=generator or open_generator(settings.generator_config()),
         metrics=metrics,
+        regions=load_regions(settings),
+        default_min_score=(
+            settings.min_score
+            if settings.min_score is not None
+            else default_min_score(model.model_id)
+        ),
+        rate_limiter=open_rate_limiter(
+            settings.redis_url,
+            settings.rate_limit_rps,
+            settings.rate_limit_burst,
+            settings.redis_prefix,
+        ),
     )
 
 
-def load_encoder(settings: Settings) -> Encoder:
+def load_encoder(settings: Settings) -> Encoder | TorchvisionEncoder:
     """The configured encoder, or ModelLoadError with a message that says how to fix it."""
     try:
-        return Encoder.from_config(settings.encoder_config())
+        return open_encoder(settings.encoder_config())
     except ModelLoadError as error:
         raise ModelLoadError(
             f"{error.detail}. Fix: download the weights on a machine with network access and "
             "set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP weights "
             "offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
+        ) from error
+
+
+def load_regions(settings: Settings) -> RegionProposer:
+    """The configured region proposer; a detector that cannot load stops the start."""
+    try:
+        return open_region_proposer(settings.region_config())
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load the region detector {settings.region_detector_model!r}: "
+            f"{type(error).__name__}: {error}. Fix: set RAPPORT_REGION_DETECTOR_MODEL to a "
+            "local OWLv2 / OWL-ViT folder, or RAPPORT_REGIONS=grid or whole."
         ) from error
 
 

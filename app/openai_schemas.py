@@ -16,6 +16,7 @@ from app.chat_schemas import (
     UsedConcept,
     turns_from,
 )
+from app.remote_photos import RemotePhotoPolicy
 from app.schemas import MinScore, TopK
 from app.usecases.chat import ChatQuery
 from retrieval import GenerationOptions, ImageLimits
@@ -57,9 +58,10 @@ class CompletionRequest(BaseModel):
         default_max_new_tokens: int,
         limits: ImageLimits,
         max_images: int,
+        remote: RemotePhotoPolicy,
     ) -> ChatQuery:
         return ChatQuery(
-            turns=turns_from(self.messages, limits, max_images),
+            turns=turns_from(self.messages, limits, max_images, remote),
             top_k=self.top_k or default_top_k,
             min_score=default_min_score if self.min_score is None else self.min_score,
             options=GenerationOptions(

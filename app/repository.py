@@ -121,6 +121,14 @@ def concept_names(*, session: Session, user_id: int) -> dict[str, str]:
     return {concept_id: name for concept_id, name in rows}
 
 
+def concept_categories(*, session: Session, user_id: int) -> list[str]:
+    """The distinct categories of the user's concepts ("dog", "mug"), for a detector's prompts."""
+    query = select(Concept.category).where(
+        Concept.user_id == user_id, Concept.category.is_not(None)
+    )
+    return sorted({category for category in session.scalars(query.distinct()) if category})
+
+
 def images_of(*, session: Session, concept_ids: Sequence[str]) -> dict[str, list[ImageRow]]:
     images: dict[str, list[ImageRow]] = {concept_id: [] for concept_id in concept_ids}
     if concept_ids:
@@ -128,6 +136,21 @@ def images_of(*, session: Session, concept_ids: Sequence[str]) -> dict[str, list
         for image in session.scalars(query):
             images[image.concept_id].append(image)
     return images
+
+
+def count_concepts(*, session: Session, user_id: int) -> int:
+    query = select(func.count()).select_from(Concept).where(Concept.user_id == user_id)
+    return int(session.scalar(query) or 0)
+
+
+def tenant_bytes(*, session: Session, tenant_id: int) -> int:
+    """Bytes of every photo the tenant stores (as uploaded)."""
+    query = (
+        select(func.coalesce(func.sum(ImageRow.size_bytes), 0))
+        .join(User, User.id == ImageRow.user_id)
+        .where(User.tenant_id == tenant_id)
+    )
+    return int(session.scalar(query) or 0)
 
 
 def count_images(*, session: Session, concept_id: str) -> int:

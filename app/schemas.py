@@ -14,10 +14,12 @@ from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.retrieve import Match, RetrieveQuery
 from retrieval.errors import InvalidRequest
 
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+# A name needs a character other than spaces and the <> that may wrap it ("<bo>").
+VISIBLE = r"[^\s<>]"
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=VISIBLE)]
 Description = Annotated[str, Field(max_length=4000)]
 Category = Annotated[str, Field(max_length=50)]
-QueryText = Annotated[str, Field(max_length=4000)]
+QueryText = Annotated[str, Field(min_length=1, max_length=4000)]
 TopK = Annotated[int, Field(ge=1, le=100)]
 MinScore = Annotated[float, Field(ge=-1.0, le=1.0)]
 
@@ -81,7 +83,10 @@ class ConceptPatch(BaseModel):
 class RetrieveJSON(BaseModel):
     """A retrieval with the photo inline: base64, or a data URL (data:image/...;base64,...)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["image"]}, {"required": ["text"]}]},
+    )
 
     image: str | None = None
     text: QueryText | None = None
@@ -101,6 +106,10 @@ class MatchOut(BaseModel):
     concept: ConceptBrief
     score: float
     source: Literal["image", "text"]
+    box: tuple[int, int, int, int] | None = Field(
+        description="where the concept was seen, [x0, y0, x1, y1] in the photo's pixels; "
+        "null for the whole photo or a text match"
+    )
 
     @classmethod
     def from_match(cls, match: Match) -> MatchOut:
@@ -111,6 +120,7 @@ class MatchOut(BaseModel):
             ),
             score=round(match.score, 6),
             source=match.source,
+            box=match.box,
         )
 
 

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.blobs import LocalBlobStore
 from app.metrics import Metrics
+from app.ratelimit import RateLimiter
 from app.settings import Settings
 from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
+from retrieval.regions import RegionProposer
 
 
 @dataclass
@@ -25,12 +27,18 @@ class Services:
     user_index_cache: UserIndexCache
     generator: Generator
     metrics: Metrics
+    regions: RegionProposer
+    default_min_score: float  # when a request names none
+    rate_limiter: RateLimiter
 
     def close(self) -> None:
         """Stop the encoder's worker, release the generator and the database connections."""
         self.encoder.stop()
         self.generator.close()
         self.engine.dispose()
+        close = getattr(self.rate_limiter, "close", None)
+        if close is not None:
+            close()
 
     def index_key(self, user_id: int) -> Hashable:
         return (user_id, self.encoder.model_id)

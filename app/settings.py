@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from retrieval.encoder import EncoderConfig
     from retrieval.generators import GeneratorConfig
     from retrieval.prompt import PromptConfig
+    from retrieval.regions import RegionConfig
 
 MiB = 1024 * 1024
 
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
         default=None, description="enables /v1/admin for tenant and key management"
     )
 
+    encoder_family: Literal["open_clip", "torchvision"] = "open_clip"
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
     device: str = "auto"
@@ -51,7 +53,15 @@ class Settings(BaseSettings):
     threadpool_size: Annotated[int, Field(ge=4, le=1024)] = 64
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
-    min_score: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.75
+    min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
+        default=None, description="default min_score; unset: the model's own (see README)"
+    )
+    regions: Literal["whole", "grid", "detector"] = "whole"
+    region_grid_scales: tuple[int, ...] = (2, 3)
+    region_aggregation: Literal["best", "winner"] = "winner"
+    region_detector_model: str = "google/owlv2-base-patch16-ensemble"
+    region_detector_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
+    region_max: Annotated[int, Field(ge=1, le=64)] = 8
     index_cache_bytes: Annotated[int, Field(ge=0)] = 512 * MiB
 
     generator: Literal["transformers", "openai", "none"] = "none"
@@ -66,11 +76,36 @@ class Settings(BaseSettings):
     max_new_tokens_limit: Annotated[int, Field(ge=1, le=32768)] = 2048
     prompt_max_concepts: Annotated[int, Field(ge=0, le=20)] = 3
     prompt_max_reference_images: Annotated[int, Field(ge=0, le=10)] = 1
+    prompt_mode: Literal["rap", "visual"] = "rap"
+
+    redis_url: str | None = Field(
+        default=None,
+        description="shares rate limits across processes, e.g. redis://127.0.0.1:6379/0",
+    )
+    redis_prefix: str = "rapport:"
+    rate_limit_rps: Annotated[float, Field(ge=0)] = 100.0
+    rate_limit_burst: Annotated[int, Field(ge=1)] = 200
+    max_concepts_per_user: Annotated[int, Field(ge=1)] = 1000
+    max_photos_per_concept: Annotated[int, Field(ge=1)] = 50
+    max_tenant_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * MiB
 
     max_request_bytes: Annotated[int, Field(ge=1024)] = 50 * MiB
     max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * MiB
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 20
+
+    # Hostile input and faults
+    remote_photos: bool = Field(default=True, description="fetch chat photos given by http(s) URL")
+    remote_photo_max_bytes: Annotated[int, Field(ge=1024)] | None = Field(
+        default=None, description="cap on a fetched photo's bytes; default max_image_bytes"
+    )
+    remote_photo_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    remote_photo_allow_private: bool = Field(
+        default=False, description="also fetch from loopback/private addresses (tests, intranets)"
+    )
+    doctor_grace_s: Annotated[float, Field(ge=0)] = Field(
+        default=3600.0, description="rapport doctor leaves unreferenced files younger than this"
+    )
 
     @field_validator("device", "generator_device")
     @classmethod
@@ -128,6 +163,7 @@ class Settings(BaseSettings):
         from retrieval.encoder import EncoderConfig
 
         return EncoderConfig(
+            family=self.encoder_family,
             model=self.clip_model,
             pretrained=self.clip_pretrained,
             device=self.device,
@@ -157,6 +193,7 @@ class Settings(BaseSettings):
         return PromptConfig(
             max_concepts=self.prompt_max_concepts,
             max_reference_images=self.prompt_max_reference_images,
+            mode=self.prompt_mode,
         )
 
     def batching_config(self) -> BatchingConfig:
@@ -166,4 +203,16 @@ class Settings(BaseSettings):
             max_batch=self.encode_batch_size,
             max_wait_ms=self.encode_max_wait_ms,
             queue_size=self.encode_queue_size,
+        )
+
+    def region_config(self) -> RegionConfig:
+        from retrieval.regions import RegionConfig
+
+        return RegionConfig(
+            kind=self.regions,
+            grid_scales=self.region_grid_scales,
+            detector_model=self.region_detector_model,
+            detector_threshold=self.region_detector_threshold,
+            max_regions=self.region_max,
+            device=self.device,
         )

@@ -54,7 +54,7 @@ def median(values: list[float]) -> float:
 class Served:
     """``rapport serve`` on a fresh data folder, in a child process."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, workers: str = "1", **env: str) -> None:
         self.data = tempfile.mkdtemp(prefix="rapport-bench-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         self.env.update({"RAPPORT_DATA_DIR": self.data, **env})

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -172,8 +173,10 @@ def start_server(encoder: Encoder) -> Iterator[object]:
     """Start servers on given settings; all are stopped at the end of the test."""
     servers: list[LiveServer] = []
 
-    def start(settings: Settings) -> LiveServer:
-        server = LiveServer(build_services(settings, encoder=encoder)).start()
+    def start(settings: Settings, **overrides: Any) -> LiveServer:
+        """``encoder=None`` in ``overrides`` builds the encoder the settings name."""
+        built = build_services(settings, **({"encoder": encoder} | overrides))
+        server = LiveServer(built).start()
         servers.append(server)
         return server
 

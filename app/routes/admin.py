@@ -19,6 +19,7 @@ from app.db.models import ApiKey, Tenant
 from app.deps import ServicesDep
 from app.errors import Unauthorized
 from app.keys import create_key, list_keys, revoke_key
+from app.openapi import problems
 from retrieval.errors import Conflict, NotFound
 
 TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
@@ -34,7 +35,12 @@ def require_admin(request: Request, services: ServicesDep) -> None:
         raise Unauthorized("send the admin key as 'Authorization: Bearer KEY'")
 
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=problems(401, 404, 409, 422, 503),
+)
 
 
 class TenantIn(BaseModel):

@@ -8,22 +8,27 @@ from starlette.responses import StreamingResponse
 
 from app.chat_schemas import ChatOut, ChatRequest, UsageOut, concepts_of
 from app.deps import CallerDep, ServicesDep, UserId
+from app.openapi import USER_DATA_ERRORS, problems
+from app.remote_photos import RemotePhotoPolicy
 from app.services import Services
 from app.streaming import StartedStream, event_stream, sse
 from app.usecases.chat import ChatQuery, answer_chat, stream_chat
 from retrieval import Generation, to_openai_messages
 
-router = APIRouter(prefix="/v1/users", tags=["chat"])
+router = APIRouter(
+    prefix="/v1/users", tags=["chat"], responses=USER_DATA_ERRORS | problems(502, 504)
+)
 
 
 def chat_query(request: ChatRequest, services: Services) -> ChatQuery:
     settings = services.settings
     return request.to_query(
         default_top_k=settings.default_top_k,
-        default_min_score=settings.min_score,
+        default_min_score=services.default_min_score,
         default_max_new_tokens=settings.default_max_new_tokens,
         limits=settings.image_limits(),
         max_images=settings.max_images_per_request,
+        remote=RemotePhotoPolicy.from_settings(settings),
     )
 
 

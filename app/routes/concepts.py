@@ -5,14 +5,19 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.deps import CallerDep, ResourceId, ServicesDep, UserId
-from app.schemas import ConceptOut, ConceptPage, ConceptPatch
+from app.openapi import USER_DATA_ERRORS
+from app.schemas import VISIBLE, ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
 from app.usecases import concepts
 from retrieval.errors import PayloadTooLarge
 
-router = APIRouter(prefix="/v1/users/{user_id}/concepts", tags=["concepts"])
+router = APIRouter(
+    prefix="/v1/users/{user_id}/concepts", tags=["concepts"], responses=USER_DATA_ERRORS
+)
 
-Images = Annotated[list[UploadFile], File(description="one or more photos of the concept")]
+Images = Annotated[
+    list[UploadFile], File(min_length=1, description="one or more photos of the concept")
+]
 
 
 def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
@@ -33,7 +38,7 @@ def create_concept(
     caller: CallerDep,
     services: ServicesDep,
     images: Images,
-    name: Annotated[str, Form(min_length=1, max_length=100)],
+    name: Annotated[str, Form(min_length=1, max_length=100, pattern=VISIBLE)],
     description: Annotated[str, Form(max_length=4000)] = "",
     category: Annotated[str | None, Form(max_length=50)] = None,
 ) -> ConceptOut:

@@ -16,7 +16,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={503: {"description": "not ready", "content": {"application/json": {}}}},
+)
 def readyz(services: ServicesDep) -> JSONResponse:
     """The database answers and the encoder is loaded."""
     try:

@@ -18,11 +18,17 @@ from app.openai_schemas import (
     completion_id,
     now,
 )
+from app.openapi import USER_DATA_ERRORS, problems
+from app.remote_photos import RemotePhotoPolicy
 from app.streaming import StartedStream, event_stream, sse
 from app.usecases.chat import answer_chat, require_generator, stream_chat
 from retrieval import Generation
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai-compatible"],
+    responses=USER_DATA_ERRORS | problems(501, 502, 504),
+)
 
 
 @router.post(
@@ -39,10 +45,11 @@ async def chat_completions(
     query = await run_in_threadpool(
         lambda: request.to_query(
             default_top_k=settings.default_top_k,
-            default_min_score=settings.min_score,
+            default_min_score=services.default_min_score,
             default_max_new_tokens=settings.default_max_new_tokens,
             limits=settings.image_limits(),
             max_images=settings.max_images_per_request,
+            remote=RemotePhotoPolicy.from_settings(settings),
         )
     )
     model = services.generator.model

@@ -8,19 +8,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.deps import CallerDep, ServicesDep, UserId
+from app.openapi import USER_DATA_ERRORS
 from app.schemas import RetrieveJSON, RetrieveOut
 from app.services import Services
 from app.timing import Timings
 from app.usecases.retrieve import RetrieveQuery, retrieve
 from retrieval.errors import InvalidRequest, PayloadTooLarge
 
-router = APIRouter(prefix="/v1/users", tags=["retrieval"])
+router = APIRouter(prefix="/v1/users", tags=["retrieval"], responses=USER_DATA_ERRORS)
 
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "anyOf": [{"required": ["image"]}, {"required": ["text"]}],
     "properties": {
         "image": {"type": "string", "format": "binary"},
-        "text": {"type": "string", "maxLength": 4000},
+        "text": {"type": "string", "minLength": 1, "maxLength": 4000},
         "top_k": {"type": "integer", "minimum": 1, "maximum": 100},
         "min_score": {"type": "number", "minimum": -1, "maximum": 1},
     },
@@ -75,7 +77,8 @@ async def _parse(request: Request, services: Services) -> RetrieveQuery:
                 fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
                 body = RetrieveJSON.model_validate(fields)
                 query = body.to_query(
-                    default_top_k=settings.default_top_k, default_min_score=settings.min_score
+                    default_top_k=settings.default_top_k,
+                    default_min_score=services.default_min_score,
                 )
                 return RetrieveQuery(
                     image=image, text=query.text, top_k=query.top_k, min_score=query.min_score
@@ -87,4 +90,6 @@ async def _parse(request: Request, services: Services) -> RetrieveQuery:
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
         )
         raise InvalidRequest(detail) from None
-    return body.to_query(default_top_k=settings.default_top_k, default_min_score=settings.min_score)
+    return body.to_query(
+        default_top_k=settings.default_top_k, default_min_score=services.default_min_score
+    )

@@ -3,9 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app.deps import CallerDep, ServicesDep, UserId
+from app.openapi import USER_DATA_ERRORS
 from app.usecases.users import erase_user
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], responses=USER_DATA_ERRORS)
 
 
 @router.delete("/{user_id}", status_code=204)

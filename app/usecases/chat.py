@@ -10,7 +10,7 @@ from PIL import Image
 from app import repository as repo
 from app.errors import NoGenerator
 from app.services import Services
-from app.usecases.retrieve import Match, find_matches
+from app.usecases.retrieve import Match, QueryPhoto, find_matches
 from retrieval import (
     ChatTurn,
     Generation,
@@ -69,7 +69,7 @@ def prepare_chat(
         services,
         tenant_id=tenant_id,
         external_user_id=external_user_id,
-        images=turn.images,
+        photos=[QueryPhoto(image) for image in turn.images],
         text=turn.text,
         top_k=query.top_k,
         min_score=query.min_score,
@@ -78,7 +78,7 @@ def prepare_chat(
     by_name = {match.concept.name: match for match in matches}
     # Choose first, so that only the photos of concepts that go into the prompt are read.
     chosen = choose_concepts(
-        [PromptConcept(m.concept.name, m.concept.description, (), m.score) for m in matches],
+        [PromptConcept(m.concept.name, m.concept.description, (), m.score, m.box) for m in matches],
         turn.text,
         config.max_concepts,
     )

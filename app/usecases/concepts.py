@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app import repository as repo
 from app.db.models import Concept, Embedding, ImageRow, utcnow
+from app.errors import QuotaExceeded, StorageQuotaExceeded
 from app.services import Services
 from app.usecases.photos import PreparedPhoto, photo_key, prepare_photos, store_photos
 from retrieval import UserIndex, name_key
@@ -58,6 +59,10 @@ def create_concept(
         assert lock is not None
         if repo.name_in_use(session=session, user_id=lock.user_id, name_key=key):
             raise ConceptNameTaken(f"this user already has a concept named {name!r}")
+        limit = services.settings.max_concepts_per_user
+        if repo.count_concepts(session=session, user_id=lock.user_id) >= limit:
+            raise QuotaExceeded(f"this user has the most concepts allowed ({limit})")
+        _check_photo_quotas(services, session, tenant_id=tenant_id, existing=0, photos=photos)
         concept = Concept(
             user_id=lock.user_id,
             name=name.strip(),
@@ -100,6 +105,10 @@ def add_images(
     with services.sessions() as session:
         lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
         concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
+        existing = repo.count_images(session=session, concept_id=concept.id)
+        _check_photo_quotas(
+            services, session, tenant_id=tenant_id, existing=existing, photos=photos
+        )
         with _blobs_kept_only_on_commit(
             services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
         ):
@@ -258,6 +267,33 @@ def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> N
         for key in set(keys) - in_use:
             services.blobs.delete(key)
         session.commit()
+
+
+def _check_photo_quotas(
+    services: Services,
+    session: Session,
+    *,
+    tenant_id: int,
+    existing: int,
+    photos: Sequence[PreparedPhoto],
+) -> None:
+    """Photos per concept and bytes per tenant. Checked under the user's lock; writes of
+    other users of the tenant can pass the byte quota together by at most one request each."""
+    settings = services.settings
+    if existing + len(photos) > settings.max_photos_per_concept:
+        raise QuotaExceeded(
+            f"a concept holds at most {settings.max_photos_per_concept} photos; "
+            f"it has {existing} and {len(photos)} were sent"
+        )
+    if settings.max_tenant_bytes:
+        adding = sum(len(photo.data) for photo in photos)
+        if (
+            repo.tenant_bytes(session=session, tenant_id=tenant_id) + adding
+            > settings.max_tenant_bytes
+        ):
+            raise StorageQuotaExceeded(
+                f"this app stores at most {settings.max_tenant_bytes} bytes of photos"
+            )
 
 
 def _lock_existing(

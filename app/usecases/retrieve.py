@@ -16,6 +16,7 @@ from app.timing import Timings
 from retrieval import UserIndex, decode_image, name_key, named_in
 from retrieval.errors import InvalidRequest
 from retrieval.matching import search_concepts
+from retrieval.regions import Box, Region
 
 # A concept named in a question with no photo to compare against.
 NAMED_ONLY_SCORE = 1.0
@@ -30,10 +31,19 @@ class RetrieveQuery:
 
 
 @dataclass(frozen=True)
+class QueryPhoto:
+    """A decoded query photo; ``scale`` maps its pixels to the uploaded photo's."""
+
+    image: Image.Image
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class Match:
     concept: Concept
     score: float
     source: Literal["image", "text"]
+    box: Box | None = None  # where in the photo, in uploaded-photo pixels; None: the whole
 
 
 def retrieve(
@@ -52,16 +62,18 @@ def retrieve(
     if query.image is None and not query.text:
         raise InvalidRequest("send an image, a text, or both")
     timings = timings or Timings()
-    images = []
+    photos = []
     if query.image is not None:
         with timings.stage("decode"):
-            limits, min_side = services.settings.image_limits(), services.encoder.input_size
-            images.append(decode_image(query.image, limits, min_side=min_side).image)
+            decoded = decode_image(
+                query.image, services.settings.image_limits(), min_side=_min_side(services)
+            )
+        photos.append(QueryPhoto(decoded.image, scale=decoded.width / decoded.image.width))
     return find_matches(
         services,
         tenant_id=tenant_id,
         external_user_id=external_user_id,
-        images=images,
+        photos=photos,
         text=query.text,
         top_k=query.top_k,
         min_score=query.min_score,
@@ -74,37 +86,51 @@ def find_matches(
     *,
     tenant_id: int,
     external_user_id: str,
-    images: Sequence[Image.Image],
+    photos: Sequence[QueryPhoto],
     text: str | None,
     top_k: int,
     min_score: float,
     timings: Timings | None = None,
 ) -> list[Match]:
-    """``retrieve`` for decoded photos: a concept's score is its best over all of them."""
+    """``retrieve`` for decoded photos: each is cut into regions (settings), all of them
+    are encoded in one batch, and hits aggregate per concept with the box that matched."""
     timings = timings or Timings()
-    vectors = None
-    if images:
-        with timings.stage("encode"):
-            vectors = services.encoder.encode_images(images)
-    with services.sessions() as session:
-        with timings.stage("db"):
-            user = repo.find_user(
-                session=session, tenant_id=tenant_id, external_id=external_user_id
-            )
+    with services.sessions() as session, timings.stage("db"):
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
         if user is None:
             return []
         user_id, version = user.id, user.version
-        scores: dict[str, tuple[float, Literal["image", "text"]]] = {}
-        index = None
-        if vectors is not None:
-            with timings.stage("search"):
-                index = services.user_index_cache.get(
-                    services.index_key(user_id), version, lambda: _load_index(services, user_id)
-                )
-                for match in search_concepts(index, vectors, top_k=top_k, min_score=min_score):
-                    scores[match.label] = (match.score, "image")
+        categories = (
+            repo.concept_categories(session=session, user_id=user_id)
+            if photos and services.settings.regions == "detector"
+            else []
+        )
+    regions: list[tuple[Region, float]] = []
+    vectors = None
+    if photos:
+        with timings.stage("regions"):
+            for photo in photos:
+                proposed = services.regions.propose(photo.image, categories)
+                regions += [(region, photo.scale) for region in proposed]
+        with timings.stage("encode"):
+            vectors = services.encoder.encode_images([region.image for region, _ in regions])
+    scores: dict[str, tuple[float, Literal["image", "text"], Box | None]] = {}
+    index = None
+    if vectors is not None:
+        with timings.stage("search"):
+            index = services.user_index_cache.get(
+                services.index_key(user_id), version, lambda: _load_index(services, user_id)
+            )
+            aggregation = services.settings.region_aggregation if len(regions) > 1 else "best"
+            for match in search_concepts(
+                index, vectors, top_k=top_k, min_score=min_score, aggregation=aggregation
+            ):
+                region, scale = regions[match.region]
+                scores[match.label] = (match.score, "image", _scaled(region.box, scale))
+    with services.sessions() as session:
         if text:
-            names = repo.concept_names(session=session, user_id=user_id)
+            with timings.stage("db"):
+                names = repo.concept_names(session=session, user_id=user_id)
             mentioned = named_in(text, names.values())
             named = [
                 concept_id
@@ -116,12 +142,29 @@ def find_matches(
                 visual = index.best_scores(vectors, named)
             for concept_id in named:
                 score = visual.get(concept_id, 0.0) if vectors is not None else NAMED_ONLY_SCORE
-                scores[concept_id] = (score, "text")
+                scores[concept_id] = (score, "text", None)
         with timings.stage("db"):
             concepts = repo.get_concepts(session=session, user_id=user_id, concept_ids=list(scores))
-    matches = [Match(concept=c, score=scores[c.id][0], source=scores[c.id][1]) for c in concepts]
+    matches = [Match(c, *scores[c.id]) for c in concepts]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
     return matches
+
+
+def _min_side(services: Services) -> int | None:
+    """Pixels a query photo needs: the model's input, times the finest grid's split."""
+    size = services.encoder.input_size
+    if size is None or services.settings.regions == "detector":
+        return None
+    if services.settings.regions == "grid":
+        return size * max(services.settings.region_grid_scales, default=1)
+    return size
+
+
+def _scaled(box: Box | None, scale: float) -> Box | None:
+    if box is None:
+        return None
+    x0, y0, x1, y1 = (round(value * scale) for value in box)
+    return (x0, y0, x1, y1)
 
 
 def _load_index(services: Services, user_id: int) -> UserIndex:

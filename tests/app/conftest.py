@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,3 +25,11 @@ def openai_server(
     start_server: Any, database_url: str, tmp_path: Path, backend: FakeOpenAI
 ) -> LiveServer:
     return start_server(openai_settings(database_url, tmp_path, backend))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh SQLite database, for tests where the backend plays no part."""
+    path = tmp_path / "rapport.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"

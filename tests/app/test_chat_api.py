@@ -144,10 +144,10 @@ def test_chat_validation(server: LiveServer) -> None:
     assert_problem(client.post("/v1/users/alice/chat", json={}), 422)
     both = {"question": "hi", "messages": [{"role": "user", "content": "hi"}]}
     assert_problem(client.post("/v1/users/alice/chat", json=both), 422)
-    remote = {"question": "hi", "image": "https://example.com/dog.jpg"}
+    # Fetching photos by URL: tests/app/test_remote_photos.py.
+    remote = {"question": "hi", "image": "http://127.0.0.1/dog.jpg"}
     assert (
-        "data URL"
-        in assert_problem(client.post("/v1/users/alice/chat", json=remote), 422)["detail"]
+        "public" in assert_problem(client.post("/v1/users/alice/chat", json=remote), 400)["detail"]
     )
     assert_problem(
         client.post("/v1/users/alice/chat", json={"question": "x", "image": "bm90"}), 415
