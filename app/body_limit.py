@@ -1,7 +1,10 @@
-"""A cap on request bodies, enforced from the Content-Length header and while streaming."""
+"""Caps on request bodies: their size (from Content-Length, and while they stream in) and
+the time they take to arrive, so that a body that never ends (slow loris) cannot hold a
+connection and a worker's memory forever."""
 
 from __future__ import annotations
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,12 +17,19 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is over the limit of {limit} bytes")
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413 before reading them whole."""
+class BodyTimeout(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413 before reading them whole, and bodies
+    still arriving ``timeout_s`` after the request began with 408."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,16 +42,23 @@ class BodyLimitMiddleware:
             response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
-        received = 0
+        received, complete = 0, False
+        deadline = anyio.current_time() + self.timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
+            nonlocal received, complete
+            if complete:
+                # After the body, receive() only waits for a disconnect: no deadline.
+                return await receive()
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    complete = not message.get("more_body", False)
+                    if received > self.max_bytes:
+                        raise BodyTooLarge(self.max_bytes)
+                return message
+            raise BodyTimeout(self.timeout_s)
 
         await self.app(scope, limited_receive, send)
 

@@ -137,9 +137,12 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
-    title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
-        error.status_code, "HTTP error"
-    )
+    title = {
+        404: "Not found",
+        405: "Method not allowed",
+        408: "Request timeout",
+        413: "Payload too large",
+    }.get(error.status_code, "HTTP error")
     response = problem(error.status_code, title, str(error.detail))
     if error.headers:
         response.headers.update(error.headers)

@@ -113,7 +113,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         summary="Retrieval-augmented personalization for multimodal LLMs",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        timeout_s=settings.request_body_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.services.metrics)
     install_error_handlers(app)
     routers = (health, concepts, retrieve, chat, openai_compat, users, admin)

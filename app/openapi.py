@@ -19,6 +19,7 @@ class Problem(BaseModel):
 _DESCRIPTIONS = {
     401: "no valid API key",
     404: "not found, or not the caller's (answered alike)",
+    408: "the request body did not arrive in time",
     409: "conflict, or a count quota reached",
     413: "too large: body, photo, pixels or storage quota",
     415: "not an image rapport reads",
@@ -44,4 +45,4 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-USER_DATA_ERRORS = problems(401, 404, 409, 413, 415, 422, 429, 503)
+USER_DATA_ERRORS = problems(401, 404, 408, 409, 413, 415, 422, 429, 503)

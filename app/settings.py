@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     max_tenant_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * MiB
 
     max_request_bytes: Annotated[int, Field(ge=1024)] = 50 * MiB
+    request_body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * MiB
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 20

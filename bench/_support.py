@@ -71,6 +71,8 @@ class Served:
                 "serve",
                 "--port",
                 str(self.port),
+                "--workers",
+                workers,
             ],
             env=self.env,
             stdout=self.log,
@@ -89,8 +91,11 @@ class Served:
             if time.monotonic() > deadline:
                 raise SystemExit("rapport serve did not get ready")
             time.sleep(0.2)
-        self.key = subprocess.run(
-            [sys.executable, "-m", "app", "keys", "create", "--tenant", "bench"],
+        self.key = self.new_key("bench")
+
+    def new_key(self, tenant: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "app", "keys", "create", "--tenant", tenant],
             env=self.env,
             capture_output=True,
             text=True,

@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from app.deps import CallerDep, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS
@@ -67,7 +68,8 @@ async def _parse(request: Request, services: Services) -> RetrieveQuery:
         if content_type == "application/json":
             body = RetrieveJSON.model_validate_json(await request.body())
         elif content_type == "multipart/form-data":
-            async with request.form(max_files=1, max_fields=8) as form:
+            form = await _form(request)
+            try:
                 upload = form.get("image")
                 image = None
                 if isinstance(upload, UploadFile):
@@ -76,13 +78,14 @@ async def _parse(request: Request, services: Services) -> RetrieveQuery:
                         raise PayloadTooLarge(f"image is over {settings.max_image_bytes} bytes")
                 fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
                 body = RetrieveJSON.model_validate(fields)
-                query = body.to_query(
-                    default_top_k=settings.default_top_k,
-                    default_min_score=services.default_min_score,
-                )
-                return RetrieveQuery(
-                    image=image, text=query.text, top_k=query.top_k, min_score=query.min_score
-                )
+            finally:
+                await form.close()
+            query = body.to_query(
+                default_top_k=settings.default_top_k, default_min_score=services.default_min_score
+            )
+            return RetrieveQuery(
+                image=image, text=query.text, top_k=query.top_k, min_score=query.min_score
+            )
         else:
             raise InvalidRequest("send application/json or multipart/form-data")
     except ValidationError as error:
@@ -93,3 +96,10 @@ async def _parse(request: Request, services: Services) -> RetrieveQuery:
     return body.to_query(
         default_top_k=settings.default_top_k, default_min_score=services.default_min_score
     )
+
+
+async def _form(request: Request) -> FormData:
+    try:
+        return await request.form(max_files=1, max_fields=8)
+    except HTTPException as error:  # Starlette's answer to a malformed multipart body
+        raise InvalidRequest(f"malformed multipart body: {error.detail}") from None

@@ -98,3 +98,9 @@ def test_server_timing_tells_where_the_time_went(api: httpx.Client) -> None:
     )
     assert {"parse", "decode", "encode", "db", "search"} <= set(stages)
     assert all(float(ms) >= 0 for ms in stages.values())
+
+
+def test_a_malformed_multipart_body_is_a_clear_422(api: httpx.Client) -> None:
+    two_files = [("image", ("a.jpg", factories.photo("dog", 0))), ("x", ("b.txt", b"y"))]
+    body = assert_problem(api.post("/v1/users/alice/retrieve", files=two_files), 422)
+    assert "multipart" in body["detail"]
