@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -14,8 +15,54 @@ from app.usecases.retrieve import Match
 from retrieval import ChatTurn, Generation, GenerationOptions, ImageLimits, decode_image
 from retrieval.errors import InvalidRequest
 
+if TYPE_CHECKING:
+    from app.services import Services
+
 MaxNewTokens = Annotated[int, Field(ge=1)]
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+
+
+@dataclass(frozen=True)
+class ChatDefaults:
+    """What a chat request leaves unsaid, from the service's settings."""
+
+    top_k: int
+    min_score: float
+    max_new_tokens: int
+    limits: ImageLimits
+    max_images: int
+    remote: RemotePhotoPolicy
+
+    @classmethod
+    def of(cls, services: Services) -> ChatDefaults:
+        settings = services.settings
+        return cls(
+            top_k=settings.default_top_k,
+            min_score=services.default_min_score,
+            max_new_tokens=settings.default_max_new_tokens,
+            limits=settings.image_limits(),
+            max_images=settings.max_images_per_request,
+            remote=RemotePhotoPolicy.from_settings(settings),
+        )
+
+    def query(
+        self,
+        turns: list[ChatTurn],
+        *,
+        top_k: int | None,
+        min_score: float | None,
+        max_new_tokens: int | None,
+        temperature: float | None,
+    ) -> ChatQuery:
+        return ChatQuery(
+            turns=turns,
+            top_k=top_k or self.top_k,
+            min_score=self.min_score if min_score is None else min_score,
+            options=GenerationOptions(
+                max_new_tokens=max_new_tokens or self.max_new_tokens,
+                temperature=temperature or 0.0,
+            ),
+        )
 
 
 class ImageURL(BaseModel):
@@ -68,13 +115,13 @@ def load_photo(reference: str, limits: ImageLimits, remote: RemotePhotoPolicy) -
     return decode_image(data, limits).image
 
 
-def turns_from(
-    messages: list[ChatMessage], limits: ImageLimits, max_images: int, remote: RemotePhotoPolicy
-) -> list[ChatTurn]:
-    turns = [message.to_turn(limits, remote) for message in messages]
+def turns_from(messages: list[ChatMessage], defaults: ChatDefaults) -> list[ChatTurn]:
+    turns = [message.to_turn(defaults.limits, defaults.remote) for message in messages]
     count = sum(len(turn.images) for turn in turns)
-    if count > max_images:
-        raise InvalidRequest(f"{count} photos in one conversation; the limit is {max_images}")
+    if count > defaults.max_images:
+        raise InvalidRequest(
+            f"{count} photos in one conversation; the limit is {defaults.max_images}"
+        )
     return turns
 
 
@@ -100,29 +147,20 @@ class ChatRequest(BaseModel):
             raise ValueError("image goes with question; in messages, use image_url parts")
         return self
 
-    def to_query(
-        self,
-        *,
-        default_top_k: int,
-        default_min_score: float,
-        default_max_new_tokens: int,
-        limits: ImageLimits,
-        max_images: int,
-        remote: RemotePhotoPolicy,
-    ) -> ChatQuery:
+    def to_query(self, defaults: ChatDefaults) -> ChatQuery:
         if self.messages is not None:
-            turns = turns_from(self.messages, limits, max_images, remote)
+            turns = turns_from(self.messages, defaults)
         else:
-            photos = (load_photo(self.image, limits, remote),) if self.image else ()
-            turns = [ChatTurn(role="user", text=self.question or "", images=photos)]
-        return ChatQuery(
-            turns=turns,
-            top_k=self.top_k or default_top_k,
-            min_score=default_min_score if self.min_score is None else self.min_score,
-            options=GenerationOptions(
-                max_new_tokens=self.max_new_tokens or default_max_new_tokens,
-                temperature=self.temperature,
-            ),
+            photo = load_photo(self.image, defaults.limits, defaults.remote) if self.image else None
+            turns = [
+                ChatTurn(role="user", text=self.question or "", images=(photo,) if photo else ())
+            ]
+        return defaults.query(
+            turns,
+            top_k=self.top_k,
+            min_score=self.min_score,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
         )
 
 

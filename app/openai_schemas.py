@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.chat_schemas import (
+    ChatDefaults,
     ChatMessage,
     MaxNewTokens,
     Temperature,
@@ -16,10 +17,8 @@ from app.chat_schemas import (
     UsedConcept,
     turns_from,
 )
-from app.remote_photos import RemotePhotoPolicy
 from app.schemas import MinScore, TopK
 from app.usecases.chat import ChatQuery
-from retrieval import GenerationOptions, ImageLimits
 
 
 class StreamOptions(BaseModel):
@@ -50,26 +49,13 @@ class CompletionRequest(BaseModel):
     top_k: TopK | None = None
     min_score: MinScore | None = None
 
-    def to_query(
-        self,
-        *,
-        default_top_k: int,
-        default_min_score: float,
-        default_max_new_tokens: int,
-        limits: ImageLimits,
-        max_images: int,
-        remote: RemotePhotoPolicy,
-    ) -> ChatQuery:
-        return ChatQuery(
-            turns=turns_from(self.messages, limits, max_images, remote),
-            top_k=self.top_k or default_top_k,
-            min_score=default_min_score if self.min_score is None else self.min_score,
-            options=GenerationOptions(
-                max_new_tokens=self.max_completion_tokens
-                or self.max_tokens
-                or default_max_new_tokens,
-                temperature=self.temperature or 0.0,
-            ),
+    def to_query(self, defaults: ChatDefaults) -> ChatQuery:
+        return defaults.query(
+            turns_from(self.messages, defaults),
+            top_k=self.top_k,
+            min_score=self.min_score,
+            max_new_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -165,19 +165,15 @@ class Encoder:
 
     def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
         """Vectors for already preprocessed photos (see ``preprocess``)."""
-        if not tensors:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        chunks = []
-        for start in range(0, len(tensors), self._batch_size):
-            batch = torch.stack(list(tensors[start : start + self._batch_size]))
-            if self.device.type == "cuda":
-                # Page-locked memory lets the copy to the GPU run asynchronously.
-                batch = batch.pin_memory()
-            with self._lock, torch.inference_mode():
-                batch = batch.to(self.device, dtype=self._dtype, non_blocking=True)
-                features = self._model.encode_image(batch)  # type: ignore[operator]
-                chunks.append(_normalise(features))
-        return np.concatenate(chunks)
+        return forward_in_batches(
+            tensors,
+            forward=self._model.encode_image,  # type: ignore[arg-type]
+            dim=self.dim,
+            batch_size=self._batch_size,
+            device=self.device,
+            dtype=self._dtype,
+            lock=self._lock,
+        )
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors (float32, shape (n, dim), unit norm) for texts, in order."""
@@ -187,6 +183,35 @@ class Encoder:
         with self._lock, torch.inference_mode():
             features = self._model.encode_text(tokens.to(self.device))  # type: ignore[operator]
             return _normalise(features)
+
+
+def forward_in_batches(
+    tensors: Sequence[torch.Tensor],
+    *,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    lock: threading.Lock,
+) -> np.ndarray:
+    """Unit-norm float32 vectors of ``forward`` over ``tensors``, ``batch_size`` at a time.
+
+    One forward pass runs at a time (``lock``): concurrent passes on one device
+    only compete for the same cores.
+    """
+    if not tensors:
+        return np.zeros((0, dim), dtype=np.float32)
+    chunks = []
+    for start in range(0, len(tensors), batch_size):
+        batch = torch.stack(list(tensors[start : start + batch_size]))
+        if device.type == "cuda":
+            # Page-locked memory lets the copy to the GPU run asynchronously.
+            batch = batch.pin_memory()
+        with lock, torch.inference_mode():
+            batch = batch.to(device, dtype=dtype, non_blocking=True)
+            chunks.append(_normalise(forward(batch)))
+    return np.concatenate(chunks)
 
 
 def _normalise(features: torch.Tensor) -> np.ndarray:

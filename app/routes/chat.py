@@ -6,30 +6,16 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from app.chat_schemas import ChatOut, ChatRequest, UsageOut, concepts_of
+from app.chat_schemas import ChatDefaults, ChatOut, ChatRequest, UsageOut, concepts_of
 from app.deps import CallerDep, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS, problems
-from app.remote_photos import RemotePhotoPolicy
-from app.services import Services
 from app.streaming import StartedStream, event_stream, sse
-from app.usecases.chat import ChatQuery, answer_chat, stream_chat
+from app.usecases.chat import answer_chat, stream_chat
 from retrieval import Generation, to_openai_messages
 
 router = APIRouter(
     prefix="/v1/users", tags=["chat"], responses=USER_DATA_ERRORS | problems(502, 504)
 )
-
-
-def chat_query(request: ChatRequest, services: Services) -> ChatQuery:
-    settings = services.settings
-    return request.to_query(
-        default_top_k=settings.default_top_k,
-        default_min_score=services.default_min_score,
-        default_max_new_tokens=settings.default_max_new_tokens,
-        limits=settings.image_limits(),
-        max_images=settings.max_images_per_request,
-        remote=RemotePhotoPolicy.from_settings(settings),
-    )
 
 
 @router.post(
@@ -41,7 +27,7 @@ async def chat(
     user_id: UserId, request: ChatRequest, caller: CallerDep, services: ServicesDep
 ) -> ChatOut | StreamingResponse:
     """Answer about the user's photo with their concepts in the prompt (SSE with stream: true)."""
-    query = await run_in_threadpool(chat_query, request, services)
+    query = await run_in_threadpool(request.to_query, ChatDefaults.of(services))
     if request.stream:
         prepared, stream = await run_in_threadpool(
             stream_chat, services, tenant_id=caller.tenant_id, external_user_id=user_id, query=query

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from app.chat_schemas import UsageOut, concepts_of
+from app.chat_schemas import ChatDefaults, UsageOut, concepts_of
 from app.deps import CallerDep, ServicesDep
 from app.openai_schemas import (
     AssistantMessage,
@@ -19,7 +19,6 @@ from app.openai_schemas import (
     now,
 )
 from app.openapi import USER_DATA_ERRORS, problems
-from app.remote_photos import RemotePhotoPolicy
 from app.streaming import StartedStream, event_stream, sse
 from app.usecases.chat import answer_chat, require_generator, stream_chat
 from retrieval import Generation
@@ -41,17 +40,7 @@ async def chat_completions(
 ) -> Completion | StreamingResponse:
     """OpenAI-compatible chat; ``user`` names the end user whose concepts personalize it."""
     require_generator(services)
-    settings = services.settings
-    query = await run_in_threadpool(
-        lambda: request.to_query(
-            default_top_k=settings.default_top_k,
-            default_min_score=services.default_min_score,
-            default_max_new_tokens=settings.default_max_new_tokens,
-            limits=settings.image_limits(),
-            max_images=settings.max_images_per_request,
-            remote=RemotePhotoPolicy.from_settings(settings),
-        )
-    )
+    query = await run_in_threadpool(request.to_query, ChatDefaults.of(services))
     model = services.generator.model
     ident, created = completion_id(), now()
     if not request.stream:
