@@ -8,7 +8,7 @@ from app.deps import CallerDep, ResourceId, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS
 from app.schemas import VISIBLE, ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
-from app.usecases import concepts
+from app.usecases import concept_reads, concepts
 from retrieval.errors import PayloadTooLarge
 
 router = APIRouter(
@@ -64,7 +64,7 @@ def list_concepts(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ConceptPage:
     """List a user's concepts, oldest first; pass next_cursor back for the next page."""
-    views, next_cursor = concepts.list_concepts(
+    views, next_cursor = concept_reads.list_concepts(
         services, tenant_id=caller.tenant_id, external_user_id=user_id, limit=limit, after=cursor
     )
     return ConceptPage(items=[ConceptOut.from_view(v) for v in views], next_cursor=next_cursor)
@@ -75,7 +75,7 @@ def get_concept(
     user_id: UserId, concept_id: ResourceId, caller: CallerDep, services: ServicesDep
 ) -> ConceptOut:
     """One concept with its photos."""
-    view = concepts.get_concept(
+    view = concept_reads.get_concept(
         services, tenant_id=caller.tenant_id, external_user_id=user_id, concept_id=concept_id
     )
     return ConceptOut.from_view(view)
@@ -143,7 +143,7 @@ def get_image(
     services: ServicesDep,
 ) -> Response:
     """The photo's bytes, as uploaded."""
-    data, media_type = concepts.read_image(
+    data, media_type = concept_reads.read_image(
         services,
         tenant_id=caller.tenant_id,
         external_user_id=user_id,

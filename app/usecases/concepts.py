@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,18 +10,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import repository as repo
-from app.db.models import Concept, Embedding, ImageRow, utcnow
+from app.db.models import Concept, Embedding, utcnow
 from app.errors import QuotaExceeded, StorageQuotaExceeded
 from app.services import Services
-from app.usecases.photos import PreparedPhoto, photo_key, prepare_photos, store_photos
+from app.usecases.concept_reads import ConceptView
+from app.usecases.photos import (
+    PreparedPhoto,
+    blobs_kept_only_on_commit,
+    collect_blobs,
+    prepare_photos,
+    store_photos,
+)
 from retrieval import UserIndex, name_key
 from retrieval.errors import ConceptNameTaken, ConceptNotFound, InvalidRequest, LastImage
-
-
-@dataclass(frozen=True)
-class ConceptView:
-    concept: Concept
-    images: list[ImageRow]
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def create_concept(
         )
         session.add(concept)
         session.flush()
-        with _blobs_kept_only_on_commit(
+        with blobs_kept_only_on_commit(
             services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
         ):
             images, embeddings = store_photos(
@@ -109,7 +109,7 @@ def add_images(
         _check_photo_quotas(
             services, session, tenant_id=tenant_id, existing=existing, photos=photos
         )
-        with _blobs_kept_only_on_commit(
+        with blobs_kept_only_on_commit(
             services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
         ):
             _, embeddings = store_photos(
@@ -130,35 +130,6 @@ def add_images(
         update=lambda index: _add(index, embeddings, photos),
     )
     return ConceptView(concept=concept, images=images)
-
-
-def get_concept(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
-) -> ConceptView:
-    with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-        if user is None:
-            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-        concept = repo.get_concept(session=session, user_id=user.id, concept_id=concept_id)
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
-        return ConceptView(concept=concept, images=images)
-
-
-def list_concepts(
-    services: Services, *, tenant_id: int, external_user_id: str, limit: int, after: str | None
-) -> tuple[list[ConceptView], str | None]:
-    """One page of concepts, oldest first, and the cursor of the next page (None at the end)."""
-    with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-        if user is None:
-            return [], None
-        concepts = repo.list_concepts(
-            session=session, user_id=user.id, limit=limit + 1, after=after
-        )
-        page = list(concepts[:limit])
-        images = repo.images_of(session=session, concept_ids=[c.id for c in page])
-        views = [ConceptView(concept=c, images=images[c.id]) for c in page]
-        return views, (page[-1].id if len(concepts) > limit else None)
 
 
 def update_concept(
@@ -240,35 +211,6 @@ def delete_image(
     collect_blobs(services, user_id=lock.user_id, keys=[image.blob_key])
 
 
-def read_image(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
-) -> tuple[bytes, str]:
-    """The stored bytes of one photo and their media type."""
-    with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-        if user is None:
-            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-        image = repo.get_image(
-            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
-        )
-    return services.blobs.get(image.blob_key), image.media_type
-
-
-def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> None:
-    """Delete the blobs among ``keys`` that no photo row references any more.
-
-    Runs under the user's row lock, as every write of blobs for that user does,
-    so a blob being written for a concurrent upload of the same photo is kept.
-    """
-    with services.sessions() as session:
-        if not repo.relock_user(session=session, user_id=user_id):
-            return
-        in_use = repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
-        for key in set(keys) - in_use:
-            services.blobs.delete(key)
-        session.commit()
-
-
 def _check_photo_quotas(
     services: Services,
     session: Session,
@@ -313,27 +255,6 @@ def _add(
         [e.concept_id for e in embeddings],
         np.stack([photo.vector for photo in photos]),
     )
-
-
-@contextmanager
-def _blobs_kept_only_on_commit(
-    services: Services,
-    session: Session,
-    *,
-    tenant_id: int,
-    user_id: int,
-    photos: Sequence[PreparedPhoto],
-) -> Iterator[None]:
-    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        keys = [
-            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
-        ]
-        collect_blobs(services, user_id=user_id, keys=keys)
-        raise
 
 
 def _commit(session: Session, name: str) -> None:

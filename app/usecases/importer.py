@@ -16,7 +16,8 @@ from app.blobs import sha256_hex
 from app.errors import QuotaExceeded
 from app.keys import get_or_create_tenant
 from app.services import Services
-from app.usecases.concepts import add_images, create_concept, list_concepts
+from app.usecases.concept_reads import list_concepts
+from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
 from retrieval import decode_image, name_key
 from retrieval.errors import Conflict, ImageRejected, InvalidRequest, NotFound, RapportError

@@ -1,13 +1,15 @@
-"""Turning uploaded bytes into stored photos and their vectors."""
+"""Turning uploaded bytes into stored photos and their vectors, and removing unused ones."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app import repository as repo
 from app.blobs import blob_key, sha256_hex
 from app.db.models import Embedding, ImageRow
 from app.services import Services
@@ -88,3 +90,39 @@ def store_photos(
         embeddings.append(embedding)
     session.flush()
     return images, embeddings
+
+
+def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> None:
+    """Delete the blobs among ``keys`` that no photo row references any more.
+
+    Runs under the user's row lock, as every write of blobs for that user does,
+    so a blob being written for a concurrent upload of the same photo is kept.
+    """
+    with services.sessions() as session:
+        if not repo.relock_user(session=session, user_id=user_id):
+            return
+        in_use = repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
+        for key in set(keys) - in_use:
+            services.blobs.delete(key)
+        session.commit()
+
+
+@contextmanager
+def blobs_kept_only_on_commit(
+    services: Services,
+    session: Session,
+    *,
+    tenant_id: int,
+    user_id: int,
+    photos: Sequence[PreparedPhoto],
+) -> Iterator[None]:
+    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        keys = [
+            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
+        ]
+        collect_blobs(services, user_id=user_id, keys=keys)
+        raise

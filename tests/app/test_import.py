@@ -11,7 +11,7 @@ import pytest
 
 from app.keys import get_or_create_tenant
 from app.main import build_services
-from app.usecases.concepts import list_concepts
+from app.usecases.concept_reads import list_concepts
 from app.usecases.importer import import_concepts
 from retrieval import Encoder
 from tests import factories

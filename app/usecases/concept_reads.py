@@ -1,0 +1,59 @@
+"""Reading a user's concepts and photos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app import repository as repo
+from app.db.models import Concept, ImageRow
+from app.services import Services
+from retrieval.errors import ConceptNotFound
+
+
+@dataclass(frozen=True)
+class ConceptView:
+    concept: Concept
+    images: list[ImageRow]
+
+
+def get_concept(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
+) -> ConceptView:
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        concept = repo.get_concept(session=session, user_id=user.id, concept_id=concept_id)
+        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        return ConceptView(concept=concept, images=images)
+
+
+def list_concepts(
+    services: Services, *, tenant_id: int, external_user_id: str, limit: int, after: str | None
+) -> tuple[list[ConceptView], str | None]:
+    """One page of concepts, oldest first, and the cursor of the next page (None at the end)."""
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            return [], None
+        concepts = repo.list_concepts(
+            session=session, user_id=user.id, limit=limit + 1, after=after
+        )
+        page = list(concepts[:limit])
+        images = repo.images_of(session=session, concept_ids=[c.id for c in page])
+        views = [ConceptView(concept=c, images=images[c.id]) for c in page]
+        return views, (page[-1].id if len(concepts) > limit else None)
+
+
+def read_image(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
+) -> tuple[bytes, str]:
+    """The stored bytes of one photo and their media type."""
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        image = repo.get_image(
+            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
+        )
+    return services.blobs.get(image.blob_key), image.media_type
