@@ -170,12 +170,8 @@ class UsedConcept(ConceptBrief):
 
     @classmethod
     def from_match(cls, match: Match) -> UsedConcept:
-        c = match.concept
         return cls(
-            id=c.id,
-            name=c.name,
-            description=c.description,
-            category=c.category,
+            **ConceptBrief.fields_of(match.concept),
             score=round(match.score, 6),
             source=match.source,
         )

@@ -6,10 +6,11 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.db.models import Concept
 from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.retrieve import Match, RetrieveQuery
 from retrieval.errors import InvalidRequest
@@ -39,6 +40,16 @@ class ConceptBrief(BaseModel):
     description: str
     category: str | None
 
+    @staticmethod
+    def fields_of(concept: Concept) -> dict[str, Any]:
+        """A concept row's brief fields, for this model and those that extend it."""
+        return {
+            "id": concept.id,
+            "name": concept.name,
+            "description": concept.description,
+            "category": concept.category,
+        }
+
 
 class ConceptOut(ConceptBrief):
     images: list[ImageOut]
@@ -49,10 +60,7 @@ class ConceptOut(ConceptBrief):
     def from_view(cls, view: ConceptView) -> ConceptOut:
         concept = view.concept
         return cls(
-            id=concept.id,
-            name=concept.name,
-            description=concept.description,
-            category=concept.category,
+            **ConceptBrief.fields_of(concept),
             images=[
                 ImageOut(id=i.id, width=i.width, height=i.height, media_type=i.media_type)
                 for i in view.images
@@ -113,11 +121,8 @@ class MatchOut(BaseModel):
 
     @classmethod
     def from_match(cls, match: Match) -> MatchOut:
-        c = match.concept
         return cls(
-            concept=ConceptBrief(
-                id=c.id, name=c.name, description=c.description, category=c.category
-            ),
+            concept=ConceptBrief(**ConceptBrief.fields_of(match.concept)),
             score=round(match.score, 6),
             source=match.source,
             box=match.box,
