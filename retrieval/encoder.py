@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from retrieval.errors import ModelLoadError
+from retrieval.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from retrieval.torchvision_encoder import TorchvisionEncoder
@@ -76,7 +77,7 @@ class Encoder:
         self,
         *,
         model: torch.nn.Module,
-        preprocess: object,
+        preprocessing: Preprocessing,
         tokenizer: object,
         model_id: str,
         dim: int,
@@ -85,7 +86,7 @@ class Encoder:
         batch_size: int,
     ) -> None:
         self._model = model
-        self._preprocess = preprocess
+        self._preprocessing = preprocessing
         self._tokenizer = tokenizer
         self.model_id = model_id
         self.dim = dim
@@ -145,7 +146,7 @@ class Encoder:
             dim = int(model.encode_image(probe.to(_dtype(precision))).shape[-1])
         return cls(
             model=model,
-            preprocess=preprocess,
+            preprocessing=Preprocessing.from_transforms(preprocess),
             tokenizer=open_clip.get_tokenizer(config.model),
             model_id=f"{config.model}:{weights_id}",
             dim=dim,
@@ -155,9 +156,9 @@ class Encoder:
         )
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Resize, crop and normalise one RGB photo into the model's input tensor."""
-        tensor: torch.Tensor = self._preprocess(image)  # type: ignore[operator]
-        return tensor
+        """One RGB photo resized and cropped for the model (``uint8`` pixels); the
+        arithmetic that finishes it runs per batch in ``encode_tensors``."""
+        return self._preprocessing.pixels(image)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Vectors (float32, shape (n, dim), unit norm) for RGB photos, in order."""
@@ -168,10 +169,9 @@ class Encoder:
         return forward_in_batches(
             tensors,
             forward=self._model.encode_image,  # type: ignore[arg-type]
+            collate=lambda chunk: self._preprocessing.batch(chunk, self.device, self._dtype),
             dim=self.dim,
             batch_size=self._batch_size,
-            device=self.device,
-            dtype=self._dtype,
             lock=self._lock,
         )
 
@@ -189,13 +189,13 @@ def forward_in_batches(
     tensors: Sequence[torch.Tensor],
     *,
     forward: Callable[[torch.Tensor], torch.Tensor],
+    collate: Callable[[Sequence[torch.Tensor]], torch.Tensor],
     dim: int,
     batch_size: int,
-    device: torch.device,
-    dtype: torch.dtype,
     lock: threading.Lock,
 ) -> np.ndarray:
-    """Unit-norm float32 vectors of ``forward`` over ``tensors``, ``batch_size`` at a time.
+    """Unit-norm float32 vectors of ``forward`` over ``tensors``, ``batch_size`` at a time;
+    ``collate`` turns a chunk of preprocessed photos into the model's input batch.
 
     One forward pass runs at a time (``lock``): concurrent passes on one device
     only compete for the same cores.
@@ -204,13 +204,9 @@ def forward_in_batches(
         return np.zeros((0, dim), dtype=np.float32)
     chunks = []
     for start in range(0, len(tensors), batch_size):
-        batch = torch.stack(list(tensors[start : start + batch_size]))
-        if device.type == "cuda":
-            # Page-locked memory lets the copy to the GPU run asynchronously.
-            batch = batch.pin_memory()
+        chunk = tensors[start : start + batch_size]
         with lock, torch.inference_mode():
-            batch = batch.to(device, dtype=dtype, non_blocking=True)
-            chunks.append(_normalise(forward(batch)))
+            chunks.append(_normalise(forward(collate(chunk))))
     return np.concatenate(chunks)
 
 

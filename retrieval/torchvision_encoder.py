@@ -19,6 +19,7 @@ from PIL import Image
 
 from retrieval.encoder import RANDOM_WEIGHTS, EncoderConfig, forward_in_batches, resolve_device
 from retrieval.errors import ModelLoadError, TextSearchUnsupported
+from retrieval.preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,10 @@ class TorchvisionEncoder:
             resize = [transforms.Resize(256), transforms.CenterCrop(224)]
         else:
             resize = [transforms.Resize((224, 224))]
-        self._preprocess = transforms.Compose(
-            [
-                *resize,
-                transforms.ToTensor(),
-                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-            ]
+        self._preprocessing = Preprocessing.from_transforms(
+            transforms.Compose(
+                [*resize, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+            )
         )
 
     @property
@@ -129,9 +128,9 @@ class TorchvisionEncoder:
         )
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """Resize and normalise one RGB photo into the model's input tensor (ImageNet style)."""
-        tensor: torch.Tensor = self._preprocess(image)
-        return tensor
+        """One RGB photo resized (and cropped) ImageNet style, as ``uint8`` pixels; the
+        normalisation runs per batch in ``encode_tensors``."""
+        return self._preprocessing.pixels(image)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Vectors (float32, shape (n, dim), unit norm) for RGB photos, in order."""
@@ -142,10 +141,9 @@ class TorchvisionEncoder:
         return forward_in_batches(
             tensors,
             forward=self._forward,
+            collate=lambda chunk: self._preprocessing.batch(chunk, self.device, self._dtype),
             dim=self.dim,
             batch_size=self._batch_size,
-            device=self.device,
-            dtype=self._dtype,
             lock=self._lock,
         )
 

@@ -58,13 +58,14 @@ def test_preprocess_gives_imagenet_input_for_any_shape(mobilenet: TorchvisionEnc
     squeezed = TorchvisionEncoder.from_config(RANDOM_MOBILENET, center_crop=False)
     assert squeezed.input_size == 224
     wide = factories.gradient(640, 200)  # red grows from left to right
-    assert squeezed.preprocess(wide).shape == (3, 224, 224)
-    # The centre crop cuts the dark left part off; squeezing keeps it.
-    left_red = [encoder.preprocess(wide)[0, :, 0].mean() for encoder in (mobilenet, squeezed)]
-    assert left_red[0] > left_red[1] + 1
+    assert squeezed.preprocess(wide).shape == (224, 224, 3)
+    # The centre crop cuts the dark left part off (about 92 of 255 red at its left
+    # edge); squeezing keeps it (red 0 there).
+    left_red = [float(e.preprocess(wide)[:, 0, 0].float().mean()) for e in (mobilenet, squeezed)]
+    assert left_red[0] > left_red[1] + 50
     for size in [(640, 200), (50, 300)]:
-        tensor = mobilenet.preprocess(factories.gradient(*size))
-        assert tensor.shape == (3, 224, 224) and tensor.dtype == torch.float32
+        pixels = mobilenet.preprocess(factories.gradient(*size))
+        assert pixels.shape == (224, 224, 3) and pixels.dtype == torch.uint8
     vectors = mobilenet.encode_tensors([mobilenet.preprocess(factories.gradient(64, 64))])
     assert vectors.shape == (1, 1280)
 
