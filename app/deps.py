@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.errors import RateLimited, Unauthorized
 from app.keys import Caller, authenticate
@@ -19,19 +20,34 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_caller(request: Request, services: ServicesDep) -> Caller:
-    # A sync dependency: FastAPI runs it in the thread pool, off the event loop.
+async def require_caller(request: Request, services: ServicesDep) -> Caller:
+    """The caller of the presented key, rate limited. A key accepted in the last
+    RAPPORT_KEY_CACHE_S seconds costs no database query and no thread hand-off;
+    the database and a Redis rate limiter are only ever asked from the thread pool."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise Unauthorized("send the API key as 'Authorization: Bearer KEY'")
-    with services.sessions() as session:
-        caller = authenticate(session=session, key=key.strip(), secret=services.settings.key_secret)
+    caller = services.key_cache.get(key)
     if caller is None:
-        raise Unauthorized("the API key is unknown, revoked or expired")
-    wait = services.rate_limiter.acquire(caller.tenant_id)
+        caller = await run_in_threadpool(_authenticate, services, key)
+    limiter = services.rate_limiter
+    if limiter.blocking:
+        wait = await run_in_threadpool(limiter.acquire, caller.tenant_id)
+    else:
+        wait = limiter.acquire(caller.tenant_id)
     if wait is not None:
         rate = services.settings.rate_limit_rps
         raise RateLimited(f"over this app's limit of {rate:g} requests per second", wait)
+    return caller
+
+
+def _authenticate(services: Services, key: str) -> Caller:
+    with services.sessions() as session:
+        caller = authenticate(session=session, key=key, secret=services.settings.key_secret)
+    if caller is None:
+        raise Unauthorized("the API key is unknown, revoked or expired")
+    services.key_cache.put(key, caller)
     return caller
 
 

@@ -13,6 +13,7 @@ from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.keys import KeyCache
 from app.metrics import Metrics, MetricsMiddleware
 from app.ratelimit import open_rate_limiter
 from app.routes import admin, chat, concepts, health, openai_compat, retrieve, users
@@ -64,6 +65,7 @@ def build_services(
             settings.rate_limit_burst,
             settings.redis_prefix,
         ),
+        key_cache=KeyCache(settings.key_cache_s, settings.key_secret),
     )
 
 

@@ -34,18 +34,24 @@ return {allowed, tostring(wait)}
 
 
 class RateLimiter(Protocol):
+    blocking: bool  # True when acquire waits on the network (run it off the event loop)
+
     def acquire(self, tenant_id: int) -> float | None:
         """None when the request may go on, else the seconds to wait before retrying."""
         ...
 
 
 class NoRateLimit:
+    blocking = False
+
     def acquire(self, tenant_id: int) -> float | None:
         return None
 
 
 class LocalTokenBuckets:
     """Buckets in this process only."""
+
+    blocking = False
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
@@ -66,6 +72,8 @@ class LocalTokenBuckets:
 
 class RedisTokenBuckets:
     """Buckets in Redis: one limit per tenant over every process and host."""
+
+    blocking = True
 
     def __init__(self, url: str, rate: float, burst: int, prefix: str = "rapport:") -> None:
         import redis

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.blobs import LocalBlobStore
+from app.keys import KeyCache
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter
 from app.settings import Settings
@@ -30,6 +31,7 @@ class Services:
     regions: RegionProposer
     default_min_score: float  # when a request names none
     rate_limiter: RateLimiter
+    key_cache: KeyCache
 
     def close(self) -> None:
         """Stop the encoder's worker, release the generator and the database connections."""

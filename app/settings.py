@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         description="shares rate limits across processes, e.g. redis://127.0.0.1:6379/0",
     )
     redis_prefix: str = "rapport:"
+    key_cache_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=1.0,
+        description="seconds an accepted API key is trusted without asking the database; "
+        "a key revoked in another process stops working within this time (0: always ask)",
+    )
     rate_limit_rps: Annotated[float, Field(ge=0)] = 100.0
     rate_limit_burst: Annotated[int, Field(ge=1)] = 200
     max_concepts_per_user: Annotated[int, Field(ge=1)] = 1000

@@ -57,7 +57,10 @@ class Served:
     def __init__(self, workers: str = "1", **env: str) -> None:
         self.data = tempfile.mkdtemp(prefix="rapport-bench-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
-        self.env.update({"RAPPORT_DATA_DIR": self.data, **env})
+        # The limiter stays on (its cost is part of every request) but never throttles.
+        self.env.update(
+            {"RAPPORT_DATA_DIR": self.data, "RAPPORT_RATE_LIMIT_RPS": "1000000", **env}
+        )
         self.port = 18000 + os.getpid() % 1000
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(self.data) / "serve.log", "w")  # noqa: SIM115

@@ -134,10 +134,13 @@ def list_tenant_keys(name: TenantName, services: ServicesDep) -> list[KeyOut]:
 def revoke_tenant_key(
     name: TenantName, prefix: Annotated[str, Path(max_length=64)], services: ServicesDep
 ) -> Response:
-    """Revoke a key; it stops working on the next request in every process."""
+    """Revoke a key: refused at once by this process, by every other within
+    RAPPORT_KEY_CACHE_S (1 s by default)."""
     with services.sessions() as session:
         tenant = _tenant(session, name)
-        if not revoke_key(session=session, key_or_prefix=prefix, tenant_id=tenant.id):
+        revoked = revoke_key(session=session, key_or_prefix=prefix, tenant_id=tenant.id)
+        if revoked is None:
             raise NotFound(f"no live key {prefix!r} for tenant {name!r}")
         session.commit()
+    services.key_cache.forget(revoked)
     return Response(status_code=204)

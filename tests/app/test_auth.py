@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import httpx
 
 from app.keys import revoke_key
 from tests.app.helpers import assert_problem
+from tests.conftest import LiveServer, make_settings
 
 
 def test_every_v1_request_needs_a_valid_key(server: object) -> None:
@@ -30,13 +34,36 @@ def test_every_v1_request_needs_a_valid_key(server: object) -> None:
         assert client.get("/v1/users/alice/concepts").status_code == 200
 
 
-def test_a_revoked_key_stops_working_at_once(server: object) -> None:
-    key = server.new_key("acme")  # type: ignore[attr-defined]
-    with server.client(key) as client:  # type: ignore[attr-defined]
+def revoke_elsewhere(server: LiveServer, key: str) -> None:
+    """Revoke as another process would (``rapport keys revoke``): in the database only."""
+    with server.services.sessions() as session:
+        assert revoke_key(session=session, key_or_prefix=key)
+        session.commit()
+
+
+def test_a_key_revoked_elsewhere_is_trusted_at_most_key_cache_s(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    cached = start_server(make_settings(database_url, tmp_path / "a", key_cache_s=60))
+    key = cached.new_key("acme")
+    with cached.client(key) as client:
         assert client.get("/v1/users/alice/concepts").status_code == 200
-        with server.services.sessions() as session:  # type: ignore[attr-defined]
-            assert revoke_key(session=session, key_or_prefix=key)
-            session.commit()
+        revoke_elsewhere(cached, key)
+        # Within the cache time this process has not asked the database again.
+        assert client.get("/v1/users/alice/concepts").status_code == 200
+        # A restart, or the cache time passing, asks again.
+        cached.services.key_cache.ttl_s = 0
+        assert_problem(client.get("/v1/users/alice/concepts"), 401)
+
+
+def test_without_the_cache_a_revoked_key_stops_working_at_once(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    server = start_server(make_settings(database_url, tmp_path / "a", key_cache_s=0))
+    key = server.new_key("acme")
+    with server.client(key) as client:
+        assert client.get("/v1/users/alice/concepts").status_code == 200
+        revoke_elsewhere(server, key)
         assert_problem(client.get("/v1/users/alice/concepts"), 401)
 
 
