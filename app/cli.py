@@ -52,14 +52,21 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     try:
         if workers == 1:
             app = create_app(services=build_services(settings))
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            uvicorn.run(app, host=host, port=port, log_level="info", access_log=settings.access_log)
             return
         # Check the model once here, so a bad setting fails with one message, not N.
         load_encoder(settings)
     except ModelLoadError as error:
         click.echo(f"error: {error.detail}", err=True)
         sys.exit(2)
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=settings.access_log,
+    )
 
 
 @main.group()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
@@ -23,6 +24,7 @@ from retrieval import Encoder, Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
 from retrieval.encoder import open_encoder
 from retrieval.errors import ModelLoadError
+from retrieval.index import VersionedCache
 from retrieval.matching import default_min_score
 from retrieval.regions import RegionProposer, open_region_proposer
 from retrieval.torchvision_encoder import TorchvisionEncoder
@@ -37,6 +39,9 @@ def build_services(
 ) -> Services:
     """Open the database and blob store, load the encoder and the generator (the slow part)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The service's own matrix products are tiny (a few queries against one user's
+    # vectors): BLAS threads would only spin, costing CPU that requests need.
+    threadpool_limits(limits=1, user_api="blas")
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics()
     model = encoder or load_encoder(settings)
@@ -51,6 +56,10 @@ def build_services(
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         encoder=batching.start(),
         user_index_cache=cache,
+        concept_cache=VersionedCache(
+            settings.concept_cache_bytes,
+            size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
+        ),
         generator=generator or open_generator(settings.generator_config()),
         metrics=metrics,
         regions=load_regions(settings),

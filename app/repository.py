@@ -6,12 +6,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db.models import Concept, Embedding, ImageRow, User
 from retrieval.errors import ConceptNotFound, ImageNotFound
+
+
+@dataclass(frozen=True)
+class ConceptSummary:
+    """What a match shows of a concept; cached per user version (see ``concept_summaries``)."""
+
+    id: str
+    name: str
+    description: str
+    category: str | None
+
+    @property
+    def nbytes(self) -> int:
+        """Rough memory of this summary, for the cache's budget."""
+        text = len(self.id) + len(self.name) + len(self.description) + len(self.category or "")
+        return 4 * text + 400
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,33 @@ def bump_version(*, session: Session, user_id: int) -> None:
     session.execute(update(User).where(User.id == user_id).values(version=User.version + 1))
 
 
+# Built once: the one query every retrieval makes, so building it per call shows.
+_USER_VERSION = select(User.id, User.version).where(
+    User.tenant_id == bindparam("tenant_id"), User.external_id == bindparam("external_id")
+)
+
+
+def user_version(*, session: Session, tenant_id: int, external_id: str) -> tuple[int, int] | None:
+    """(id, version) of the user, or None."""
+    # On the session's connection: an ORM execute of a column query costs twice as much.
+    row = (
+        session.connection()
+        .execute(_USER_VERSION, {"tenant_id": tenant_id, "external_id": external_id})
+        .first()
+    )
+    return None if row is None else (row[0], row[1])
+
+
+def concept_summaries(*, session: Session, user_id: int) -> dict[str, ConceptSummary]:
+    """Every concept of the user, id -> summary."""
+    rows = session.execute(
+        select(Concept.id, Concept.name, Concept.description, Concept.category).where(
+            Concept.user_id == user_id
+        )
+    )
+    return {row[0]: ConceptSummary(*row) for row in rows}
+
+
 def find_user(*, session: Session, tenant_id: int, external_id: str) -> User | None:
     return session.scalar(
         select(User).where(User.tenant_id == tenant_id, User.external_id == external_id)
@@ -106,13 +149,6 @@ def list_concepts(
     if after is not None:
         query = query.where(Concept.id > after)
     return session.scalars(query).all()
-
-
-def get_concepts(*, session: Session, user_id: int, concept_ids: Sequence[str]) -> list[Concept]:
-    if not concept_ids:
-        return []
-    query = select(Concept).where(Concept.user_id == user_id, Concept.id.in_(concept_ids))
-    return list(session.scalars(query))
 
 
 def concept_names(*, session: Session, user_id: int) -> dict[str, str]:

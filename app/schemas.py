@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import Concept
+from app.repository import ConceptSummary
 from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.retrieve import Match, RetrieveQuery
 from retrieval.errors import InvalidRequest
@@ -41,7 +42,7 @@ class ConceptBrief(BaseModel):
     category: str | None
 
     @staticmethod
-    def fields_of(concept: Concept) -> dict[str, Any]:
+    def fields_of(concept: Concept | ConceptSummary) -> dict[str, Any]:
         """A concept row's brief fields, for this model and those that extend it."""
         return {
             "id": concept.id,

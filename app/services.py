@@ -12,9 +12,11 @@ from app.blobs import LocalBlobStore
 from app.keys import KeyCache
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter
+from app.repository import ConceptSummary
 from app.settings import Settings
 from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
+from retrieval.index import VersionedCache
 from retrieval.regions import RegionProposer
 
 
@@ -26,6 +28,8 @@ class Services:
     blobs: LocalBlobStore
     encoder: BatchingEncoder
     user_index_cache: UserIndexCache
+    # user id -> their concepts' summaries, at the user's version
+    concept_cache: VersionedCache[dict[str, ConceptSummary]]
     generator: Generator
     metrics: Metrics
     regions: RegionProposer

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     encode_max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
     encode_queue_size: Annotated[int, Field(ge=1)] = 256
     threadpool_size: Annotated[int, Field(ge=4, le=1024)] = 64
+    torch_threads: Annotated[int, Field(ge=0, le=1024)] = Field(
+        default=0,
+        description="threads for one CPU forward pass (torch intra-op); 0: torch's default, "
+        "one per core. 1 saves CPU with small models or many concurrent requests",
+    )
+    access_log: bool = Field(default=True, description="one log line per request (uvicorn)")
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
     min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
@@ -63,6 +69,7 @@ class Settings(BaseSettings):
     region_detector_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
     region_max: Annotated[int, Field(ge=1, le=64)] = 8
     index_cache_bytes: Annotated[int, Field(ge=0)] = 512 * MiB
+    concept_cache_bytes: Annotated[int, Field(ge=0)] = 64 * MiB
 
     generator: Literal["transformers", "openai", "none"] = "none"
     generator_model: str = ""
@@ -209,6 +216,7 @@ class Settings(BaseSettings):
             max_batch=self.encode_batch_size,
             max_wait_ms=self.encode_max_wait_ms,
             queue_size=self.encode_queue_size,
+            torch_threads=self.torch_threads,
         )
 
     def region_config(self) -> RegionConfig:

@@ -52,16 +52,18 @@ def median(values: list[float]) -> float:
 
 
 class Served:
-    """``rapport serve`` on a fresh data folder, in a child process."""
+    """``rapport serve`` on a fresh data folder, in a child process; ``root`` may name
+    another checkout of rapport (a baseline) to serve instead of this one."""
 
-    def __init__(self, workers: str = "1", **env: str) -> None:
+    _count = 0
+
+    def __init__(self, workers: str = "1", root: Path = ROOT, **env: str) -> None:
         self.data = tempfile.mkdtemp(prefix="rapport-bench-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         # The limiter stays on (its cost is part of every request) but never throttles.
-        self.env.update(
-            {"RAPPORT_DATA_DIR": self.data, "RAPPORT_RATE_LIMIT_RPS": "1000000", **env}
-        )
-        self.port = 18000 + os.getpid() % 1000
+        self.env.update({"RAPPORT_DATA_DIR": self.data, "RAPPORT_RATE_LIMIT_RPS": "1000000", **env})
+        Served._count += 1
+        self.port = 18000 + (os.getpid() * 7 + Served._count) % 1000
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(self.data) / "serve.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -80,7 +82,7 @@ class Served:
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=root,
         )
         deadline = time.monotonic() + 300
         while True:
@@ -94,6 +96,7 @@ class Served:
             if time.monotonic() > deadline:
                 raise SystemExit("rapport serve did not get ready")
             time.sleep(0.2)
+        self.root = root
         self.key = self.new_key("bench")
 
     def new_key(self, tenant: str) -> str:
@@ -103,7 +106,7 @@ class Served:
             capture_output=True,
             text=True,
             check=True,
-            cwd=ROOT,
+            cwd=self.root,
         ).stdout.strip()
 
     def client(self) -> httpx.Client:

@@ -40,6 +40,7 @@ class BatchingConfig:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     queue_size: int = 256
+    torch_threads: int = 0  # intra-op threads of the forward passes; 0: torch's default
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,9 @@ class BatchingEncoder:
             return [self._queue.popleft() for _ in range(count)]
 
     def _run(self) -> None:
+        if self.config.torch_threads:
+            # Per thread: OpenMP's thread count belongs to the thread that starts the work.
+            torch.set_num_threads(self.config.torch_threads)
         while True:
             batch = self._next_batch()
             if not batch:

@@ -11,9 +11,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import faiss
 import numpy as np
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,9 @@ class UserIndex:
 
 
 @dataclass
-class _Entry:
+class _Entry(Generic[T]):
     version: int
-    index: UserIndex
+    value: T
 
 
 @dataclass(frozen=True)
@@ -117,42 +120,44 @@ class CacheStats:
     misses: int
 
 
-class UserIndexCache:
-    """LRU cache of user indexes, bounded by their total memory.
+class VersionedCache(Generic[T]):
+    """LRU cache of per-user values, each valid at one version, bounded by memory.
 
-    ``get`` returns the index for ``key`` at ``version``, building it with
+    ``get`` returns the value for ``key`` at ``version``, building it with
     ``load`` on a miss or when the cached one is of another version. ``apply``
-    updates a cached index in place after a write made by this process.
+    updates a cached value in place after a write made by this process.
+    ``size`` tells a value's bytes.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, size: Callable[[T], int]) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._size = size
+        self._entries: OrderedDict[Hashable, _Entry[T]] = OrderedDict()
         self._lock = threading.Lock()
         self._nbytes = 0
         self._hits = 0
         self._misses = 0
 
-    def get(self, key: Hashable, version: int, load: Callable[[], UserIndex]) -> UserIndex:
+    def get(self, key: Hashable, version: int, load: Callable[[], T]) -> T:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.version == version:
                 self._entries.move_to_end(key)
                 self._hits += 1
-                return entry.index
+                return entry.value
             self._misses += 1
         # Built outside the lock: a slow load of one user must not stall the others.
-        index = load()
+        value = load()
         with self._lock:
             current = self._entries.get(key)
             if current is None or current.version <= version:
                 if current is not None:
-                    self._nbytes -= current.index.nbytes
-                self._entries[key] = _Entry(version=version, index=index)
+                    self._nbytes -= self._size(current.value)
+                self._entries[key] = _Entry(version=version, value=value)
                 self._entries.move_to_end(key)
-                self._nbytes += index.nbytes
+                self._nbytes += self._size(value)
                 self._evict()
-        return index
+        return value
 
     def apply(
         self,
@@ -160,9 +165,9 @@ class UserIndexCache:
         *,
         from_version: int,
         to_version: int,
-        update: Callable[[UserIndex], None],
+        update: Callable[[T], None],
     ) -> None:
-        """Run ``update`` on the cached index if it is exactly at ``from_version``.
+        """Run ``update`` on the cached value if it is exactly at ``from_version``.
 
         Otherwise the entry is dropped: the next ``get`` rebuilds it from the truth.
         """
@@ -173,10 +178,10 @@ class UserIndexCache:
             if entry.version != from_version:
                 self._drop(key)
                 return
-            before = entry.index.nbytes
-            update(entry.index)
+            before = self._size(entry.value)
+            update(entry.value)
             entry.version = to_version
-            self._nbytes += entry.index.nbytes - before
+            self._nbytes += self._size(entry.value) - before
             self._evict()
 
     def discard(self, key: Hashable) -> None:
@@ -194,9 +199,16 @@ class UserIndexCache:
             )
 
     def _drop(self, key: Hashable) -> None:
-        self._nbytes -= self._entries.pop(key).index.nbytes
+        self._nbytes -= self._size(self._entries.pop(key).value)
 
     def _evict(self) -> None:
-        # Oldest first; an index larger than the whole budget is served but not kept.
+        # Oldest first; a value larger than the whole budget is served but not kept.
         while self._nbytes > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
+
+
+class UserIndexCache(VersionedCache[UserIndex]):
+    """User indexes by (user, model), bounded by their total memory."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, size=lambda index: index.nbytes)

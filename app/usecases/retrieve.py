@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from app import repository as repo
-from app.db.models import Concept
+from app.repository import ConceptSummary
 from app.services import Services
 from app.timing import Timings
 from retrieval import UserIndex, decode_image, name_key, named_in
@@ -40,7 +40,7 @@ class QueryPhoto:
 
 @dataclass(frozen=True)
 class Match:
-    concept: Concept
+    concept: ConceptSummary
     score: float
     source: Literal["image", "text"]
     box: Box | None = None  # where in the photo, in uploaded-photo pixels; None: the whole
@@ -93,13 +93,19 @@ def find_matches(
     timings: Timings | None = None,
 ) -> list[Match]:
     """``retrieve`` for decoded photos: each is cut into regions (settings), all of them
-    are encoded in one batch, and hits aggregate per concept with the box that matched."""
+    are encoded in one batch, and hits aggregate per concept with the box that matched.
+
+    One query per call when the caches are warm: the user's version, which the
+    cached index and concept summaries must match (writes by any process bump it).
+    """
     timings = timings or Timings()
     with services.sessions() as session, timings.stage("db"):
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-        if user is None:
+        found = repo.user_version(
+            session=session, tenant_id=tenant_id, external_id=external_user_id
+        )
+        if found is None:
             return []
-        user_id, version = user.id, user.version
+        user_id, version = found
         categories = (
             repo.concept_categories(session=session, user_id=user_id)
             if photos and services.settings.regions == "detector"
@@ -127,25 +133,27 @@ def find_matches(
             ):
                 region, scale = regions[match.region]
                 scores[match.label] = (match.score, "image", _scaled(region.box, scale))
-    with services.sessions() as session:
-        if text:
-            with timings.stage("db"):
-                names = repo.concept_names(session=session, user_id=user_id)
-            mentioned = named_in(text, names.values())
-            named = [
-                concept_id
-                for concept_id, name in names.items()
-                if name_key(name) in mentioned and concept_id not in scores
-            ]
-            visual = {}
-            if index is not None and vectors is not None:
-                visual = index.best_scores(vectors, named)
-            for concept_id in named:
-                score = visual.get(concept_id, 0.0) if vectors is not None else NAMED_ONLY_SCORE
-                scores[concept_id] = (score, "text", None)
-        with timings.stage("db"):
-            concepts = repo.get_concepts(session=session, user_id=user_id, concept_ids=list(scores))
-    matches = [Match(c, *scores[c.id]) for c in concepts]
+    if not scores and not text:
+        return []
+    with timings.stage("db"):
+        concepts = services.concept_cache.get(
+            user_id, version, lambda: _load_summaries(services, user_id)
+        )
+    if text:
+        mentioned = named_in(text, [concept.name for concept in concepts.values()])
+        named = [
+            concept_id
+            for concept_id, concept in concepts.items()
+            if name_key(concept.name) in mentioned and concept_id not in scores
+        ]
+        visual = {}
+        if index is not None and vectors is not None:
+            visual = index.best_scores(vectors, named)
+        for concept_id in named:
+            score = visual.get(concept_id, 0.0) if vectors is not None else NAMED_ONLY_SCORE
+            scores[concept_id] = (score, "text", None)
+    # A concept deleted since the index was built is left out.
+    matches = [Match(concepts[c], *hit) for c, hit in scores.items() if c in concepts]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
     return matches
 
@@ -165,6 +173,11 @@ def _scaled(box: Box | None, scale: float) -> Box | None:
         return None
     x0, y0, x1, y1 = (round(value * scale) for value in box)
     return (x0, y0, x1, y1)
+
+
+def _load_summaries(services: Services, user_id: int) -> dict[str, ConceptSummary]:
+    with services.sessions() as session:
+        return repo.concept_summaries(session=session, user_id=user_id)
 
 
 def _load_index(services: Services, user_id: int) -> UserIndex:

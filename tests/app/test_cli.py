@@ -60,3 +60,22 @@ def test_serve_runs_the_readme_flow(tmp_path: Path) -> None:
         server.stop()
     assert server.process.returncode == 0
     assert (tmp_path / "data" / "rapport.db").is_file()
+    assert '"POST /v1/users/alice/retrieve HTTP/1.1" 200' in server.log.read_text()
+
+
+def test_serve_without_access_log_on_one_torch_thread(tmp_path: Path) -> None:
+    env = rapport_env(tmp_path / "data", RAPPORT_ACCESS_LOG="false", RAPPORT_TORCH_THREADS="1")
+    server = ServeProcess(env, tmp_path / "serve.log").wait_ready()
+    try:
+        key = run_cli(["keys", "create", "--tenant", "acme"], env).stdout.strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, headers=headers) as client:
+            found = client.post(
+                "/v1/users/alice/retrieve", files={"image": ("q.jpg", factories.photo("dog", 1))}
+            )
+            assert found.status_code == 200 and found.json()["matches"] == []
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Application startup complete" in log  # uvicorn's own log still runs
+    assert "/v1/users/alice/retrieve" not in log

@@ -46,6 +46,13 @@ def test_a_write_in_one_process_is_read_by_another_on_the_next_request(
         assert retrieve(b, "alice", query).json()["matches"] == []
         dog = register_subject(a, "alice", "dog")
         assert matched_names(retrieve(b, "alice", query, min_score=EXACT)) == ["dog"]
+        # b now caches alice's concept summaries too; a rename through a reaches b.
+        url = f"/v1/users/alice/concepts/{dog['id']}"
+        assert a.patch(url, json={"name": "bo", "description": "a corgi"}).status_code == 200
+        found = retrieve(b, "alice", query, min_score=EXACT).json()["matches"]
+        assert [(m["concept"]["name"], m["concept"]["description"]) for m in found] == [
+            ("bo", "a corgi")
+        ]
         assert b.delete(f"/v1/users/alice/concepts/{dog['id']}").status_code == 204
         assert retrieve(a, "alice", query).json()["matches"] == []
         # A key revoked by another process stops working in every process within

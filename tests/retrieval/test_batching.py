@@ -66,6 +66,22 @@ def test_concurrent_callers_share_forward_passes(encoder: Encoder) -> None:
     assert np.allclose(results, encoder.encode_images(images), atol=1e-5)
 
 
+def test_forward_passes_run_on_the_configured_torch_threads(encoder: Encoder) -> None:
+    seen: list[int] = []
+
+    class Watching(GatedEncoder):
+        def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+            seen.append(torch.get_num_threads())
+            return self.inner.encode_tensors(tensors)
+
+    batching = BatchingEncoder(Watching(encoder), BatchingConfig(torch_threads=1)).start()
+    try:
+        batching.encode_images(photos(1))
+    finally:
+        batching.stop()
+    assert seen == [1]
+
+
 def test_a_full_queue_refuses_work_instead_of_growing(encoder: Encoder) -> None:
     gated = GatedEncoder(encoder)
     batching = BatchingEncoder(gated, BatchingConfig(max_batch=2, queue_size=3)).start()
