@@ -12,7 +12,8 @@ from app.keys import Caller, authenticate
 from app.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI would run a plain function in the thread pool, a hand-off per request.
     services: Services = request.app.state.services
     return services
 

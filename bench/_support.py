@@ -94,10 +94,15 @@ class Served:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit("rapport serve did not get ready")
+                self.process.kill()
+                raise SystemExit(f"rapport serve did not get ready; see {self.log.name}")
             time.sleep(0.2)
         self.root = root
-        self.key = self.new_key("bench")
+        try:
+            self.key = self.new_key("bench")
+        except BaseException:
+            self.stop()
+            raise
 
     def new_key(self, tenant: str) -> str:
         return subprocess.run(

@@ -4,6 +4,8 @@
     git worktree add /tmp/rapport-base <commit>
     python bench/service_cost.py --baseline /tmp/rapport-base
     python bench/service_cost.py --variant no-cache:RAPPORT_KEY_CACHE_S=0   # a setting's cost
+    python bench/service_cost.py --variant pg:RAPPORT_DATABASE_URL=postgresql+psycopg://... \
+        --variant base-pg@/tmp/rapport-base:RAPPORT_DATABASE_URL=postgresql+psycopg://...
 
 With ``rapport-test-tiny`` the forward pass is nearly free, so the server's CPU
 per request is the cost of HTTP, authentication, form parsing, decoding,
@@ -60,7 +62,8 @@ def main() -> None:
         "--variant",
         action="append",
         default=[],
-        help="NAME:VAR=VALUE[,VAR=VALUE]: this checkout again, with these environment variables",
+        help="NAME[@CHECKOUT]:VAR=VALUE[,VAR=VALUE]: this checkout (or another) again, "
+        "with these environment variables",
     )
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--requests", type=int, default=400, help="per server and round")
@@ -77,9 +80,10 @@ def main() -> None:
     if args.baseline:
         runs["baseline"] = (args.baseline.resolve(), env)
     for variant in args.variant:
-        name, _, assignments = variant.partition(":")
+        label, _, assignments = variant.partition(":")
+        name, _, root = label.partition("@")
         extra = dict(item.split("=", 1) for item in assignments.split(",") if item)
-        runs[name] = (here, env | extra)
+        runs[name] = (Path(root).resolve() if root else here, env | extra)
     model_ms = {
         name: forward_cpu_ms(args.model, jpegs[0], int(run_env.get("RAPPORT_TORCH_THREADS", 0)))
         for name, (_, run_env) in runs.items()

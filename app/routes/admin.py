@@ -25,7 +25,8 @@ from retrieval.errors import Conflict, NotFound
 TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
 
 
-def require_admin(request: Request, services: ServicesDep) -> None:
+async def require_admin(request: Request, services: ServicesDep) -> None:
+    # async: no I/O here, so no thread-pool hand-off.
     admin_key = services.settings.admin_key
     if admin_key is None:
         raise NotFound("not found")
