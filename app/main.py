@@ -17,6 +17,7 @@ from app.errors import install_error_handlers
 from app.keys import KeyCache
 from app.metrics import Metrics, MetricsMiddleware
 from app.ratelimit import open_rate_limiter
+from app.repository import ConceptSummary
 from app.routes import admin, chat, concepts, health, openai_compat, retrieve, users
 from app.services import Services
 from app.settings import Settings
@@ -49,6 +50,11 @@ def build_services(
     cache = UserIndexCache(max_bytes=settings.index_cache_bytes)
     metrics.track_queue(lambda: batching.queue_depth)
     metrics.track_cache(cache.stats)
+    concepts: VersionedCache[dict[str, ConceptSummary]] = VersionedCache(
+        settings.concept_cache_bytes,
+        size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
+    )
+    metrics.track_cache(concepts.stats, "concept", "concept summaries")
     return Services(
         settings=settings,
         engine=engine,
@@ -56,10 +62,7 @@ def build_services(
         blobs=LocalBlobStore(settings.resolved_blob_dir),
         encoder=batching.start(),
         user_index_cache=cache,
-        concept_cache=VersionedCache(
-            settings.concept_cache_bytes,
-            size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
-        ),
+        concept_cache=concepts,
         generator=generator or open_generator(settings.generator_config()),
         metrics=metrics,
         regions=load_regions(settings),

@@ -57,29 +57,26 @@ class Metrics:
     def track_queue(self, depth: Callable[[], int]) -> None:
         self.queue_depth.set_function(depth)
 
-    def track_cache(self, stats: Callable[[], CacheStats]) -> None:
-        self.registry.register(_CacheCollector(stats))
+    def track_cache(
+        self, stats: Callable[[], CacheStats], name: str = "index", what: str = "user indexes"
+    ) -> None:
+        """Export a cache's size, hits and misses as ``rapport_<name>_cache_*``."""
+        self.registry.register(_CacheCollector(stats, name, what))
 
 
 class _CacheCollector(Collector):
-    def __init__(self, stats: Callable[[], CacheStats]) -> None:
-        self._stats = stats
+    def __init__(self, stats: Callable[[], CacheStats], name: str, what: str) -> None:
+        self._stats, self._name, self._what = stats, name, what
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        stats = self._stats()
-        yield GaugeMetricFamily(
-            "rapport_index_cache_entries", "User indexes in memory", value=stats.entries
-        )
-        yield GaugeMetricFamily(
-            "rapport_index_cache_bytes", "Memory of cached user indexes", value=stats.nbytes
+        stats, prefix, what = self._stats(), f"rapport_{self._name}_cache", self._what
+        yield GaugeMetricFamily(f"{prefix}_entries", f"Cached {what}", value=stats.entries)
+        yield GaugeMetricFamily(f"{prefix}_bytes", f"Memory of cached {what}", value=stats.nbytes)
+        yield CounterMetricFamily(
+            f"{prefix}_hits", f"Retrievals served by cached {what}", value=stats.hits
         )
         yield CounterMetricFamily(
-            "rapport_index_cache_hits", "Retrievals served by a cached index", value=stats.hits
-        )
-        yield CounterMetricFamily(
-            "rapport_index_cache_misses",
-            "Retrievals that built a user index from SQL",
-            value=stats.misses,
+            f"{prefix}_misses", f"Retrievals that loaded {what} from SQL", value=stats.misses
         )
 
 

@@ -92,6 +92,10 @@ def test_metrics(server: LiveServer, api: httpx.Client) -> None:
     assert value("rapport_index_cache_entries") == 1
     assert value("rapport_index_cache_misses_total") == 1
     assert value("rapport_index_cache_hits_total") == 1
+    # The concept summaries of matches come from SQL once, then from memory.
+    assert value("rapport_concept_cache_entries") == 1
+    assert value("rapport_concept_cache_misses_total") == 1
+    assert value("rapport_concept_cache_hits_total") == 1
     assert "alice" not in text and "missing" not in text
 
 
