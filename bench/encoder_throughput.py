@@ -63,6 +63,7 @@ def main() -> None:
         help="requests per run of the service (default: 2 x photos)",
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", default="1", help="rapport serve --workers")
     args = parser.parse_args()
 
     config = EncoderConfig(model=args.model, pretrained=args.pretrained, device=args.device)
@@ -86,6 +87,7 @@ def main() -> None:
     del encoder
 
     served = Served(
+        workers=args.workers,
         RAPPORT_CLIP_MODEL=args.model,
         RAPPORT_CLIP_PRETRAINED=args.pretrained,
         RAPPORT_DEVICE=args.device,
