@@ -58,6 +58,12 @@ class RemotePhotoUnavailable(errors.RapportError):
     title = "Photo could not be fetched"
 
 
+class PhotoFileMissing(errors.RapportError):
+    """A photo row whose file is gone from the photo folder: data lost on the server's side."""
+
+    title = "Photo file missing"
+
+
 class DatabaseUnavailable(errors.RapportError):
     """The database cannot be reached, or no connection came free in time."""
 
@@ -69,6 +75,7 @@ STATUS: dict[type[errors.RapportError], int] = {
     RemotePhotoRefused: 400,
     RemotePhotoUnavailable: 422,
     DatabaseUnavailable: 503,
+    PhotoFileMissing: 500,
     Unauthorized: 401,
     NoGenerator: 501,
     RateLimited: 429,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from app import repository as repo
 from app.db.models import Concept, ImageRow
+from app.errors import PhotoFileMissing
 from app.services import Services
 from retrieval.errors import ConceptNotFound
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,4 +60,16 @@ def read_image(
         image = repo.get_image(
             session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
         )
-    return services.blobs.get(image.blob_key), image.media_type
+    try:
+        return services.blobs.get(image.blob_key), image.media_type
+    except FileNotFoundError:
+        logger.error(
+            "photo %s of concept %s has no file (blob %s): run `rapport doctor`",
+            image_id,
+            concept_id,
+            image.blob_key,
+        )
+        raise PhotoFileMissing(
+            "this photo's file is missing on the server; the operator has been told "
+            "(`rapport doctor` reports such photos)"
+        ) from None

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import httpx
+import pytest
 
 from tests import factories
 from tests.app.helpers import assert_problem, register, register_subject
+from tests.conftest import LiveServer
 
 
 def test_register_returns_the_concept_with_its_photos(api: httpx.Client) -> None:
@@ -75,6 +80,21 @@ def test_photos_can_be_added_read_and_deleted_but_not_the_last(api: httpx.Client
     assert_problem(api.get(f"{base}/images/{images[1]['id']}"), 404)
     assert_problem(api.delete(f"{base}/images/{images[0]['id']}"), 409)
     assert len(api.get(base).json()["images"]) == 1
+
+
+def test_a_photo_whose_file_is_gone_answers_a_clear_500(
+    api: httpx.Client, server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    concept = register(api, "alice", "bo", [factories.photo("dog", 0)]).json()
+    url = f"/v1/users/alice/concepts/{concept['id']}/images/{concept['images'][0]['id']}"
+    blobs = server.services.blobs
+    for stored in list(blobs.files()):
+        (Path(blobs.root) / stored.key).unlink()
+    with caplog.at_level(logging.ERROR, logger="app.usecases.concept_reads"):
+        body = assert_problem(api.get(url), 500)
+    assert body["title"] == "Photo file missing" and "rapport doctor" in body["detail"]
+    assert str(blobs.root) not in body["detail"]  # no server paths
+    assert any("rapport doctor" in record.getMessage() for record in caplog.records)
 
 
 def test_delete_concept(api: httpx.Client) -> None:
