@@ -189,16 +189,21 @@ def doctor(repair: bool) -> None:
 def import_(source: str, tenant: str, user: str) -> None:
     """Register the concepts of a folder tree or a RAP database.json for one user.
 
-    Running it again adds only photos not stored yet. Exit status 1: something failed.
+    Brings the database schema up to date first. Running it again adds only photos
+    not stored yet. Exit status 1: something failed.
     """
     from tqdm import tqdm
 
+    from app.db.migrate import upgrade
     from app.main import build_services
     from app.usecases.importer import import_concepts
     from retrieval.errors import RapportError
 
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
     try:
-        services = build_services(_settings())
+        services = build_services(settings)
     except ModelLoadError as error:
         raise click.ClickException(error.detail) from None
     bar = tqdm(unit="photo", file=sys.stderr, disable=None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +178,8 @@ def test_quotas_fail_the_photos_and_concepts_over_them_and_the_import_goes_on(
     }
 
 
-def test_the_import_command_prints_a_summary_and_exits_1_on_a_bad_file(
-    tmp_path: Path, sqlite_template: Path
-) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(sqlite_template, data / "rapport.db")
+def test_the_import_command_prints_a_summary_and_exits_1_on_a_bad_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"  # new: the command creates and migrates the database
     root = tmp_path / "concepts"
     copy_photos("dog", root / "bo", 2)
     (root / "bo" / "broken.jpg").write_bytes(b"not a photo")
