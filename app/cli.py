@@ -166,17 +166,25 @@ def reindex() -> None:
 )
 def doctor(repair: bool) -> None:
     """Check that the database and the photo folder agree (exit status 1: problems remain)."""
-    from app.main import build_services
+    from app.blobs import LocalBlobStore
+    from app.db.engine import make_engine, make_sessionmaker
     from app.usecases import doctor as checks
+    from retrieval.encoder import model_id_of
 
+    settings = _settings()
     try:
-        services = build_services(_settings())
+        # Only the configured model's id is needed, not the model: no weights are loaded.
+        model_id = model_id_of(settings.encoder_config())
     except ModelLoadError as error:
         raise click.ClickException(error.detail) from None
+    engine = make_engine(settings.resolved_database_url)
+    storage = checks.Storage(
+        settings, make_sessionmaker(engine), LocalBlobStore(settings.resolved_blob_dir), model_id
+    )
     try:
-        report = checks.repair(services) if repair else checks.check(services)
+        report = checks.repair(storage) if repair else checks.check(storage)
     finally:
-        services.close()
+        engine.dispose()
     for line in report.lines():
         click.echo(line)
     sys.exit(1 if report.problems else 0)

@@ -59,6 +59,21 @@ def open_encoder(config: EncoderConfig) -> Encoder | TorchvisionEncoder:
     )
 
 
+def model_id_of(config: EncoderConfig) -> str:
+    """The id an encoder built from ``config`` gives its vectors, without building it
+    (a local weights file is hashed); ModelLoadError as ``open_encoder`` would raise it."""
+    if config.family == "torchvision":
+        from retrieval.torchvision_encoder import torchvision_model_id
+
+        return torchvision_model_id(config)
+    import open_clip
+
+    open_clip.add_model_config(MODEL_CONFIG_DIR)
+    if config.model not in open_clip.list_models():
+        raise ModelLoadError(f"unknown model {config.model!r}")
+    return f"{config.model}:{_weights_source(open_clip, config)[1]}"
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -93,11 +93,7 @@ class TorchvisionEncoder:
         """
         import torchvision
 
-        if config.model not in KNOWN_MODELS:
-            raise ModelLoadError(
-                f"unknown torchvision model {config.model!r}; known: {', '.join(KNOWN_MODELS)}"
-            )
-        weights_path, weights_id = _weights_file(config.pretrained)
+        weights_path, weights_id = _checked_weights(config)
         with torch.random.fork_rng(devices=[]):
             # Seeded like the open_clip path: random vectors stay comparable across processes.
             torch.manual_seed(0)
@@ -157,6 +153,19 @@ class TorchvisionEncoder:
         raise TextSearchUnsupported(
             f"{self.model_id} encodes photos only; search by text needs a CLIP model"
         )
+
+
+def torchvision_model_id(config: EncoderConfig) -> str:
+    """``TorchvisionEncoder.from_config(config).model_id`` without building the model."""
+    return f"torchvision/{config.model}:{_checked_weights(config)[1]}"
+
+
+def _checked_weights(config: EncoderConfig) -> tuple[Path | None, str]:
+    if config.model not in KNOWN_MODELS:
+        raise ModelLoadError(
+            f"unknown torchvision model {config.model!r}; known: {', '.join(KNOWN_MODELS)}"
+        )
+    return _weights_file(config.pretrained)
 
 
 def _weights_file(pretrained: str) -> tuple[Path | None, str]:

@@ -17,14 +17,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, exists, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import repository as repo
+from app.blobs import LocalBlobStore
 from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
+from app.settings import Settings
 
 _USER_FOLDER = re.compile(r"^t\d+/u(\d+)/")
 _WITHOUT_IMAGE = ~exists().where(ImageRow.id == Embedding.image_id)
 SHOWN = 20  # ids listed per problem; the counts are always whole
+
+
+@dataclass(frozen=True)
+class Storage:
+    """What the doctor reads and repairs: SQL, the photo folder and the configured
+    model's id (for photos without its vector); no encoder is needed."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    blobs: LocalBlobStore
+    model_id: str
+
+    @classmethod
+    def of(cls, services: Services) -> Storage:
+        return cls(services.settings, services.sessions, services.blobs, services.encoder.model_id)
 
 
 @dataclass
@@ -86,12 +104,13 @@ class DoctorReport:
         return [*done, *problems, *notes, status]
 
 
-def check(services: Services, *, grace_s: float | None = None) -> DoctorReport:
+def check(target: Services | Storage, *, grace_s: float | None = None) -> DoctorReport:
     """Report every disagreement between SQL and the photo folder. Changes nothing."""
-    grace = services.settings.doctor_grace_s if grace_s is None else grace_s
+    storage = target if isinstance(target, Storage) else Storage.of(target)
+    grace = storage.settings.doctor_grace_s if grace_s is None else grace_s
     report = DoctorReport()
-    model_id = services.encoder.model_id
-    with services.sessions() as session:
+    model_id = storage.model_id
+    with storage.sessions() as session:
         # Rows first, files second: a photo committed in between shows as a young file.
         rows = dict(session.execute(select(ImageRow.blob_key, ImageRow.id)).all())
         has_vector = select(Embedding.image_id).where(Embedding.model_id == model_id)
@@ -108,7 +127,7 @@ def check(services: Services, *, grace_s: float | None = None) -> DoctorReport:
             session.scalar(select(func.count(Embedding.id)).where(_WITHOUT_IMAGE)) or 0
         )
     cutoff = time.time() - grace
-    files = list(services.blobs.files())
+    files = list(storage.blobs.files())
     on_disk = {f.key for f in files if not f.temporary}
     for stored in files:
         if stored.temporary:
@@ -121,46 +140,47 @@ def check(services: Services, *, grace_s: float | None = None) -> DoctorReport:
     missing = [key for key in rows if key not in on_disk]
     if missing:
         # Deleted (row and file) while we looked is not missing.
-        with services.sessions() as session:
+        with storage.sessions() as session:
             for some in _batches(missing):
                 still = session.execute(
                     select(ImageRow.blob_key, ImageRow.id).where(ImageRow.blob_key.in_(some))
                 )
-                report.missing_blobs += [i for key, i in still if not services.blobs.exists(key)]
+                report.missing_blobs += [i for key, i in still if not storage.blobs.exists(key)]
     return report
 
 
-def repair(services: Services, *, grace_s: float | None = None) -> DoctorReport:
+def repair(target: Services | Storage, *, grace_s: float | None = None) -> DoctorReport:
     """Delete what can only be garbage, then check again; the report lists what was done.
 
     Deleted: unreferenced files and temp files older than the grace period,
     concepts without photos, vectors without a photo. Missing photo files and
     missing vectors are reported, never "repaired" (restore, or `rapport reindex`).
     """
-    grace = services.settings.doctor_grace_s if grace_s is None else grace_s
-    found = check(services, grace_s=grace)
+    storage = target if isinstance(target, Storage) else Storage.of(target)
+    grace = storage.settings.doctor_grace_s if grace_s is None else grace_s
+    found = check(storage, grace_s=grace)
     repaired = []
-    removed = _remove_unreferenced(services, found.orphan_blobs + found.temp_files, grace)
+    removed = _remove_unreferenced(storage, found.orphan_blobs + found.temp_files, grace)
     if removed:
         repaired.append(f"deleted {removed} unreferenced files")
-    emptied = _delete_concepts_without_images(services, found.concepts_without_images)
+    emptied = _delete_concepts_without_images(storage, found.concepts_without_images)
     if emptied:
         repaired.append(f"deleted {emptied} concepts without photos")
     if found.vectors_without_image:
-        repaired.append(f"deleted {_delete_vectors_without_image(services)} vectors")
-    report = check(services, grace_s=grace)
+        repaired.append(f"deleted {_delete_vectors_without_image(storage)} vectors")
+    report = check(storage, grace_s=grace)
     report.repaired = repaired
     return report
 
 
-def _remove_unreferenced(services: Services, keys: Sequence[str], grace: float) -> int:
+def _remove_unreferenced(storage: Storage, keys: Sequence[str], grace: float) -> int:
     by_user: dict[int | None, list[str]] = {}
     for key in keys:
         owner = _USER_FOLDER.match(key)
         by_user.setdefault(int(owner.group(1)) if owner else None, []).append(key)
     removed = 0
     for user_id, user_keys in by_user.items():
-        with services.sessions() as session:
+        with storage.sessions() as session:
             # Under the owner's lock no write of theirs is in flight: what no committed row
             # references now is garbage. (A user erased, or not committed yet: the grace.)
             if user_id is not None:
@@ -173,18 +193,18 @@ def _remove_unreferenced(services: Services, keys: Sequence[str], grace: float) 
                 )
             }
             cutoff = time.time() - grace
-            stale = {key for key in user_keys if services.blobs.mtime(key) < cutoff}
+            stale = {key for key in user_keys if storage.blobs.mtime(key) < cutoff}
             for key in sorted(stale - used):
-                services.blobs.remove_file(key)
+                storage.blobs.remove_file(key)
                 removed += 1
             session.commit()
     return removed
 
 
-def _delete_concepts_without_images(services: Services, concept_ids: Sequence[str]) -> int:
+def _delete_concepts_without_images(storage: Storage, concept_ids: Sequence[str]) -> int:
     deleted = 0
     for concept_id in concept_ids:
-        with services.sessions() as session:
+        with storage.sessions() as session:
             concept = session.get(Concept, concept_id)
             if concept is None or not repo.relock_user(session=session, user_id=concept.user_id):
                 continue
@@ -196,8 +216,8 @@ def _delete_concepts_without_images(services: Services, concept_ids: Sequence[st
     return deleted
 
 
-def _delete_vectors_without_image(services: Services) -> int:
-    with services.sessions() as session:
+def _delete_vectors_without_image(storage: Storage) -> int:
+    with storage.sessions() as session:
         users = session.scalars(select(Embedding.user_id).where(_WITHOUT_IMAGE).distinct())
         for user_id in sorted(users):
             repo.bump_version(session=session, user_id=user_id)

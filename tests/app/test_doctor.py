@@ -120,6 +120,8 @@ def test_the_doctor_command(start_server: Any, sqlite_url: str, tmp_path: Path) 
     lines = result.stdout.splitlines()
     assert "repaired: deleted 1 unreferenced files" in lines
     assert any(line.startswith("problem: 1 photos whose file is missing") for line in lines)
+    # The command knows the configured model's id without loading it: the vectors match.
+    assert not any("no vector of the configured model" in line for line in lines)
     assert lines[-1] == "problems remain" and "Traceback" not in result.stderr
     assert not orphan.exists()
     assert api.get(f"/v1/users/alice/concepts/{dog['id']}/images/{kept.id}").status_code == 200

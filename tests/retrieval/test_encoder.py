@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.encoder import model_id_of
 from retrieval.errors import ModelLoadError
 from tests import factories
 
@@ -26,6 +29,26 @@ def test_random_weights_are_the_same_in_every_build(encoder: Encoder) -> None:
     again = Encoder.from_config(EncoderConfig(model="rapport-test-tiny", pretrained="none"))
     assert again.model_id == encoder.model_id == "rapport-test-tiny:none"
     assert np.allclose(again.encode_images([image]), encoder.encode_images([image]), atol=1e-6)
+
+
+def test_model_id_of_matches_the_built_encoder_without_building_it(
+    encoder: Encoder, tmp_path: Path
+) -> None:
+    import torch
+
+    assert model_id_of(EncoderConfig(model="rapport-test-tiny", pretrained="none")) == (
+        encoder.model_id
+    )
+    path = tmp_path / "tiny.pt"
+    torch.save(encoder._model.state_dict(), path)
+    local = EncoderConfig(model="rapport-test-tiny", pretrained=str(path))
+    assert model_id_of(local) == Encoder.from_config(local).model_id
+    tv = EncoderConfig(model="mobilenet_v2", pretrained="none", family="torchvision")
+    assert model_id_of(tv) == "torchvision/mobilenet_v2:none"
+    with pytest.raises(ModelLoadError, match="unknown"):
+        model_id_of(EncoderConfig(model="no-such-model", pretrained="none"))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        model_id_of(EncoderConfig(model="rapport-test-tiny", pretrained=str(tmp_path / "x.pt")))
 
 
 def test_weights_from_a_local_file(encoder: Encoder, tmp_path: object) -> None:
