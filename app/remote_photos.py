@@ -165,10 +165,16 @@ def _checked_addresses(
 def require_public(host: str, addresses: Sequence[IPAddress]) -> None:
     """Raise RemotePhotoRefused unless every one of ``host``'s ``addresses`` is public."""
     if not addresses or not all(is_public(address) for address in addresses):
-        raise RemotePhotoRefused(
-            f"the photo URL's host {host!r} is or resolves to an address that is not public; "
-            "photos are fetched only from public addresses"
-        )
+        raise _not_public(host)
+
+
+def _not_public(host: str) -> RemotePhotoRefused:
+    # One answer for "resolves to a private address" and "does not resolve": two would
+    # let a caller probe which internal host names exist.
+    return RemotePhotoRefused(
+        f"the photo URL's host {host!r} does not resolve to public addresses only; "
+        "photos are fetched only from public addresses"
+    )
 
 
 def _resolve_by(host: str, port: int, resolve: Resolver, deadline: float) -> Sequence[str]:
@@ -189,7 +195,7 @@ def _resolve_by(host: str, port: int, resolve: Resolver, deadline: float) -> Seq
         raise RemotePhotoUnavailable(f"the photo URL's host {host!r} did not resolve in time")
     result = outcome[0] if outcome else OSError("no answer")
     if isinstance(result, OSError) or not result:
-        raise RemotePhotoUnavailable(f"the photo URL's host {host!r} could not be resolved")
+        raise _not_public(host)
     return result
 
 

@@ -89,7 +89,7 @@ def test_non_public_urls_are_refused_before_any_connection(
     ]
     for url in urls:
         problem = assert_problem(ask(client, url), 400)
-        assert "not public" in problem["detail"], url
+        assert "public addresses only" in problem["detail"], url
         part = {"type": "image_url", "image_url": {"url": url}}
         messages = [{"role": "user", "content": [part]}]
         assert_problem(client.post("/v1/users/alice/chat", json={"messages": messages}), 400)
@@ -251,5 +251,15 @@ def test_a_host_that_does_not_resolve_in_time_or_at_all() -> None:
         assert time.monotonic() - started < 2
     finally:
         stuck.set()
-    with pytest.raises(RemotePhotoUnavailable, match="could not be resolved"):
-        fetch_photo("http://nowhere.example/photo.jpg", policy, resolve=unknown)
+
+    # A name that does not resolve is refused exactly like one that resolves to a
+    # private address: the answer must not tell which internal names exist.
+    def private(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    answers = []
+    for host, resolve in (("nowhere.example", unknown), ("intranet.example", private)):
+        with pytest.raises(RemotePhotoRefused) as refused:
+            fetch_photo(f"http://{host}/photo.jpg", policy, resolve=resolve)
+        answers.append(refused.value.detail.replace(host, "HOST"))
+    assert answers[0] == answers[1]
