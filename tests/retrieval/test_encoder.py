@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from retrieval import Encoder, EncoderConfig, decode_image
 from retrieval.encoder import model_id_of
@@ -73,3 +74,20 @@ def test_weights_from_a_local_file(encoder: Encoder, tmp_path: object) -> None:
 def test_bad_configs_say_what_is_valid(config: EncoderConfig, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message):
         Encoder.from_config(config)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_runs_in_half_precision_and_agrees_with_cpu(encoder: Encoder) -> None:
+    gpu = Encoder.from_config(
+        EncoderConfig(model="rapport-test-tiny", pretrained="none", device="cuda")
+    )
+    # open_clip's fp16 keeps some parameters (embeddings, norms) in fp32; the layers are fp16.
+    assert gpu._model.visual.conv1.weight.dtype == torch.float16
+    images = [decode_image(factories.photo(subject, 0)).image for subject in ("dog", "cat")]
+    on_gpu = gpu.encode_images(images)
+    assert on_gpu.dtype == np.float32
+    assert np.allclose(np.linalg.norm(on_gpu, axis=1), 1.0, atol=1e-3)
+    # fp16 on the GPU, uint8 pixels normalised there: the same vectors as on the CPU.
+    assert np.all(np.sum(on_gpu * encoder.encode_images(images), axis=1) > 0.99)
+    texts = gpu.encode_texts(["a dog"])
+    assert np.sum(texts * encoder.encode_texts(["a dog"])) > 0.99

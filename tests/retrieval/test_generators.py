@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from retrieval.errors import GeneratorTimeout, GeneratorUnavailable, ModelLoadError
@@ -94,6 +95,25 @@ def test_transformers_stream_deltas_add_up_to_the_greedy_answer(
     assert "".join(deltas) == final.text == whole.text
     assert final.usage == whole.usage
     assert final.finish_reason == whole.finish_reason
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_transformers_on_cuda_generate_in_bfloat16_like_on_cpu(
+    tiny_llava: Generator, rap_prompt: Prompt, tmp_path: Path
+) -> None:
+    directory = save_tiny_llava(tmp_path / "tiny-llava")
+    gpu = open_generator(GeneratorConfig(kind="transformers", model=str(directory), device="cuda"))
+    try:
+        assert next(gpu._model.parameters()).dtype == torch.bfloat16  # type: ignore[attr-defined]
+        options = GenerationOptions(max_new_tokens=6)
+        generation = gpu.generate(rap_prompt, options)
+        on_cpu = tiny_llava.generate(rap_prompt, options)
+        assert generation.usage.prompt_tokens == on_cpu.usage.prompt_tokens
+        assert 0 < generation.usage.completion_tokens <= 6
+        deltas, final = _collect(gpu.stream(rap_prompt, options))
+        assert "".join(deltas) == final.text == generation.text
+    finally:
+        gpu.close()
 
 
 def test_transformers_sampling_with_a_temperature_runs(

