@@ -6,7 +6,14 @@
 #   bash bench/gpu.sh                          # uses .venv, creating it (needs a package index)
 #   PYTHON=python3 bash bench/gpu.sh           # a Python that already has CUDA torch
 #   RAPPORT_WHEELS=wheels/ PYTHON=python3 bash bench/gpu.sh
-#       # an offline machine: the project's other packages as wheels, installed beside torch
+#       # an offline machine: the project's other packages as wheels, installed beside torch.
+#       # Make the folder where there is network, for that machine's Python, e.g.:
+#       # pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       #   --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d wheels \
+#       #   open_clip_torch ftfy wcwidth fastapi starlette opentelemetry-api pydantic \
+#       #   pydantic-core pydantic-settings python-dotenv annotated-types annotated-doc \
+#       #   typing-inspection typing-extensions sqlalchemy alembic mako uvicorn httptools \
+#       #   python-multipart faiss-cpu anyio sniffio
 #
 # RAPPORT_TEST_DATASET names the photo folder when ../shared/datasets is not beside the repo;
 # GPU_BENCH_MODELS and GPU_BENCH_ARGS shrink the run (a smoke test on a CPU machine).
