@@ -162,10 +162,10 @@ class KeyCache:
     def put(self, key: str, caller: Caller) -> None:
         if self.ttl_s <= 0:
             return
-        deadline = self._clock() + self.ttl_s
+        lifetime = self.ttl_s
         if caller.expires_at is not None:
-            left = (caller.expires_at - utcnow()).total_seconds()
-            deadline = min(deadline, self._clock() + left)
+            lifetime = min(lifetime, (caller.expires_at - utcnow()).total_seconds())
+        deadline = self._clock() + lifetime
         digest = hash_key(key, self._secret)
         with self._lock:
             self._entries[digest] = (caller, deadline)

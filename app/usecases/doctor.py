@@ -104,9 +104,8 @@ class DoctorReport:
         return [*done, *problems, *notes, status]
 
 
-def check(target: Services | Storage, *, grace_s: float | None = None) -> DoctorReport:
+def check(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
     """Report every disagreement between SQL and the photo folder. Changes nothing."""
-    storage = target if isinstance(target, Storage) else Storage.of(target)
     grace = storage.settings.doctor_grace_s if grace_s is None else grace_s
     report = DoctorReport()
     model_id = storage.model_id
@@ -149,14 +148,13 @@ def check(target: Services | Storage, *, grace_s: float | None = None) -> Doctor
     return report
 
 
-def repair(target: Services | Storage, *, grace_s: float | None = None) -> DoctorReport:
+def repair(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
     """Delete what can only be garbage, then check again; the report lists what was done.
 
     Deleted: unreferenced files and temp files older than the grace period,
     concepts without photos, vectors without a photo. Missing photo files and
     missing vectors are reported, never "repaired" (restore, or `rapport reindex`).
     """
-    storage = target if isinstance(target, Storage) else Storage.of(target)
     grace = storage.settings.doctor_grace_s if grace_s is None else grace_s
     found = check(storage, grace_s=grace)
     repaired = []

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, exists, func, select, text
 
 from app.db.models import Concept, Embedding, ImageRow
 from app.main import build_services
-from app.usecases.doctor import check, repair
+from app.usecases.doctor import Storage, check, repair
 from retrieval import Encoder
 from tests import factories
 from tests.app.processes import ServeProcess, rapport_env, run_cli
@@ -172,10 +172,10 @@ def test_acknowledged_writes_survive_a_sigkill(
     services = build_services(make_settings(postgres_url, tmp_path / "data"), encoder=encoder)
     try:
         # Orphans of the writes the kill cut short are young: reported, left alone...
-        report = check(services)
+        report = check(Storage.of(services))
         assert report.problems == [] and report.young_orphan_blobs and report.notes
         # ...and once past the grace period, repaired.
-        repaired = repair(services, grace_s=0)
+        repaired = repair(Storage.of(services), grace_s=0)
         assert repaired.problems == [] and repaired.young_orphan_blobs == []
         assert repaired.young_temp_files == [] and repaired.repaired
     finally:

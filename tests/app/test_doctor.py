@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
-from app.usecases.doctor import check, repair
+from app.usecases.doctor import Storage, check, repair
 from app.usecases.reindex import reindex_all
 from tests.app.helpers import register_subject, stored
 from tests.app.processes import rapport_env, run_cli
@@ -44,7 +44,7 @@ def image_of(services: Services, concept_id: str) -> ImageRow:
 
 def test_a_consistent_service_has_no_problems(server: LiveServer, api: httpx.Client) -> None:
     register_subject(api, "alice", "dog")
-    report = check(server.services)
+    report = check(Storage.of(server.services))
     assert report.problems == [] and report.notes == []
     assert report.lines() == ["database and photo folder agree"]
 
@@ -78,7 +78,7 @@ def test_doctor_finds_and_repairs_what_a_crash_leaves(
                 (dog["id"], user_id),
             )
 
-    report = check(services)
+    report = check(Storage.of(services))
     assert sorted(report.orphan_blobs) == sorted(
         str(p.relative_to(services.blobs.root)) for p in (old_orphan, erased_user)
     )
@@ -90,7 +90,7 @@ def test_doctor_finds_and_repairs_what_a_crash_leaves(
     assert any("rapport reindex" in line for line in report.problems)
     assert any(missing.id in line for line in report.problems)
 
-    repaired = repair(services)
+    repaired = repair(Storage.of(services))
     assert not old_orphan.exists() and not old_temp.exists() and not erased_user.exists()
     assert young_orphan.exists()  # may belong to a registration in flight
     assert repaired.concepts_without_images == [] and repaired.vectors_without_image == 0
@@ -98,10 +98,10 @@ def test_doctor_finds_and_repairs_what_a_crash_leaves(
     # What only an operator can fix stays reported.
     assert repaired.missing_blobs == [missing.id] and repaired.images_without_vector == 1
 
-    assert repair(services, grace_s=0).orphan_blobs == [] and not young_orphan.exists()
+    assert repair(Storage.of(services), grace_s=0).orphan_blobs == [] and not young_orphan.exists()
     services.blobs.put(missing.blob_key, photo)
     assert reindex_all(services) == 1
-    assert check(services, grace_s=0).problems == []
+    assert check(Storage.of(services), grace_s=0).problems == []
     assert api.get(f"/v1/users/alice/concepts/{dog['id']}").status_code == 200
     assert stored(services)["concepts"] == 2
 
