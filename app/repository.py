@@ -151,12 +151,6 @@ def list_concepts(
     return session.scalars(query).all()
 
 
-def concept_names(*, session: Session, user_id: int) -> dict[str, str]:
-    """Concept id -> name, for every concept of the user."""
-    rows = session.execute(select(Concept.id, Concept.name).where(Concept.user_id == user_id))
-    return {concept_id: name for concept_id, name in rows}
-
-
 def concept_categories(*, session: Session, user_id: int) -> list[str]:
     """The distinct categories of the user's concepts ("dog", "mug"), for a detector's prompts."""
     query = select(Concept.category).where(

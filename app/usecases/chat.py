@@ -10,7 +10,7 @@ from PIL import Image
 from app import repository as repo
 from app.errors import NoGenerator
 from app.services import Services
-from app.usecases.retrieve import Match, QueryPhoto, find_matches
+from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, find_matches
 from retrieval import (
     ChatTurn,
     Generation,
@@ -59,8 +59,10 @@ def prepare_chat(
     if external_user_id is None:
         return PreparedChat(prompt=build_prompt(turns, []), used=[])
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-        names = list(repo.concept_names(session=session, user_id=user.id).values()) if user else []
+        found = repo.user_version(
+            session=session, tenant_id=tenant_id, external_id=external_user_id
+        )
+    names = [c.name for c in cached_concepts(services, *found).values()] if found else []
     query_turn = latest_query_turn(turns, names)
     if query_turn is None:
         return PreparedChat(prompt=build_prompt(turns, []), used=[])

@@ -136,9 +136,7 @@ def find_matches(
     if not scores and not text:
         return []
     with timings.stage("db"):
-        concepts = services.concept_cache.get(
-            user_id, version, lambda: _load_summaries(services, user_id)
-        )
+        concepts = cached_concepts(services, user_id, version)
     if text:
         mentioned = named_in(text, [concept.name for concept in concepts.values()])
         named = [
@@ -175,9 +173,14 @@ def _scaled(box: Box | None, scale: float) -> Box | None:
     return (x0, y0, x1, y1)
 
 
-def _load_summaries(services: Services, user_id: int) -> dict[str, ConceptSummary]:
-    with services.sessions() as session:
-        return repo.concept_summaries(session=session, user_id=user_id)
+def cached_concepts(services: Services, user_id: int, version: int) -> dict[str, ConceptSummary]:
+    """The user's concepts at ``version``, from memory when cached, else from SQL."""
+
+    def load() -> dict[str, ConceptSummary]:
+        with services.sessions() as session:
+            return repo.concept_summaries(session=session, user_id=user_id)
+
+    return services.concept_cache.get(user_id, version, load)
 
 
 def _load_index(services: Services, user_id: int) -> UserIndex:
