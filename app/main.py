@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,15 +115,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = built
         # Database, decoding and model work run in this pool, never on the event loop.
         to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
-        # Everything built so far (models, libraries, settings) lives as long as the service:
-        # kept out of the collector's full passes, which would otherwise walk it all, with
-        # the event loop stopped, about once per many thousand allocations (0.4-0.6 s with
-        # ~700k objects, measured in the test process).
-        gc.freeze()
         try:
             yield
         finally:
-            gc.unfreeze()
             if services is None:
                 built.close()
 
