@@ -2,67 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.remote_photos import RemotePhotoPolicy, fetch_photo
-from app.schemas import ConceptBrief, MinScore, TopK, decode_base64_image
+from app.schemas import ConceptBrief, MinScore, TopK
 from app.usecases.chat import ChatAnswer, ChatQuery, PreparedChat
+from app.usecases.chat_input import ChatDefaults, RawTurn
 from app.usecases.retrieve import Match
-from retrieval import ChatTurn, Generation, GenerationOptions, ImageLimits, decode_image
-from retrieval.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from app.services import Services
+from retrieval import Generation
 
 MaxNewTokens = Annotated[int, Field(ge=1)]
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
-
-
-@dataclass(frozen=True)
-class ChatDefaults:
-    """What a chat request leaves unsaid, from the service's settings."""
-
-    top_k: int
-    min_score: float
-    max_new_tokens: int
-    limits: ImageLimits
-    max_images: int
-    remote: RemotePhotoPolicy
-
-    @classmethod
-    def of(cls, services: Services) -> ChatDefaults:
-        settings = services.settings
-        return cls(
-            top_k=settings.default_top_k,
-            min_score=services.default_min_score,
-            max_new_tokens=settings.default_max_new_tokens,
-            limits=settings.image_limits(),
-            max_images=settings.max_images_per_request,
-            remote=RemotePhotoPolicy.from_settings(settings),
-        )
-
-    def query(
-        self,
-        turns: list[ChatTurn],
-        *,
-        top_k: int | None,
-        min_score: float | None,
-        max_new_tokens: int | None,
-        temperature: float | None,
-    ) -> ChatQuery:
-        return ChatQuery(
-            turns=turns,
-            top_k=top_k or self.top_k,
-            min_score=self.min_score if min_score is None else min_score,
-            options=GenerationOptions(
-                max_new_tokens=max_new_tokens or self.max_new_tokens,
-                temperature=temperature or 0.0,
-            ),
-        )
 
 
 class ImageURL(BaseModel):
@@ -85,9 +36,10 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
 
-    def to_turn(self, limits: ImageLimits, remote: RemotePhotoPolicy) -> ChatTurn:
+    def to_raw(self) -> RawTurn:
+        """The message's texts and photo references, in order (nothing fetched or decoded)."""
         texts: list[str] = []
-        images: list[Image.Image] = []
+        photos: list[str] = []
         parts = (
             [ContentPart(type="text", text=self.content)]
             if isinstance(self.content, str)
@@ -98,31 +50,9 @@ class ChatMessage(BaseModel):
                 texts.append(part.text or "")
             else:
                 url = part.image_url.url if isinstance(part.image_url, ImageURL) else part.image_url
-                images.append(load_photo(url or "", limits, remote))
+                photos.append(url or "")
         role = "system" if self.role == "developer" else self.role
-        return ChatTurn(role=role, text="\n".join(t for t in texts if t), images=tuple(images))
-
-
-def load_photo(reference: str, limits: ImageLimits, remote: RemotePhotoPolicy) -> Image.Image:
-    """A photo given as base64, a data URL, or an http(s) URL (fetched under ``remote``).
-
-    Blocking (a fetch may take up to ``remote.timeout_s``): call it off the event loop.
-    """
-    if reference[:8].lower().startswith(("http://", "https://")):
-        data = fetch_photo(reference, remote)
-    else:
-        data = decode_base64_image(reference)
-    return decode_image(data, limits).image
-
-
-def turns_from(messages: list[ChatMessage], defaults: ChatDefaults) -> list[ChatTurn]:
-    turns = [message.to_turn(defaults.limits, defaults.remote) for message in messages]
-    count = sum(len(turn.images) for turn in turns)
-    if count > defaults.max_images:
-        raise InvalidRequest(
-            f"{count} photos in one conversation; the limit is {defaults.max_images}"
-        )
-    return turns
+        return RawTurn(role=role, texts=tuple(texts), photos=tuple(photos))
 
 
 class ChatRequest(BaseModel):
@@ -148,15 +78,14 @@ class ChatRequest(BaseModel):
         return self
 
     def to_query(self, defaults: ChatDefaults) -> ChatQuery:
+        """The query; its photos are fetched and decoded by ``defaults`` (blocking)."""
         if self.messages is not None:
-            turns = turns_from(self.messages, defaults)
+            raw = [message.to_raw() for message in self.messages]
         else:
-            photo = load_photo(self.image, defaults.limits, defaults.remote) if self.image else None
-            turns = [
-                ChatTurn(role="user", text=self.question or "", images=(photo,) if photo else ())
-            ]
+            photos = (self.image,) if self.image else ()
+            raw = [RawTurn(role="user", texts=(self.question or "",), photos=photos)]
         return defaults.query(
-            turns,
+            raw,
             top_k=self.top_k,
             min_score=self.min_score,
             max_new_tokens=self.max_new_tokens,

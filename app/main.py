@@ -15,6 +15,7 @@ from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.keys import KeyCache
+from app.memory import return_large_frees_to_os
 from app.metrics import Metrics, MetricsMiddleware
 from app.ratelimit import open_rate_limiter
 from app.repository import ConceptSummary
@@ -40,6 +41,7 @@ def build_services(
 ) -> Services:
     """Open the database and blob store, load the encoder and the generator (the slow part)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return_large_frees_to_os()
     # The service's own matrix products are tiny (a few queries against one user's
     # vectors): BLAS threads would only spin, costing CPU that requests need.
     threadpool_limits(limits=1, user_api="blas")

@@ -8,17 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.chat_schemas import (
-    ChatDefaults,
-    ChatMessage,
-    MaxNewTokens,
-    Temperature,
-    UsageOut,
-    UsedConcept,
-    turns_from,
-)
+from app.chat_schemas import ChatMessage, MaxNewTokens, Temperature, UsageOut, UsedConcept
 from app.schemas import MinScore, TopK
 from app.usecases.chat import ChatQuery
+from app.usecases.chat_input import ChatDefaults
 
 
 class StreamOptions(BaseModel):
@@ -51,7 +44,7 @@ class CompletionRequest(BaseModel):
 
     def to_query(self, defaults: ChatDefaults) -> ChatQuery:
         return defaults.query(
-            turns_from(self.messages, defaults),
+            [message.to_raw() for message in self.messages],
             top_k=self.top_k,
             min_score=self.min_score,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -13,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.db.models import Concept
 from app.repository import ConceptSummary
 from app.usecases.concepts import ConceptChanges, ConceptView
+from app.usecases.photo_policy import decode_base64_image
 from app.usecases.retrieve import Match, RetrieveQuery
-from retrieval.errors import InvalidRequest
 
 # A name needs a character other than spaces and the <> that may wrap it ("<bo>").
 VISIBLE = r"[^\s<>]"
@@ -24,8 +21,6 @@ Category = Annotated[str, Field(max_length=50)]
 QueryText = Annotated[str, Field(min_length=1, max_length=4000)]
 TopK = Annotated[int, Field(ge=1, le=100)]
 MinScore = Annotated[float, Field(ge=-1.0, le=1.0)]
-
-_DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 
 class ImageOut(BaseModel):
@@ -102,9 +97,13 @@ class RetrieveJSON(BaseModel):
     top_k: TopK | None = None
     min_score: MinScore | None = None
 
-    def to_query(self, *, default_top_k: int, default_min_score: float) -> RetrieveQuery:
+    def to_query(
+        self, *, default_top_k: int, default_min_score: float, max_image_bytes: int
+    ) -> RetrieveQuery:
+        """The query, with the photo decoded from base64 (blocking for a large one)."""
+        image = self.image
         return RetrieveQuery(
-            image=decode_base64_image(self.image) if self.image is not None else None,
+            image=None if image is None else decode_base64_image(image, max_bytes=max_image_bytes),
             text=self.text,
             top_k=self.top_k or default_top_k,
             min_score=self.min_score if self.min_score is not None else default_min_score,
@@ -136,11 +135,3 @@ class RetrieveOut(BaseModel):
     @classmethod
     def from_matches(cls, matches: list[Match]) -> RetrieveOut:
         return cls(matches=[MatchOut.from_match(m) for m in matches])
-
-
-def decode_base64_image(value: str) -> bytes:
-    payload = "".join(_DATA_URL.sub("", value.strip(), count=1).split())
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("image is neither base64 nor a base64 data URL") from None

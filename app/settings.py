@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.images import ImageLimits
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from retrieval.regions import RegionConfig
 
 MiB = 1024 * 1024
+MIN_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -106,6 +107,17 @@ class Settings(BaseSettings):
     max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * MiB
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_request_pixels: Annotated[int, Field(ge=1)] = Field(
+        default=120_000_000,
+        description="decoded pixels of all photos of one chat request together, counted "
+        "from their headers before any is decoded",
+    )
+    max_message_chars: Annotated[int, Field(ge=1)] = Field(
+        default=16_000, description="characters of text in one chat message"
+    )
+    max_request_text_chars: Annotated[int, Field(ge=1)] = Field(
+        default=64_000, description="characters of text in all messages of one chat request"
+    )
 
     # Hostile input and faults
     remote_photos: bool = Field(default=True, description="fetch chat photos given by http(s) URL")
@@ -126,6 +138,53 @@ class Settings(BaseSettings):
         if value != "auto" and value != "cpu" and not value.startswith("cuda"):
             raise ValueError("device must be auto, cpu or cuda[:N]")
         return value
+
+    @field_validator("admin_key", "secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # An empty variable (``RAPPORT_ADMIN_KEY=`` in a compose file whose source is unset)
+        # must not open the admin API to "Authorization: Bearer " with no key.
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        name = f"RAPPORT_{(info.field_name or '').upper()}"
+        if secret != secret.strip() or not secret.isprintable():
+            raise ValueError(f"{name} has spaces or control characters around or in it")
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"{name} is {'empty' if not secret else 'too short'}: use at least "
+                f"{MIN_SECRET_CHARS} random characters (e.g. `openssl rand -hex 32`), "
+                "or leave it unset"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Settings:
+        """Values that are each fine but together would break every request."""
+        if self.default_max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError(
+                f"RAPPORT_DEFAULT_MAX_NEW_TOKENS ({self.default_max_new_tokens}) is above "
+                f"RAPPORT_MAX_NEW_TOKENS_LIMIT ({self.max_new_tokens_limit})"
+            )
+        if self.encode_queue_size < self.max_images_per_request:
+            raise ValueError(
+                f"RAPPORT_ENCODE_QUEUE_SIZE ({self.encode_queue_size}) is below "
+                f"RAPPORT_MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}): a request "
+                "with that many photos could never be encoded"
+            )
+        if self.max_request_pixels < self.max_image_pixels:
+            raise ValueError(
+                f"RAPPORT_MAX_REQUEST_PIXELS ({self.max_request_pixels}) is below "
+                f"RAPPORT_MAX_IMAGE_PIXELS ({self.max_image_pixels})"
+            )
+        if self.max_request_text_chars < self.max_message_chars:
+            raise ValueError(
+                f"RAPPORT_MAX_REQUEST_TEXT_CHARS ({self.max_request_text_chars}) is below "
+                f"RAPPORT_MAX_MESSAGE_CHARS ({self.max_message_chars})"
+            )
+        if any(scale < 1 for scale in self.region_grid_scales):
+            raise ValueError("RAPPORT_REGION_GRID_SCALES must be whole numbers of at least 1")
+        return self
 
     @model_validator(mode="after")
     def _check_generator(self) -> Settings:

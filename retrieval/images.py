@@ -23,7 +23,10 @@ MEDIA_TYPES = {
     "WEBP": "image/webp",
     "GIF": "image/gif",
     "BMP": "image/bmp",
+    # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG.
+    "MPO": "image/jpeg",
 }
+_JPEG_FAMILY = ("JPEG", "MPO")
 
 
 @dataclass(frozen=True)
@@ -44,20 +47,57 @@ class DecodedImage:
     media_type: str
 
 
+def image_size(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[int, int]:
+    """Width and height from the header alone, after the byte, format and pixel checks.
+
+    Costs microseconds and no pixel memory: callers use it to count a request's
+    pixels before decoding any photo of it. Raises like ``decode_image``.
+    """
+    return _open(data, limits).size
+
+
 def decode_image(
-    data: bytes, limits: ImageLimits = ImageLimits(), *, min_side: int | None = None
+    data: bytes,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    min_side: int | None = None,
+    max_side: int | None = None,
 ) -> DecodedImage:
     """Decode ``data`` fully or raise an ``ImageRejected`` subclass.
 
-    With ``min_side``, a JPEG may be decoded at a reduced scale (libjpeg's DCT
-    scaling) as long as both sides stay at least ``min_side``: several times
-    cheaper when the pixels only feed a 224-pixel model. ``width`` and
-    ``height`` are always those of the full photo, upright.
+    With ``min_side``, the pixels may be made smaller as long as both sides stay
+    at least ``min_side``: a JPEG is decoded at a reduced scale (libjpeg's DCT
+    scaling, several times cheaper), any other format is downscaled right after
+    decoding, so only the reduced image is kept. ``max_side`` relaxes that:
+    the longer side also stays at least ``max_side`` (a photo that an MLLM
+    sees too). ``width`` and ``height`` are always those of the full photo,
+    upright.
 
     Raises PayloadTooLarge above ``limits.max_bytes``, UnsupportedImage when the
     bytes are not one of MEDIA_TYPES, TooManyPixels above ``limits.max_pixels``
     and CorruptImage when decoding fails part-way (e.g. a truncated file).
     """
+    image = _open(data, limits)
+    width, height = image.size
+    media_type = MEDIA_TYPES[image.format or ""]
+    try:
+        if min_side is not None and image.format in _JPEG_FAMILY:
+            image.draft("RGB", _target(image.size, min_side, max_side))
+        image.load()
+        turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+        rgb = _to_rgb(ImageOps.exif_transpose(image))
+    except Exception:
+        raise CorruptImage("the image data is truncated or corrupt") from None
+    finally:
+        image.close()
+    if min_side is not None:
+        rgb = _reduced(rgb, min_side, max_side)
+    upright = (height, width) if turned else (width, height)
+    return DecodedImage(image=rgb, width=upright[0], height=upright[1], media_type=media_type)
+
+
+def _open(data: bytes, limits: ImageLimits) -> Image.Image:
+    """The lazily decoded image, its header checked against ``limits``."""
     if len(data) > limits.max_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
     if not data:
@@ -68,31 +108,36 @@ def decode_image(
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise UnsupportedImage(
-                f"not an image rapport reads; accepted: {', '.join(MEDIA_TYPES.values())}"
-            ) from None
+            raise UnsupportedImage(f"not an image rapport reads; accepted: {_accepted()}") from None
         except Image.DecompressionBombError:
             raise TooManyPixels(f"the limit is {limits.max_pixels} pixels") from None
         except Exception:
             raise CorruptImage("the image header could not be read") from None
     if image.format not in MEDIA_TYPES:
-        raise UnsupportedImage(
-            f"format {image.format} is not accepted; accepted: {', '.join(MEDIA_TYPES.values())}"
-        )
+        raise UnsupportedImage(f"format {image.format} is not accepted; accepted: {_accepted()}")
     width, height = image.size
     if width * height > limits.max_pixels:
         raise TooManyPixels(f"image is {width}x{height}; the limit is {limits.max_pixels} pixels")
-    media_type = MEDIA_TYPES[image.format]
-    try:
-        if min_side is not None and image.format == "JPEG":
-            image.draft("RGB", (min_side, min_side))
-        image.load()
-        turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
-        rgb = _to_rgb(ImageOps.exif_transpose(image))
-    except Exception:
-        raise CorruptImage("the image data is truncated or corrupt") from None
-    upright = (height, width) if turned else (width, height)
-    return DecodedImage(image=rgb, width=upright[0], height=upright[1], media_type=media_type)
+    return image
+
+
+def _accepted() -> str:
+    return ", ".join(sorted(set(MEDIA_TYPES.values())))
+
+
+def _target(size: tuple[int, int], min_side: int, max_side: int | None) -> tuple[int, int]:
+    """The smallest size, same aspect, whose shorter side is at least ``min_side`` and
+    whose longer side is at least ``max_side``: never larger than ``size``."""
+    short, long = min(size), max(size)
+    factor = min(1.0, max(min_side / max(short, 1), (max_side or 0) / max(long, 1)))
+    return (max(1, round(size[0] * factor)), max(1, round(size[1] * factor)))
+
+
+def _reduced(image: Image.Image, min_side: int, max_side: int | None) -> Image.Image:
+    target = _target(image.size, min_side, max_side)
+    if target[0] >= image.width or target[1] >= image.height:
+        return image
+    return image.resize(target, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

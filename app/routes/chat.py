@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from app.chat_schemas import ChatDefaults, ChatOut, ChatRequest, UsageOut, concepts_of
+from app.chat_schemas import ChatOut, ChatRequest, UsageOut, concepts_of
 from app.deps import CallerDep, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS, problems
 from app.streaming import StartedStream, event_stream, sse
 from app.usecases.chat import answer_chat, stream_chat
+from app.usecases.chat_input import ChatDefaults
 from retrieval import Generation, to_openai_messages
 
 router = APIRouter(

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from app.chat_schemas import ChatDefaults, UsageOut, concepts_of
+from app.chat_schemas import UsageOut, concepts_of
 from app.deps import CallerDep, ServicesDep
 from app.openai_schemas import (
     AssistantMessage,
@@ -21,6 +21,7 @@ from app.openai_schemas import (
 from app.openapi import USER_DATA_ERRORS, problems
 from app.streaming import StartedStream, event_stream, sse
 from app.usecases.chat import answer_chat, require_generator, stream_chat
+from app.usecases.chat_input import ChatDefaults
 from retrieval import Generation
 
 router = APIRouter(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -8,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
+from app.body_limit import BodyTimeout, BodyTooLarge
 from app.deps import CallerDep, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS
 from app.schemas import RetrieveJSON, RetrieveOut
@@ -62,44 +64,52 @@ async def retrieve_concepts(
 
 
 async def _parse(request: Request, services: Services) -> RetrieveQuery:
-    settings = services.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        # Parsing and base64 decoding of a large body take long enough to stall the loop.
+        return await run_in_threadpool(_json_query, await request.body(), services)
+    if content_type != "multipart/form-data":
+        raise InvalidRequest("send application/json or multipart/form-data")
+    settings = services.settings
+    form = await _form(request)
     try:
-        if content_type == "application/json":
-            body = RetrieveJSON.model_validate_json(await request.body())
-        elif content_type == "multipart/form-data":
-            form = await _form(request)
-            try:
-                upload = form.get("image")
-                image = None
-                if isinstance(upload, UploadFile):
-                    image = await upload.read(settings.max_image_bytes + 1)
-                    if len(image) > settings.max_image_bytes:
-                        raise PayloadTooLarge(f"image is over {settings.max_image_bytes} bytes")
-                fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
-                body = RetrieveJSON.model_validate(fields)
-            finally:
-                await form.close()
-            query = body.to_query(
-                default_top_k=settings.default_top_k, default_min_score=services.default_min_score
-            )
-            return RetrieveQuery(
-                image=image, text=query.text, top_k=query.top_k, min_score=query.min_score
-            )
-        else:
-            raise InvalidRequest("send application/json or multipart/form-data")
+        upload = form.get("image")
+        image = None
+        if isinstance(upload, UploadFile):
+            image = await upload.read(settings.max_image_bytes + 1)
+            if len(image) > settings.max_image_bytes:
+                raise PayloadTooLarge(f"image is over {settings.max_image_bytes} bytes")
+        fields = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+        query = _query(RetrieveJSON.model_validate, fields, services)
+    finally:
+        await form.close()
+    return RetrieveQuery(image=image, text=query.text, top_k=query.top_k, min_score=query.min_score)
+
+
+def _json_query(body: bytes, services: Services) -> RetrieveQuery:
+    return _query(RetrieveJSON.model_validate_json, body, services)
+
+
+def _query(validate: Callable[[Any], RetrieveJSON], raw: Any, services: Services) -> RetrieveQuery:
+    try:
+        body = validate(raw)
     except ValidationError as error:
         detail = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
         )
         raise InvalidRequest(detail) from None
+    settings = services.settings
     return body.to_query(
-        default_top_k=settings.default_top_k, default_min_score=services.default_min_score
+        default_top_k=settings.default_top_k,
+        default_min_score=services.default_min_score,
+        max_image_bytes=settings.max_image_bytes,
     )
 
 
 async def _form(request: Request) -> FormData:
     try:
         return await request.form(max_files=1, max_fields=8)
+    except (BodyTimeout, BodyTooLarge):
+        raise  # 408 and 413, not a malformed body
     except HTTPException as error:  # Starlette's answer to a malformed multipart body
         raise InvalidRequest(f"malformed multipart body: {error.detail}") from None

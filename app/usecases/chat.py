@@ -10,6 +10,7 @@ from PIL import Image
 from app import repository as repo
 from app.errors import NoGenerator
 from app.services import Services
+from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, find_matches
 from retrieval import (
     ChatTurn,
@@ -18,7 +19,6 @@ from retrieval import (
     Prompt,
     PromptConcept,
     build_prompt,
-    decode_image,
     latest_query_turn,
 )
 from retrieval.errors import InvalidRequest
@@ -136,9 +136,12 @@ def _reference_photos(
         return [() for _ in matches]
     with services.sessions() as session:
         rows = repo.images_of(session=session, concept_ids=[m.concept.id for m in matches])
+    # The configured caps (a photo accepted under raised caps must not fail every chat),
+    # reduced to what the MLLM is shown.
+    policy = PhotoPolicy.for_references(services)
     return [
         tuple(
-            decode_image(services.blobs.get(row.blob_key)).image
+            policy.decode(services.blobs.get(row.blob_key)).image
             for row in rows[match.concept.id][:per_concept]
         )
         for match in matches

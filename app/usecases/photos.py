@@ -13,7 +13,8 @@ from app import repository as repo
 from app.blobs import blob_key, sha256_hex
 from app.db.models import Embedding, ImageRow
 from app.services import Services
-from retrieval import DecodedImage, decode_image
+from app.usecases.photo_policy import PhotoPolicy
+from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest
 
 
@@ -32,8 +33,8 @@ def prepare_photos(services: Services, uploads: Sequence[bytes]) -> list[Prepare
         raise InvalidRequest("at least one image is required")
     if len(uploads) > limit:
         raise InvalidRequest(f"{len(uploads)} images in one request; the limit is {limit}")
-    limits, min_side = services.settings.image_limits(), services.encoder.input_size
-    decoded = [decode_image(data, limits, min_side=min_side) for data in uploads]
+    policy = PhotoPolicy.for_uploads(services)
+    decoded = [policy.decode(data) for data in uploads]
     vectors = services.encoder.encode_images([photo.image for photo in decoded])
     return [
         PreparedPhoto(data=data, sha256=sha256_hex(data), decoded=photo, vector=vector)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app import repository as repo
 from app.db.models import Embedding, ImageRow
 from app.services import Services
-from retrieval import decode_image
+from app.usecases.photo_policy import PhotoPolicy
 
 BATCH = 64
 
@@ -32,10 +32,9 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
             ).all()
         if not rows:
             return done
-        min_side = services.encoder.input_size
-        images = [
-            decode_image(services.blobs.get(row.blob_key), min_side=min_side).image for row in rows
-        ]
+        # The configured caps: a photo accepted under raised caps must not abort the reindex.
+        policy = PhotoPolicy.for_reembedding(services)
+        images = [policy.decode(services.blobs.get(row.blob_key)).image for row in rows]
         vectors = services.encoder.encode_images(images)
         for row, vector in zip(rows, vectors, strict=True):
             with services.sessions() as session:

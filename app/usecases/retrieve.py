@@ -13,7 +13,8 @@ from app import repository as repo
 from app.repository import ConceptSummary
 from app.services import Services
 from app.timing import Timings
-from retrieval import UserIndex, decode_image, name_key, named_in
+from app.usecases.photo_policy import PhotoPolicy, query_min_side
+from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
 from retrieval.matching import search_concepts
 from retrieval.regions import Box, Region
@@ -65,9 +66,8 @@ def retrieve(
     photos = []
     if query.image is not None:
         with timings.stage("decode"):
-            decoded = decode_image(
-                query.image, services.settings.image_limits(), min_side=_min_side(services)
-            )
+            policy = PhotoPolicy(services.settings.image_limits(), query_min_side(services))
+            decoded = policy.decode(query.image)
         photos.append(QueryPhoto(decoded.image, scale=decoded.width / decoded.image.width))
     return find_matches(
         services,
@@ -154,16 +154,6 @@ def find_matches(
     matches = [Match(concepts[c], *hit) for c, hit in scores.items() if c in concepts]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
     return matches
-
-
-def _min_side(services: Services) -> int | None:
-    """Pixels a query photo needs: the model's input, times the finest grid's split."""
-    size = services.encoder.input_size
-    if size is None or services.settings.regions == "detector":
-        return None
-    if services.settings.regions == "grid":
-        return size * max(services.settings.region_grid_scales, default=1)
-    return size
 
 
 def _scaled(box: Box | None, scale: float) -> Box | None:

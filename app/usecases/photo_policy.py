@@ -1,0 +1,83 @@
+"""The one policy every decode of a photo goes through: uploaded, queried or stored.
+
+Each applies the configured caps (bytes, pixels) and keeps only the pixels its
+consumers need: the encoder's input (times the finest grid split for regions)
+and, for photos an MLLM sees, the generator's image size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from retrieval import DecodedImage, ImageLimits, decode_image
+from retrieval.errors import InvalidRequest, PayloadTooLarge
+from retrieval.images import image_size
+
+if TYPE_CHECKING:
+    from app.services import Services
+
+_DATA_URL = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PhotoPolicy:
+    limits: ImageLimits
+    min_side: int | None = None  # None: keep every pixel
+    max_side: int | None = None
+
+    @classmethod
+    def for_uploads(cls, services: Services) -> PhotoPolicy:
+        """Photos of a concept being registered: embedded once, stored as sent."""
+        return cls(services.settings.image_limits(), services.encoder.input_size)
+
+    @classmethod
+    def for_queries(cls, services: Services) -> PhotoPolicy:
+        """Photos asked about: cut into regions and encoded, and shown to the MLLM."""
+        settings = services.settings
+        return cls(
+            settings.image_limits(), query_min_side(services), settings.generator_image_max_side
+        )
+
+    @classmethod
+    def for_references(cls, services: Services) -> PhotoPolicy:
+        """Stored photos put into a prompt: only the MLLM sees them."""
+        return cls(services.settings.image_limits(), 1, services.settings.generator_image_max_side)
+
+    @classmethod
+    def for_reembedding(cls, services: Services) -> PhotoPolicy:
+        """Stored photos embedded again (reindex): the encoder's input only."""
+        return cls(services.settings.image_limits(), services.encoder.input_size)
+
+    def size_of(self, data: bytes) -> tuple[int, int]:
+        """(width, height) from the header, after the byte and pixel caps."""
+        return image_size(data, self.limits)
+
+    def decode(self, data: bytes) -> DecodedImage:
+        return decode_image(data, self.limits, min_side=self.min_side, max_side=self.max_side)
+
+
+def query_min_side(services: Services) -> int | None:
+    """Pixels a query photo needs: the model's input, times the finest grid's split."""
+    settings = services.settings
+    size = services.encoder.input_size
+    if size is None or settings.regions == "detector":
+        return None
+    if settings.regions == "grid":
+        return size * max(settings.region_grid_scales, default=1)
+    return size
+
+
+def decode_base64_image(value: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a base64 photo or data URL; one over ``max_bytes`` is refused
+    from its length, before it is decoded."""
+    payload = "".join(_DATA_URL.sub("", value.strip(), count=1).split())
+    if max_bytes is not None and len(payload) > 4 * (max_bytes // 3 + 1):
+        raise PayloadTooLarge(f"image is over {max_bytes} bytes")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("image is neither base64 nor a base64 data URL") from None
