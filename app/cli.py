@@ -43,6 +43,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     import uvicorn
 
     from app.db.migrate import upgrade
+    from app.http_server import uvicorn_options
     from app.main import build_services, create_app, load_encoder
 
     settings = _settings()
@@ -52,7 +53,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     try:
         if workers == 1:
             app = create_app(services=build_services(settings))
-            uvicorn.run(app, host=host, port=port, log_level="info", access_log=settings.access_log)
+            uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
             return
         # Check the model once here, so a bad setting fails with one message, not N.
         load_encoder(settings)
@@ -65,7 +66,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
         host=host,
         port=port,
         workers=workers,
-        access_log=settings.access_log,
+        **uvicorn_options(settings),
     )
 
 

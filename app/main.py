@@ -14,6 +14,7 @@ from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
+from app.http_server import configure as configure_http_server
 from app.keys import KeyCache
 from app.memory import return_large_frees_to_os
 from app.metrics import Metrics, MetricsMiddleware
@@ -110,6 +111,7 @@ def load_regions(settings: Settings) -> RegionProposer:
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """The service. ``services`` lets a caller (the CLI, tests) build them beforehand."""
     settings = services.settings if services is not None else (settings or Settings())
+    configure_http_server(settings)  # in every worker process: uvicorn builds its protocols
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -103,6 +103,16 @@ class Settings(BaseSettings):
     max_tenant_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * MiB
 
     max_request_bytes: Annotated[int, Field(ge=1024)] = 50 * MiB
+    header_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0, description="seconds a client has to send a request's headers"
+    )
+    max_connections: Annotated[int, Field(ge=1)] = Field(
+        default=1000,
+        description="open connections and requests one process serves; more get 503",
+    )
+    keep_alive_s: Annotated[int, Field(ge=1, le=600)] = Field(
+        default=5, description="seconds an idle keep-alive connection stays open"
+    )
     request_body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * MiB
     max_image_pixels: Annotated[int, Field(ge=1)] = 40_000_000

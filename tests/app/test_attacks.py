@@ -7,7 +7,10 @@ before each attack); time and /healthz latency on a live in-process server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import select
+import socket
 import struct
 import threading
 import time
@@ -68,7 +71,7 @@ class Memory:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, str]]:
     data = tmp_path_factory.mktemp("attacks")
-    env = rapport_env(data / "data", RAPPORT_TORCH_THREADS="1")
+    env = rapport_env(data / "data", RAPPORT_TORCH_THREADS="1", RAPPORT_HEADER_TIMEOUT_S="1")
     assert run_cli(["db", "upgrade"], env).returncode == 0
     key = run_cli(["keys", "create", "--tenant", "acme"], env).stdout.strip()
     server = ServeProcess(env, data / "serve.log").wait_ready()
@@ -131,6 +134,37 @@ def test_an_allowed_request_at_the_pixel_budget_stays_well_under_a_gigabyte(
     assert peak < 400 * MB, f"peak {peak / MB:.0f} MB over the idle process"
     # Kept photos are reduced to what the encoder and the MLLM need, and freed after.
     assert memory.rss() - before < 100 * MB
+
+
+def test_slow_headers_are_cut_off_before_authentication(served: tuple[ServeProcess, str]) -> None:
+    server, _ = served
+    started = time.monotonic()
+    slow = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+    silent = socket.create_connection(("127.0.0.1", server.port))  # sends nothing at all
+    for sock in slow:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    open_socks = {*slow, silent}
+    closed_at: dict[socket.socket, float] = {}
+    # One header line every 0.2 s from each: never complete, never idle. Bounded at 6 s.
+    while open_socks and time.monotonic() - started < 6:
+        readable, _, _ = select.select(list(open_socks), [], [], 0.2)
+        for sock in readable:
+            try:
+                data = sock.recv(1024)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                closed_at[sock] = time.monotonic() - started
+                open_socks.discard(sock)
+        for sock in open_socks - {silent}:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"X-Slow: 1\r\n")
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    for sock in [*slow, silent]:
+        sock.close()
+    assert not open_socks, f"{len(open_socks)} slow connections still open after 6 s"
+    # RAPPORT_HEADER_TIMEOUT_S=1: every connection was closed within about a second.
+    assert max(closed_at.values()) < 3.0, max(closed_at.values())
 
 
 class HealthProbe:
