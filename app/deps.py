@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from starlette.concurrency import run_in_threadpool
 
-from app.errors import RateLimited, Unauthorized
-from app.keys import Caller, authenticate
+from app.errors import Unauthorized
+from app.keys import Caller
 from app.services import Services
 
 
@@ -21,35 +20,19 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def require_caller(request: Request, services: ServicesDep) -> Caller:
-    """The caller of the presented key, rate limited. A key accepted in the last
-    RAPPORT_KEY_CACHE_S seconds costs no database query and no thread hand-off;
-    the database and a Redis rate limiter are only ever asked from the thread pool."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+async def require_caller(request: Request) -> Caller:
+    """The caller that ``AuthGate`` authenticated (and rate limited) from the headers,
+    before the body was read. Fails closed when the gate did not run."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller):
         raise Unauthorized("send the API key as 'Authorization: Bearer KEY'")
-    caller = services.key_cache.get(key)
-    if caller is None:
-        caller = await run_in_threadpool(_authenticate, services, key)
-    limiter = services.rate_limiter
-    if limiter.blocking:
-        wait = await run_in_threadpool(limiter.acquire, caller.tenant_id)
-    else:
-        wait = limiter.acquire(caller.tenant_id)
-    if wait is not None:
-        rate = services.settings.rate_limit_rps
-        raise RateLimited(f"over this app's limit of {rate:g} requests per second", wait)
     return caller
 
 
-def _authenticate(services: Services, key: str) -> Caller:
-    with services.sessions() as session:
-        caller = authenticate(session=session, key=key, secret=services.settings.key_secret)
-    if caller is None:
-        raise Unauthorized("the API key is unknown, revoked or expired")
-    services.key_cache.put(key, caller)
-    return caller
+async def require_admin(request: Request) -> None:
+    """Passes only when ``AuthGate`` accepted the admin key for this request."""
+    if getattr(request.state, "admin", False) is not True:
+        raise Unauthorized("send the admin key as 'Authorization: Bearer KEY'")
 
 
 CallerDep = Annotated[Caller, Depends(require_caller)]

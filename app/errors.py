@@ -123,14 +123,19 @@ def problem(
     )
 
 
-async def _rapport_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, errors.RapportError)
+def render(error: errors.RapportError) -> JSONResponse:
+    """The problem document of a domain error (errors of 500 and above are logged)."""
     status = status_of(error)
     if status >= 500:
         logger.error("%s: %s", type(error).__name__, error.detail)
     return problem(
         status, error.title, error.detail, retry_after=getattr(error, "retry_after", None)
     )
+
+
+async def _rapport_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, errors.RapportError)
+    return render(error)
 
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from app.auth_gate import AuthGate
 from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
@@ -18,7 +19,7 @@ from app.http_server import configure as configure_http_server
 from app.keys import KeyCache
 from app.memory import return_large_frees_to_os
 from app.metrics import Metrics, MetricsMiddleware
-from app.ratelimit import open_rate_limiter
+from app.ratelimit import AuthFailureLimiter, open_rate_limiter
 from app.repository import ConceptSummary
 from app.routes import admin, chat, concepts, health, openai_compat, retrieve, users
 from app.services import Services
@@ -81,6 +82,9 @@ def build_services(
             settings.redis_prefix,
         ),
         key_cache=KeyCache(settings.key_cache_s, settings.key_secret),
+        auth_failures=AuthFailureLimiter(
+            settings.auth_failures_per_minute, settings.auth_failures_burst
+        ),
     )
 
 
@@ -136,6 +140,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         max_bytes=settings.max_request_bytes,
         timeout_s=settings.request_body_timeout_s,
     )
+    app.add_middleware(AuthGate)  # outside BodyLimit: runs first, before any body is read
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.services.metrics)
     install_error_handlers(app)
     routers = (health, concepts, retrieve, chat, openai_compat, users, admin)

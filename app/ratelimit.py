@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,43 @@ class RedisTokenBuckets:
 
     def close(self) -> None:
         self._client.close()
+
+
+class AuthFailureLimiter:
+    """Failed authentications per client address, in this process: a token bucket of
+    ``burst`` failures refilled at ``per_minute``. Bounded to ``max_addresses``
+    (the least recently failing are forgotten), so spoofed variety cannot fill memory."""
+
+    def __init__(self, per_minute: float, burst: int, *, max_addresses: int = 100_000) -> None:
+        self.rate, self.burst, self._max = per_minute / 60.0, burst, max_addresses
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, at = self._buckets.get(address, (float(self.burst), now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def blocked(self, address: str) -> float | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        if self.rate <= 0:
+            return None
+        with self._lock:
+            if address not in self._buckets:
+                return None
+            tokens = self._tokens(address, time.monotonic())
+        return None if tokens >= 1 else (1 - tokens) / self.rate
+
+    def record(self, address: str) -> None:
+        """Count one failed authentication from ``address``."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._tokens(address, now)
+            self._buckets[address] = (max(tokens - 1, 0.0), now)
+            self._buckets.move_to_end(address)
+            while len(self._buckets) > self._max:
+                self._buckets.popitem(last=False)
 
 
 def open_rate_limiter(

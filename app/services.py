@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.blobs import LocalBlobStore
 from app.keys import KeyCache
 from app.metrics import Metrics
-from app.ratelimit import RateLimiter
+from app.ratelimit import AuthFailureLimiter, RateLimiter
 from app.repository import ConceptSummary
 from app.settings import Settings
 from retrieval import Generator, UserIndexCache
@@ -36,6 +36,7 @@ class Services:
     default_min_score: float  # when a request names none
     rate_limiter: RateLimiter
     key_cache: KeyCache
+    auth_failures: AuthFailureLimiter
 
     def close(self) -> None:
         """Stop the encoder's worker, release the generator and the database connections."""

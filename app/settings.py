@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     )
     rate_limit_rps: Annotated[float, Field(ge=0)] = 100.0
     rate_limit_burst: Annotated[int, Field(ge=1)] = 200
+    auth_failures_per_minute: Annotated[float, Field(ge=0)] = Field(
+        default=30.0,
+        description="failed authentications one client address may make per minute, in "
+        "each process, after a burst of auth_failures_burst; 0: no limit",
+    )
+    auth_failures_burst: Annotated[int, Field(ge=1)] = 20
     max_concepts_per_user: Annotated[int, Field(ge=1)] = 1000
     max_photos_per_concept: Annotated[int, Field(ge=1)] = 50
     max_tenant_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * MiB

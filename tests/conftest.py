@@ -117,6 +117,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "device": "cpu",
         # Random weights put every photo close to every other: tests choose thresholds.
         "min_score": 0.0,
+        # Tests send many bad keys from one address on purpose; test_auth_gate limits them.
+        "auth_failures_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

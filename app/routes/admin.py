@@ -6,34 +6,21 @@ it can never read or change any user's data.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKey, Tenant
-from app.deps import ServicesDep
-from app.errors import Unauthorized
+from app.deps import ServicesDep, require_admin
 from app.keys import create_key, list_keys, revoke_key
 from app.openapi import problems
 from retrieval.errors import Conflict, NotFound
 
 TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
-
-
-async def require_admin(request: Request, services: ServicesDep) -> None:
-    # async: no I/O here, so no thread-pool hand-off.
-    admin_key = services.settings.admin_key
-    if admin_key is None:
-        raise NotFound("not found")
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    expected = admin_key.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
-        raise Unauthorized("send the admin key as 'Authorization: Bearer KEY'")
 
 
 router = APIRouter(
