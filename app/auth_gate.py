@@ -1,4 +1,4 @@
-"""Who is calling, decided from the headers before any body is read.
+"""Who is calling, decided from the path and headers before any body is read.
 
 An anonymous or bad-key request used to have its body (up to the body cap)
 received and parsed before its 401. Here, every ``/v1`` request is
@@ -13,6 +13,7 @@ The tenant's rate limit is applied here too. Routes read the result through
 from __future__ import annotations
 
 import hmac
+from urllib.parse import unquote_to_bytes
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import RateLimited, Unauthorized, render
 from app.keys import Caller, authenticate
 from app.services import Services
-from retrieval.errors import NotFound, RapportError
+from retrieval.errors import InvalidRequest, NotFound, RapportError
 
 ADMIN_PREFIX = "/v1/admin"
 
@@ -37,6 +38,7 @@ class AuthGate:
         services: Services = scope["app"].state.services
         state = scope.setdefault("state", {})
         try:
+            _check_path(scope)
             if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
                 _check_admin(services, scope)
                 state["admin"] = True
@@ -48,6 +50,18 @@ class AuthGate:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def _check_path(scope: Scope) -> None:
+    """Refuse a path whose percent escapes are not UTF-8: the server would turn each such
+    escape into U+FFFD, so "caf%E9" and "caf%E8" would name one and the same user."""
+    raw = scope.get("raw_path") or b""
+    if b"%" not in raw:
+        return
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the path is not valid UTF-8 once percent-decoded") from None
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -42,8 +42,8 @@ UserId = Annotated[
     Path(
         min_length=1,
         max_length=128,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+        pattern=r"^[^\x00-\x1f\x7f\ufffd]+$",
         description="The app's own id of its end user; concepts never cross users.",
     ),
 ]
-ResourceId = Annotated[str, Path(min_length=1, max_length=64)]
+ResourceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]

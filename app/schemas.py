@@ -9,15 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import Concept
 from app.repository import ConceptSummary
+from app.text_fields import DescriptionText, NameText, PlainText
 from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.photo_policy import decode_base64_image
 from app.usecases.retrieve import Match, RetrieveQuery
 
 # A name needs a character other than spaces and the <> that may wrap it ("<bo>").
 VISIBLE = r"[^\s<>]"
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=VISIBLE)]
-Description = Annotated[str, Field(max_length=4000)]
-Category = Annotated[str, Field(max_length=50)]
+Name = Annotated[NameText, Field(min_length=1, max_length=100, pattern=VISIBLE)]
+Description = Annotated[DescriptionText, Field(max_length=4000)]
+Category = Annotated[PlainText, Field(max_length=50)]
 QueryText = Annotated[str, Field(min_length=1, max_length=4000)]
 TopK = Annotated[int, Field(ge=1, le=100)]
 MinScore = Annotated[float, Field(ge=-1.0, le=1.0)]

@@ -8,6 +8,7 @@ from app.deps import CallerDep, ResourceId, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS
 from app.schemas import VISIBLE, ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
+from app.text_fields import CONTROL_FREE, DescriptionText, NameText, PlainText
 from app.usecases import concept_reads, concepts
 from retrieval.errors import PayloadTooLarge
 
@@ -38,9 +39,9 @@ def create_concept(
     caller: CallerDep,
     services: ServicesDep,
     images: Images,
-    name: Annotated[str, Form(min_length=1, max_length=100, pattern=VISIBLE)],
-    description: Annotated[str, Form(max_length=4000)] = "",
-    category: Annotated[str | None, Form(max_length=50)] = None,
+    name: Annotated[NameText, Form(min_length=1, max_length=100, pattern=VISIBLE)],
+    description: Annotated[DescriptionText, Form(max_length=4000)] = "",
+    category: Annotated[PlainText | None, Form(max_length=50)] = None,
 ) -> ConceptOut:
     """Register a concept (name, description, category, photos) for a user."""
     view = concepts.create_concept(
@@ -61,7 +62,7 @@ def list_concepts(
     caller: CallerDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=64, pattern=CONTROL_FREE)] = None,
 ) -> ConceptPage:
     """List a user's concepts, oldest first; pass next_cursor back for the next page."""
     views, next_cursor = concept_reads.list_concepts(

@@ -13,6 +13,7 @@ from app import repository as repo
 from app.db.models import Concept, Embedding, utcnow
 from app.errors import QuotaExceeded, StorageQuotaExceeded
 from app.services import Services
+from app.text_fields import concept_name
 from app.usecases.concept_reads import ConceptView
 from app.usecases.photos import (
     PreparedPhoto,
@@ -33,6 +34,10 @@ class ConceptChanges:
 
 
 def _checked_name(name: str) -> str:
+    try:
+        concept_name(name)  # the API's forms check it already; imports come here directly
+    except ValueError as error:
+        raise InvalidRequest(f"name: {error}") from None
     key = name_key(name)
     if not key:
         raise InvalidRequest("name must contain a visible character")
