@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db.models import Concept, Embedding, ImageRow, User
-from retrieval.errors import ConceptNotFound, ImageNotFound
+from retrieval.errors import ConceptNotFound, ImageNotFound, Overloaded
 
 
 @dataclass(frozen=True)
@@ -48,24 +48,30 @@ def lock_user(
     serialised and every reader can tell that its cached index is stale.
     Returns None when the user does not exist and ``create`` is false.
     """
-    if create:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(
-            insert(User)
-            .values(tenant_id=tenant_id, external_id=external_id, version=0)
-            .on_conflict_do_nothing()
-        )
-    row = session.execute(
+    bump = (
         update(User)
         .where(User.tenant_id == tenant_id, User.external_id == external_id)
         .values(version=User.version + 1)
         .returning(User.id, User.version)
-    ).one_or_none()
-    if row is None:
-        return None
-    user_id, version = row
-    return UserLock(user_id=user_id, from_version=version - 1, to_version=version)
+    )
+    # With ``create``, an erase of the user committing between the insert and the
+    # update (PostgreSQL, read committed) leaves nothing to update: insert again.
+    for _ in range(3 if create else 1):
+        if create:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            session.execute(
+                insert(User)
+                .values(tenant_id=tenant_id, external_id=external_id, version=0)
+                .on_conflict_do_nothing()
+            )
+        row = session.execute(bump).one_or_none()
+        if row is not None:
+            user_id, version = row
+            return UserLock(user_id=user_id, from_version=version - 1, to_version=version)
+    if create:
+        raise Overloaded("this user is being erased and created at once; retry")
+    return None
 
 
 def relock_user(*, session: Session, user_id: int) -> bool:
@@ -133,6 +139,10 @@ def get_image(*, session: Session, user_id: int, concept_id: str, image_id: str)
     return image
 
 
+def image_exists(*, session: Session, image_id: str) -> bool:
+    return session.scalar(select(ImageRow.id).where(ImageRow.id == image_id)) is not None
+
+
 def name_in_use(
     *, session: Session, user_id: int, name_key: str, except_id: str | None = None
 ) -> bool:
@@ -173,14 +183,36 @@ def count_concepts(*, session: Session, user_id: int) -> int:
     return int(session.scalar(query) or 0)
 
 
+# What one photo costs in storage beyond its bytes: a file takes at least a block,
+# and its rows (image, vector) take room of their own.
+FILE_BLOCK_BYTES = 4096
+PHOTO_ROW_BYTES = 512
+VECTOR_ROW_BYTES = 256
+
+
+def stored_bytes(*, size_bytes: int, dims: Sequence[int]) -> int:
+    """Storage charged for a photo of ``size_bytes`` with vectors of ``dims`` (float32)."""
+    vectors = sum(4 * dim + VECTOR_ROW_BYTES for dim in dims)
+    return max(size_bytes, FILE_BLOCK_BYTES) + PHOTO_ROW_BYTES + vectors
+
+
 def tenant_bytes(*, session: Session, tenant_id: int) -> int:
-    """Bytes of every photo the tenant stores (as uploaded)."""
-    query = (
-        select(func.coalesce(func.sum(ImageRow.size_bytes), 0))
+    """Storage the tenant uses, as ``stored_bytes`` charges it: photos (at least a file
+    block each), their rows and every vector, not only the bytes as uploaded."""
+    photo = case(
+        (ImageRow.size_bytes < FILE_BLOCK_BYTES, FILE_BLOCK_BYTES), else_=ImageRow.size_bytes
+    )
+    photos = (
+        select(func.coalesce(func.sum(photo + PHOTO_ROW_BYTES), 0))
         .join(User, User.id == ImageRow.user_id)
         .where(User.tenant_id == tenant_id)
     )
-    return int(session.scalar(query) or 0)
+    vectors = (
+        select(func.coalesce(func.sum(Embedding.dim * 4 + VECTOR_ROW_BYTES), 0))
+        .join(User, User.id == Embedding.user_id)
+        .where(User.tenant_id == tenant_id)
+    )
+    return int(session.scalar(photos) or 0) + int(session.scalar(vectors) or 0)
 
 
 def count_images(*, session: Session, concept_id: str) -> int:

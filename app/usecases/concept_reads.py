@@ -9,7 +9,7 @@ from app import repository as repo
 from app.db.models import Concept, ImageRow
 from app.errors import PhotoFileMissing
 from app.services import Services
-from retrieval.errors import ConceptNotFound
+from retrieval.errors import ConceptNotFound, ImageNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,12 @@ def read_image(
     try:
         return services.blobs.get(image.blob_key), image.media_type
     except FileNotFoundError:
+        # Deleted while we read it (its concept or user went in between)? Then it is
+        # simply not found; only a row that is still there without its file is a loss.
+        with services.sessions() as session:
+            still_there = repo.image_exists(session=session, image_id=image.id)
+        if not still_there:
+            raise ImageNotFound(f"no image {image_id!r} in this concept") from None
         logger.error(
             "photo %s of concept %s has no file (blob %s): run `rapport doctor`",
             image_id,

@@ -61,7 +61,8 @@ def create_concept(
         lock = repo.lock_user(
             session=session, tenant_id=tenant_id, external_id=external_user_id, create=True
         )
-        assert lock is not None
+        if lock is None:  # only without create; kept for the type checker, never an assert
+            raise ConceptNotFound("no such user")
         if repo.name_in_use(session=session, user_id=lock.user_id, name_key=key):
             raise ConceptNameTaken(f"this user already has a concept named {name!r}")
         limit = services.settings.max_concepts_per_user
@@ -233,13 +234,17 @@ def _check_photo_quotas(
             f"it has {existing} and {len(photos)} were sent"
         )
     if settings.max_tenant_bytes:
-        adding = sum(len(photo.data) for photo in photos)
+        adding = sum(
+            repo.stored_bytes(size_bytes=len(photo.data), dims=[photo.vector.shape[0]])
+            for photo in photos
+        )
         if (
             repo.tenant_bytes(session=session, tenant_id=tenant_id) + adding
             > settings.max_tenant_bytes
         ):
             raise StorageQuotaExceeded(
-                f"this app stores at most {settings.max_tenant_bytes} bytes of photos"
+                f"this app stores at most {settings.max_tenant_bytes} bytes of photos and "
+                "their vectors (each photo counts at least 4 KiB plus its rows)"
             )
 
 

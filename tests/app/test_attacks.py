@@ -99,7 +99,7 @@ def test_photos_over_the_count_cost_no_memory(served: tuple[ServeProcess, str]) 
     elapsed = time.monotonic() - started
     assert answer.status_code == 422, answer.text
     assert "22 photos" in answer.json()["detail"]
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # was 2.7 s and +3.4 GB before photos were counted first
     print(f"22 GIF bombs: {elapsed * 1000:.0f} ms, peak +{(memory.peak() - before) / MB:.0f} MB")
     assert memory.peak() - before < 50 * MB
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from app.repository import stored_bytes
+from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import assert_problem, register, stored
 from tests.conftest import LiveServer, make_settings
@@ -83,16 +85,21 @@ def test_a_redis_outage_lets_requests_through(
 
 
 def test_quotas_refuse_clearly_and_store_nothing(
-    start_server: Any, database_url: str, tmp_path: Path
+    start_server: Any, database_url: str, tmp_path: Path, encoder: Encoder
 ) -> None:
     photo_bytes = [factories.photo("dog", i) for i in range(4)]
+    dim = encoder.dim
+
+    def cost(photo: bytes) -> int:
+        return stored_bytes(size_bytes=len(photo), dims=[dim])
+
     server: LiveServer = start_server(
         make_settings(
             database_url,
             tmp_path / "data",
             max_concepts_per_user=2,
             max_photos_per_concept=3,
-            max_tenant_bytes=sum(map(len, photo_bytes[:2])) + len(factories.photo("cat", 0)) + 1000,
+            max_tenant_bytes=sum(map(cost, photo_bytes[:2])) + cost(factories.photo("cat", 0)),
         )
     )
     client = server.client(server.new_key("acme"))
@@ -111,3 +118,20 @@ def test_quotas_refuse_clearly_and_store_nothing(
     big = register(client, "bob", "big", [factories.photo("backpack", 0)])
     assert "stores at most" in assert_problem(big, 413)["detail"]
     assert stored(server.services) == before
+
+
+def test_tiny_photos_are_charged_what_they_store(
+    start_server: Any, database_url: str, tmp_path: Path, encoder: Encoder
+) -> None:
+    tiny = factories.solid_png(1, 1)
+    charge = stored_bytes(size_bytes=len(tiny), dims=[encoder.dim])
+    assert charge > 50 * len(tiny)  # a block, two rows and a vector for a ~70-byte file
+    server: LiveServer = start_server(
+        make_settings(database_url, tmp_path / "data", max_tenant_bytes=3 * charge)
+    )
+    client = server.client(server.new_key("acme"))
+    statuses = [
+        register(client, f"user{n}", "dot", [factories.solid_png(1, 1, (n, 0, 0))]).status_code
+        for n in range(5)
+    ]
+    assert statuses == [201, 201, 201, 413, 413]
