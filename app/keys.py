@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKey, Tenant, utcnow
+from retrieval.errors import Conflict, InvalidRequest
 
 KEY_PREFIX = "rk_"
 
@@ -52,18 +54,43 @@ def _prefix_of(key: str) -> str | None:
 
 
 def get_or_create_tenant(*, session: Session, name: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
-    if tenant is None:
-        tenant = Tenant(name=name)
-        session.add(tenant)
-        session.flush()
+    """The tenant named ``name``, created if new (safe when two callers create it at once)."""
+    query = select(Tenant).where(Tenant.name == name)
+    tenant = session.scalar(query)
+    if tenant is not None:
+        return tenant
+    try:
+        with session.begin_nested():  # a savepoint: losing the race keeps the transaction
+            tenant = Tenant(name=name)
+            session.add(tenant)
+    except IntegrityError:
+        tenant = session.scalar(query)
+        if tenant is None:
+            raise
+    return tenant
+
+
+def create_tenant(*, session: Session, name: str) -> Tenant:
+    """A new tenant; Conflict when the name is taken (also by a concurrent create)."""
+    if session.scalar(select(Tenant).where(Tenant.name == name)) is not None:
+        raise Conflict(f"tenant {name!r} exists")
+    try:
+        with session.begin_nested():
+            tenant = Tenant(name=name)
+            session.add(tenant)
+    except IntegrityError:
+        raise Conflict(f"tenant {name!r} exists") from None
     return tenant
 
 
 def create_key(
     *, session: Session, tenant_name: str, secret: bytes, expires_at: datetime | None = None
 ) -> str:
-    """Create a key for ``tenant_name`` (creating the tenant if new); return it in clear."""
+    """Create a key for ``tenant_name`` (creating the tenant if new); return it in clear.
+
+    Raises InvalidRequest for an expiry that is not in the future (a dead key)."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidRequest("expires_at must be in the future")
     tenant = get_or_create_tenant(session=session, name=tenant_name)
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.errors import STATUS
+
 
 class Problem(BaseModel):
     """RFC 9457 problem details, as every error of the API is answered."""
@@ -17,6 +19,7 @@ class Problem(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "a photo URL that is not fetched (not public, not http(s), or off)",
     401: "no valid API key",
     404: "not found, or not the caller's (answered alike)",
     408: "the request body did not arrive in time",
@@ -24,6 +27,7 @@ _DESCRIPTIONS = {
     413: "too large: body, photo, pixels or storage quota",
     415: "not an image rapport reads",
     422: "invalid request",
+    500: "a server-side loss (e.g. a stored photo's file is missing) or a bug",
     429: "rate limit or overload; see Retry-After",
     501: "not available with this configuration",
     502: "the MLLM backend failed",
@@ -45,4 +49,9 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-USER_DATA_ERRORS = problems(401, 404, 408, 409, 413, 415, 422, 429, 503)
+# Statuses that only an MLLM backend causes; the chat routes document them on their own.
+GENERATOR_STATUSES = frozenset({501, 502, 504})
+
+# Every status of the error table (and 408 from the body limit): a status cannot go
+# undocumented by adding an error class.
+USER_DATA_ERRORS = problems(*sorted((set(STATUS.values()) | {408}) - GENERATOR_STATUSES))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -15,6 +17,7 @@ POOL_TIMEOUT_S = 5.0
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the settings rapport relies on for each backend."""
     if url.startswith("sqlite"):
+        _create_private(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -43,6 +46,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args=connect_args,
         **kwargs,
     )
+
+
+def _create_private(database: str | None) -> None:
+    """Create a SQLite file readable by its owner only (it holds key hashes, names and
+    vectors); SQLite gives its -wal and -shm files the same mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists() and path.parent.is_dir():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

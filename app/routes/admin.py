@@ -14,11 +14,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import keys
 from app.db.models import ApiKey, Tenant
 from app.deps import ServicesDep, require_admin
-from app.keys import create_key, list_keys, revoke_key
 from app.openapi import problems
-from retrieval.errors import Conflict, NotFound
+from retrieval.errors import NotFound
 
 TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
 
@@ -79,10 +79,7 @@ def _tenant(session: Session, name: str) -> Tenant:
 def create_tenant(body: TenantIn, services: ServicesDep) -> TenantOut:
     """Create a tenant (an app)."""
     with services.sessions() as session:
-        if session.scalar(select(Tenant).where(Tenant.name == body.name)) is not None:
-            raise Conflict(f"tenant {body.name!r} exists")
-        tenant = Tenant(name=body.name)
-        session.add(tenant)
+        tenant = keys.create_tenant(session=session, name=body.name)
         session.commit()
         return TenantOut(name=tenant.name, created_at=tenant.created_at)
 
@@ -100,7 +97,7 @@ def create_tenant_key(name: TenantName, body: KeyIn, services: ServicesDep) -> N
     """Create a key for a tenant; the key is in this answer only."""
     with services.sessions() as session:
         _tenant(session, name)
-        key = create_key(
+        key = keys.create_key(
             session=session,
             tenant_name=name,
             secret=services.settings.key_secret,
@@ -115,7 +112,9 @@ def list_tenant_keys(name: TenantName, services: ServicesDep) -> list[KeyOut]:
     """A tenant's keys, by prefix (never the keys themselves)."""
     with services.sessions() as session:
         tenant = _tenant(session, name)
-        return [KeyOut.from_row(row) for row in list_keys(session=session, tenant_id=tenant.id)]
+        return [
+            KeyOut.from_row(row) for row in keys.list_keys(session=session, tenant_id=tenant.id)
+        ]
 
 
 @router.delete("/tenants/{name}/keys/{prefix}", status_code=204)
@@ -126,7 +125,7 @@ def revoke_tenant_key(
     RAPPORT_KEY_CACHE_S (1 s by default)."""
     with services.sessions() as session:
         tenant = _tenant(session, name)
-        revoked = revoke_key(session=session, key_or_prefix=prefix, tenant_id=tenant.id)
+        revoked = keys.revoke_key(session=session, key_or_prefix=prefix, tenant_id=tenant.id)
         if revoked is None:
             raise NotFound(f"no live key {prefix!r} for tenant {name!r}")
         session.commit()
