@@ -16,10 +16,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from app.errors import STATUS
+from app.main import build_services
 from app.settings import Settings
+from app.usecases.reindex import reindex_all
+from retrieval import Encoder, EncoderConfig
 from tests import factories
 from tests.app.helpers import assert_problem, register
 from tests.app.test_hostile_inputs import raw_request
@@ -148,25 +152,59 @@ def test_settings_that_break_every_request_together_fail_at_start_up(
         Settings(**values)
 
 
-def test_a_photo_accepted_under_raised_caps_still_serves_in_chat(
-    start_server: Any, database_url: str, tmp_path: Path
-) -> None:
+def big_png() -> bytes:
     noise = np.random.default_rng(0).integers(0, 256, (2100, 2100, 3), dtype=np.uint8)
-    big = factories.encode(Image.fromarray(noise))  # a ~13 MB PNG, over the default 10 MB
-    assert len(big) > 10 * MIB
-    server: LiveServer = start_server(
-        make_settings(
-            database_url, tmp_path / "data", max_image_bytes=30 * MIB, max_request_bytes=60 * MIB
-        )
+    data = factories.encode(Image.fromarray(noise))  # a ~13 MB PNG, over the default 10 MB
+    assert len(data) > 10 * MIB
+    return data
+
+
+def raised_caps(database_url: str, tmp_path: Path, **extra: Any) -> Settings:
+    return make_settings(
+        database_url,
+        tmp_path / "data",
+        max_image_bytes=30 * MIB,
+        max_request_bytes=60 * MIB,
+        **extra,
     )
-    with server.client(server.new_key("acme")) as client:
+
+
+def register_big(server: LiveServer, key: str) -> None:
+    with server.client(key) as client:
         created = client.post(
             "/v1/users/alice/concepts",
             data={"name": "<bo>"},
-            files=[("images", ("bo.png", big, "image/png"))],
+            files=[("images", ("bo.png", big_png(), "image/png"))],
             timeout=60,
         )
-        assert created.status_code == 201, created.text
+    assert created.status_code == 201, created.text
+
+
+def test_a_photo_accepted_under_raised_caps_still_serves_in_chat(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    server: LiveServer = start_server(raised_caps(database_url, tmp_path))
+    key = server.new_key("acme")
+    register_big(server, key)
+    with server.client(key) as client:
         answer = client.post("/v1/users/alice/chat", json={"question": "where is <bo>?"})
     assert answer.status_code == 200, answer.text
     assert [c["name"] for c in answer.json()["concepts"]] == ["<bo>"]
+
+
+def test_a_photo_accepted_under_raised_caps_is_reindexed(
+    start_server: Any, encoder: Encoder, database_url: str, tmp_path: Path
+) -> None:
+    server: LiveServer = start_server(raised_caps(database_url, tmp_path))
+    register_big(server, server.new_key("acme"))
+    server.stop()
+    weights = tmp_path / "other.pt"
+    torch.save({k: v + 0.01 for k, v in encoder._model.state_dict().items()}, weights)
+    other = Encoder.from_config(EncoderConfig(model="rapport-test-tiny", pretrained=str(weights)))
+    services = build_services(
+        raised_caps(database_url, tmp_path, clip_pretrained=str(weights)), encoder=other
+    )
+    try:
+        assert reindex_all(services) == 1
+    finally:
+        services.close()
