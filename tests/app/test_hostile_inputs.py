@@ -100,7 +100,7 @@ def test_odd_user_ids_are_just_ids(api: httpx.Client, server: LiveServer, user: 
         return
     assert created.status_code == 201, created.text
     assert created.json()["name"] == "<ボ>"
-    found = api.post(f"/v1/users/{path_user}/retrieve", json={"text": "where is ボ?"})
+    found = api.post(f"/v1/users/{path_user}/retrieve", json={"text": "where is <ボ>?"})
     assert matched_names(found) == ["<ボ>"]
     # Nothing of this user is visible under the plain name or another spelling.
     assert api.get("/v1/users/etc/concepts").json()["items"] == []
