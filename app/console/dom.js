@@ -1,5 +1,5 @@
 // Building the page. User data only ever goes into text nodes and attributes, never
-// into HTML: this module has no innerHTML, and neither has any other of the console.
+// into HTML: no module of the console parses strings as HTML.
 
 /** An element: h("button", {class: "primary", onclick: fn}, "Save", child, ...). */
 export function h(tag, props = {}, ...children) {

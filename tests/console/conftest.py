@@ -87,13 +87,16 @@ def page(browser: Any, console_server: LiveServer) -> Iterator[Any]:
     context.close()
 
 
-def shoot(page: Any, name: str) -> None:
-    """Screenshots of the page as it is, at laptop and at phone width."""
+def shoot(page: Any, name: str, *, full_page: bool = True) -> None:
+    """Screenshots of the page as it is, at laptop and at phone width (the whole page,
+    or what the window shows where it is scrolled to)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    # As a person would see the screen: from its top, without the passing notices.
-    page.evaluate("document.querySelector('#toasts')?.replaceChildren(); window.scrollTo(0, 0)")
+    # As a person would see the screen: without the passing notices or a hovered row.
+    page.evaluate("document.querySelector('#toasts')?.replaceChildren()")
+    if full_page:
+        page.evaluate("window.scrollTo(0, 0)")
     page.mouse.move(0, 0)
-    page.screenshot(path=ARTIFACTS / f"{name}-laptop.png", full_page=True)
+    page.screenshot(path=ARTIFACTS / f"{name}-laptop.png", full_page=full_page)
     page.set_viewport_size(PHONE)
-    page.screenshot(path=ARTIFACTS / f"{name}-phone.png", full_page=True)
+    page.screenshot(path=ARTIFACTS / f"{name}-phone.png", full_page=full_page)
     page.set_viewport_size(LAPTOP)

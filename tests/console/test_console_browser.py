@@ -134,7 +134,8 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     dialog.wait_for()
     wait_until(
         page,
-        "[...document.querySelectorAll('dialog.editor img')].every((i) => i.src.startsWith('blob:'))",
+        "[...document.querySelectorAll('dialog.editor img')]"
+        ".every((i) => i.src.startsWith('blob:'))",
     )
     shoot(page, "3-concept-editor")
     dialog.locator("input[name=name]").fill("twin dog")
@@ -211,7 +212,8 @@ def test_the_admin_lists_tenants_creates_a_key_shown_once_and_revokes_it(
     page.locator("#tenants tr[data-tenant=globex]").wait_for()
     wait_until(
         page,
-        "!document.querySelector('#tenants tr[data-tenant=globex] .usage').textContent.includes('…')",
+        "!document.querySelector('#tenants tr[data-tenant=globex] .usage')"
+        ".textContent.includes('…')",
     )
     page.click("#create-key")
     shown = page.locator("#new-key-value")
@@ -250,12 +252,12 @@ def test_the_api_docs_work_offline_and_authorize_sends_the_key(
     page.click("#operations-users-list_app_users_v1_users_get .opblock-summary")
     page.click("#operations-users-list_app_users_v1_users_get button.try-out__btn")
     page.click("#operations-users-list_app_users_v1_users_get button.execute")
-    status = page.locator(
-        "#operations-users-list_app_users_v1_users_get .live-responses-table tbody .response-col_status"
-    )
+    operation = page.locator("#operations-users-list_app_users_v1_users_get")
+    status = operation.locator(".live-responses-table tbody .response-col_status")
     status.first.wait_for()
     assert status.first.inner_text().strip() == "200"
-    shoot(page, "7-api-docs")
+    page.locator("#operations-users-list_app_users_v1_users_get").scroll_into_view_if_needed()
+    shoot(page, "7-api-docs", full_page=False)
     page.goto(f"{server.url}/redoc")
     page.locator("h1", has_text="rapport").first.wait_for()
     only_loopback(page, server)
