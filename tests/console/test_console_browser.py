@@ -249,6 +249,8 @@ def test_the_api_docs_work_offline_and_authorize_sends_the_key(
     page.fill(".auth-container input", key)
     page.click(".auth-btn-wrapper button.authorize")
     page.click("button.btn-done")
+    page.locator("button.authorize.locked").wait_for()  # the padlock closes: a key is set
+    shoot(page, "7-api-docs", full_page=False)
     page.click("#operations-users-list_app_users_v1_users_get .opblock-summary")
     page.click("#operations-users-list_app_users_v1_users_get button.try-out__btn")
     page.click("#operations-users-list_app_users_v1_users_get button.execute")
@@ -256,8 +258,6 @@ def test_the_api_docs_work_offline_and_authorize_sends_the_key(
     status = operation.locator(".live-responses-table tbody .response-col_status")
     status.first.wait_for()
     assert status.first.inner_text().strip() == "200"
-    page.locator("#operations-users-list_app_users_v1_users_get").scroll_into_view_if_needed()
-    shoot(page, "7-api-docs", full_page=False)
     page.goto(f"{server.url}/redoc")
     page.locator("h1", has_text="rapport").first.wait_for()
     only_loopback(page, server)
