@@ -45,12 +45,14 @@ export function render(screen, context) {
 
   const current = () => userInput.value.trim();
 
+  let loading = 0; // only the latest load fills the gallery
+
   async function load() {
-    photos.revoke();
+    const mine = ++loading;
     const user = current();
     context.user = user;
-    gallery.replaceChildren();
     if (!user) {
+      gallery.replaceChildren();
       fill(status, "Type a user id to see their concepts, or to create their first one.");
       return;
     }
@@ -63,7 +65,9 @@ export function render(screen, context) {
       items.push(...page.items);
       cursor = page.next_cursor;
     } while (cursor);
-    for (const concept of items) gallery.append(card(user, concept));
+    if (mine !== loading) return;
+    photos.revoke();
+    gallery.replaceChildren(...items.map((concept) => card(user, concept)));
     fill(status, items.length ? `${items.length} concept${items.length === 1 ? "" : "s"} of ${user}` :
       `${user} has no concepts yet: drop photos above to create one.`);
   }
@@ -156,7 +160,8 @@ export function render(screen, context) {
     const path = `${userPath(user)}/concepts/${concept.id}`;
     const strip = h("div", { class: "strip editable" }, concept.images.map((image) =>
       h("figure", {}, photos.img(user, concept.id, image.id, `${concept.name}, ${image.width}×${image.height}`),
-        h("button", { class: "icon remove", title: "Remove this photo", "aria-label": "Remove photo",
+        h("button", { type: "button", class: "icon remove", title: "Remove this photo",
+          "aria-label": "Remove photo",
           disabled: concept.images.length === 1,
           onclick: async () => {
             await call(`${path}/images/${image.id}`, { method: "DELETE" });

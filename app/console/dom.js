@@ -4,6 +4,8 @@
 /** An element: h("button", {class: "primary", onclick: fn}, "Save", child, ...). */
 export function h(tag, props = {}, ...children) {
   const node = document.createElement(tag);
+  // A button submits its form only when it says so.
+  if (tag === "button") node.type = "button";
   for (const [key, value] of Object.entries(props)) {
     if (value === undefined || value === null || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);

@@ -143,6 +143,13 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     concept_card(page, "twin dog").wait_for()
     names = {c["name"] for c in api.get("/v1/users/alice/concepts").json()["items"]}
     assert names == {"<dog>", XSS, "twin dog"}
+    # Add a photo in the editor, then remove it again.
+    concept_card(page, "<dog>").click()
+    page.set_input_files("dialog.editor input[type=file]", str(photos / "cat.jpg"))
+    concept_card(page, "<dog>").filter(has_text="4 photos").wait_for()
+    concept_card(page, "<dog>").click()
+    page.locator("dialog.editor figure").nth(3).locator("button.remove").click()
+    concept_card(page, "<dog>").filter(has_text="3 photos").wait_for()
 
     # Playground: a photo of the dog dropped, grid regions drawn, the dog found with a score.
     page.click("#tabs a[data-tab=playground]")
@@ -181,12 +188,19 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     page.locator("#answer .fine").wait_for()
     shoot(page, "4-playground")
 
+    # Delete a concept from its editor, with confirmation.
+    page.click("#tabs a[data-tab=concepts]")
+    concept_card(page, "twin dog").click()
+    page.click("dialog.editor button.danger")
+    page.click("dialog.confirm button.danger")
+    concept_card(page, "twin dog").wait_for(state="detached")
+
     # Users: alice with her counts; export, then erase with confirmation.
     page.click("#tabs a[data-tab=users]")
     row = page.locator("tr[data-user=alice]")
     row.wait_for()
     cells = row.locator("td").all_inner_texts()
-    assert cells[1:3] == ["3", "5"]
+    assert cells[1:3] == ["2", "4"]
     shoot(page, "1-users")
     with page.expect_download() as download:
         row.locator("button", has_text="Export").click()
