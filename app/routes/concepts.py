@@ -157,17 +157,24 @@ def get_image(
     if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """The photo's bytes as uploaded, or a thumbnail of it with ``size``."""
-    where = {
-        "tenant_id": caller.tenant_id,
-        "external_user_id": user_id,
-        "concept_id": concept_id,
-        "image_id": image_id,
-    }
     headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
     if size is None:
-        data, media_type = concept_reads.read_image(services, **where)
+        data, media_type = concept_reads.read_image(
+            services,
+            tenant_id=caller.tenant_id,
+            external_user_id=user_id,
+            concept_id=concept_id,
+            image_id=image_id,
+        )
         return Response(data, media_type=media_type, headers=headers)
-    thumbnail, etag = concept_reads.read_thumbnail(services, size=size, **where)
+    thumbnail, etag = concept_reads.read_thumbnail(
+        services,
+        tenant_id=caller.tenant_id,
+        external_user_id=user_id,
+        concept_id=concept_id,
+        image_id=image_id,
+        size=size,
+    )
     headers["ETag"] = etag
     if if_none_match == etag:
         return Response(status_code=304, headers=headers)

@@ -107,6 +107,9 @@ class _Sink:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def drain(self) -> Iterator[bytes]:
         data, self._parts = b"".join(self._parts), []
         for start in range(0, len(data), CHUNK):

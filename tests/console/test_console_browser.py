@@ -124,27 +124,28 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     assert re.search(r"looks like <dog>, 1\.00", twin.locator(".warning").inner_text())
     wait_until(
         page,
-        "[...document.querySelectorAll('.concept img')].every((i) => i.src.startsWith('blob:'))",
+        "[...document.querySelectorAll('.concept img')]"
+        ".every((i) => i.src.startsWith('blob:') && i.complete)",
     )
     shoot(page, "2-concepts")
 
-    # Edit: rename, then see the editor (photos shown from blob URLs).
+    # Edit: rename.
     twin.click()
     dialog = page.locator("dialog.editor")
-    dialog.wait_for()
-    wait_until(
-        page,
-        "[...document.querySelectorAll('dialog.editor img')]"
-        ".every((i) => i.src.startsWith('blob:'))",
-    )
-    shoot(page, "3-concept-editor")
     dialog.locator("input[name=name]").fill("twin dog")
     dialog.locator("button[type=submit]").click()
     concept_card(page, "twin dog").wait_for()
     names = {c["name"] for c in api.get("/v1/users/alice/concepts").json()["items"]}
     assert names == {"<dog>", XSS, "twin dog"}
-    # Add a photo in the editor, then remove it again.
+    # Add a photo in the editor (its photos shown from blob URLs), then remove it again.
     concept_card(page, "<dog>").click()
+    wait_until(
+        page,
+        "document.querySelectorAll('dialog.editor img').length === 3 && "
+        "[...document.querySelectorAll('dialog.editor img')]"
+        ".every((i) => i.src.startsWith('blob:') && i.complete)",
+    )
+    shoot(page, "3-concept-editor", full_page=False)
     page.set_input_files("dialog.editor input[type=file]", str(photos / "cat.jpg"))
     concept_card(page, "<dog>").filter(has_text="4 photos").wait_for()
     concept_card(page, "<dog>").click()
@@ -207,7 +208,7 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     assert download.value.suggested_filename == "alice-rapport-export.zip"
     row.locator("button", has_text="Erase").click()
     page.locator("dialog.confirm").wait_for()
-    shoot(page, "5-erase-confirm")
+    shoot(page, "5-erase-confirm", full_page=False)
     page.click("dialog.confirm button.danger")
     row.wait_for(state="detached")
     assert api.get("/v1/users/alice").status_code == 404
