@@ -16,7 +16,7 @@ import numpy as np
 
 from app.repository import ConceptSummary
 from app.services import Services
-from app.usecases.retrieve import _load_index, cached_concepts
+from app.usecases.retrieve import cached_concepts, cached_index
 from retrieval import UserIndex
 
 
@@ -46,9 +46,7 @@ def looks_like(
     wanted = list(concept_ids)
     if not wanted:
         return {}
-    index = services.user_index_cache.get(
-        services.index_key(user_id), version, lambda: _load_index(services, user_id)
-    )
+    index = cached_index(services, user_id, version)
     vectors = index.vectors_by_label(wanted)
     if not vectors:
         return {}

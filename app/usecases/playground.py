@@ -11,7 +11,7 @@ from app import repository as repo
 from app.repository import ConceptSummary
 from app.services import Services
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
-from app.usecases.retrieve import _load_index, cached_concepts
+from app.usecases.retrieve import cached_concepts, cached_index
 from retrieval import name_key, named_in
 from retrieval.matching import best_per_label, search_concepts
 from retrieval.prompt import ImagePart
@@ -115,9 +115,7 @@ def _explain(
     width, height = photo.size
     boxes = [region.box or (0, 0, width, height) for region in proposed]
     vectors = services.encoder.encode_images([region.image for region in proposed])
-    index = services.user_index_cache.get(
-        services.index_key(user_id), version, lambda: _load_index(services, user_id)
-    )
+    index = cached_index(services, user_id, version)
     if len(index) == 0:
         return [RegionScore(box, None, None) for box in boxes], [], []
     rows = index.search(vectors, min(len(index), SEARCH_DEPTH))

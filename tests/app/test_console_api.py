@@ -203,5 +203,14 @@ def test_an_export_imports_into_another_tenant_as_it_was(
         assert [(i["width"], i["height"], i["media_type"]) for i in copy["images"]] == [
             (i["width"], i["height"], i["media_type"]) for i in concept["images"]
         ]
+        copied = [
+            other.get(f"/v1/users/alice2/concepts/{copy['id']}/images/{i['id']}").content
+            for i in copy["images"]
+        ]
+        original = [
+            api.get(f"/v1/users/alice/concepts/{concept['id']}/images/{i['id']}").content
+            for i in concept["images"]
+        ]
+        assert copied == original  # byte for byte, in the same order
     assert_problem(api.get("/v1/users/nobody/export"), 404)
     assert_problem(other.get("/v1/users/alice/export"), 404)

@@ -54,6 +54,7 @@ def concept_card(page: Any, name: str) -> Any:
 def only_loopback(page: Any, server: LiveServer, expected_error: str | None = None) -> None:
     outside = [url for url in page.requests if not url.startswith((server.url, "blob:", "data:"))]
     assert outside == [], outside
+    assert page.evaluate("window.__pwned") is None  # no user text ever ran as HTML
     errors = [e for e in page.errors if expected_error is None or expected_error not in e]
     assert errors == [], errors  # CSP violations and script errors land here
 
