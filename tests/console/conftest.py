@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
 ]
 # Screenshots of each screen land here (CI keeps them as artifacts; gitignored).
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
-ADMIN_KEY = "admin-secret-for-console-tests"
+ADMIN_KEY = "admin-secret-for-the-console-tests-0123456789"
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
