@@ -27,23 +27,28 @@ const context = {
   go,
 };
 
-/** Which kind of key this is: "tenant", "admin", or an ApiError saying why neither. */
+const PROBES = {
+  tenant: "/v1/users?limit=1",
+  admin: "/v1/admin/tenants",
+};
+const ROLE = "rapport.role";
+
+/** Which kind of key this is: "tenant" or "admin" (the kind it was last time tried
+ * first, so that a reload costs no failed authentication), or an ApiError saying why
+ * neither. */
 async function roleOf(key) {
-  try {
-    await call("/v1/users?limit=1", { key });
-    return "tenant";
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 401) throw error;
-  }
-  try {
-    await call("/v1/admin/tenants", { key });
-    return "admin";
-  } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || error.status === 404)) {
-      throw new ApiError(401, "This key was not accepted", "it is unknown, revoked or expired");
+  const last = sessionStorage.getItem(ROLE);
+  const order = last === "admin" ? ["admin", "tenant"] : ["tenant", "admin"];
+  for (const role of order) {
+    try {
+      await call(PROBES[role], { key });
+      return role;
+    } catch (error) {
+      // 401: not this kind of key; 404: no admin API on this service.
+      if (!(error instanceof ApiError) || ![401, 404].includes(error.status)) throw error;
     }
-    throw error;
   }
+  throw new ApiError(401, "This key was not accepted", "it is unknown, revoked or expired");
 }
 
 function tabs() {
@@ -97,6 +102,7 @@ async function signIn(key) {
   try {
     context.role = await roleOf(key);
     session.key = key;
+    sessionStorage.setItem(ROLE, context.role);
     $("#key").value = "";
     showApp();
   } catch (error) {
@@ -110,6 +116,7 @@ async function signIn(key) {
 function signOut() {
   session.key = null;
   sessionStorage.removeItem(USER);
+  sessionStorage.removeItem(ROLE);
   context.role = null;
   history.replaceState(null, "", location.pathname);
   showSignIn();

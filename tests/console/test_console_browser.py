@@ -83,6 +83,14 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     assert page.evaluate("sessionStorage.getItem('rapport.key')") == key
     assert page.evaluate("localStorage.length") == 0 and page.context.cookies() == []
     assert key not in page.url
+    # A reload keeps the tab signed in; another tab (a new context) is not.
+    page.reload()
+    page.locator("#tabs a[data-tab=users]").wait_for()
+    other = page.context.browser.new_context().new_page()
+    other.goto(f"{server.url}/console")
+    other.locator("#signin-form").wait_for()
+    assert other.evaluate("sessionStorage.length") == 0
+    other.context.close()
 
     # Concepts: a new user's first concept from the file input, with real photos.
     page.click("#tabs a[data-tab=concepts]")
