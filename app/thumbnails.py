@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from retrieval import ImageLimits, decode_image
+from retrieval import DecodedImage
 
 THUMBNAIL_QUALITY = 85
 
@@ -54,13 +55,16 @@ class ThumbnailCache:
                 self._bytes -= len(dropped.data)
 
 
-def make_thumbnail(data: bytes, media_type: str, size: int, limits: ImageLimits) -> Thumbnail:
-    """The photo upright, its longer side at most ``size`` pixels, as a JPEG.
+def make_thumbnail(
+    data: bytes, media_type: str, size: int, decode: Callable[[bytes], DecodedImage]
+) -> Thumbnail:
+    """The photo upright, its longer side at most ``size`` pixels, as a JPEG; ``decode``
+    applies the service's caps (see PhotoPolicy.for_thumbnails).
 
     Never larger than the original: a photo already within ``size``, or whose
     thumbnail would take more bytes than it does, is returned as it is.
     """
-    decoded = decode_image(data, limits, min_side=size)
+    decoded = decode(data)
     if max(decoded.width, decoded.height) <= size:
         return Thumbnail(data, media_type)
     image = decoded.image

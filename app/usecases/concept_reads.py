@@ -12,6 +12,7 @@ from app.errors import PhotoFileMissing
 from app.services import Services
 from app.thumbnails import Thumbnail, make_thumbnail
 from app.usecases.lookalikes import LooksLike, looks_like
+from app.usecases.photo_policy import PhotoPolicy
 from retrieval.errors import ConceptNotFound, ImageNotFound
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,8 @@ def read_thumbnail(
     thumbnail = services.thumbnails.get(key)
     if thumbnail is None:
         data = read_blob(services, image.blob_key, image_id=image_id, concept_id=concept_id)
-        limits = services.settings.image_limits()
-        thumbnail = make_thumbnail(data, image.media_type, size, limits)
+        policy = PhotoPolicy.for_thumbnails(services, size)
+        thumbnail = make_thumbnail(data, image.media_type, size, policy.decode)
         services.thumbnails.put(key, thumbnail)
     return thumbnail, etag
 
