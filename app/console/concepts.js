@@ -8,6 +8,17 @@ const THUMB = 256;
 class Photos {
   constructor() {
     this.urls = [];
+    // Fetched when about to be seen: a user with hundreds of concepts costs a few
+    // requests at a time, within the app's rate limit.
+    this.pending = new Map();
+    this.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        this.observer.unobserve(entry.target);
+        this.pending.get(entry.target)?.();
+        this.pending.delete(entry.target);
+      }
+    }, { rootMargin: "300px" });
   }
 
   track(url) {
@@ -18,10 +29,11 @@ class Photos {
   /** An <img> that shows the photo once it has been fetched with the key. */
   img(user, conceptId, imageId, alt, size = THUMB) {
     const image = h("img", { alt, class: "loading", decoding: "async" });
-    photoURL(user, conceptId, imageId, size).then((url) => {
+    this.pending.set(image, () => photoURL(user, conceptId, imageId, size).then((url) => {
       image.src = this.track(url);
       image.classList.remove("loading");
-    }, () => image.classList.add("broken"));
+    }, () => image.classList.add("broken")));
+    this.observer.observe(image);
     return image;
   }
 
@@ -32,6 +44,8 @@ class Photos {
   revoke() {
     this.urls.forEach((url) => URL.revokeObjectURL(url));
     this.urls = [];
+    this.pending.forEach((_, image) => this.observer.unobserve(image));
+    this.pending.clear();
   }
 }
 
