@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI
@@ -19,11 +20,24 @@ from app.http_server import configure as configure_http_server
 from app.keys import KeyCache
 from app.memory import return_large_frees_to_os
 from app.metrics import Metrics, MetricsMiddleware
+from app.openapi import add_bearer_scheme
 from app.ratelimit import AuthFailureLimiter, open_rate_limiter
 from app.repository import ConceptSummary
-from app.routes import admin, chat, concepts, health, openai_compat, retrieve, users
+from app.routes import (
+    admin,
+    admin_usage,
+    chat,
+    concepts,
+    health,
+    openai_compat,
+    playground,
+    retrieve,
+    users,
+)
+from app.routes.console import console_router, docs_router
 from app.services import Services
 from app.settings import Settings
+from app.thumbnails import ThumbnailCache
 from retrieval import Encoder, Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
 from retrieval.encoder import open_encoder
@@ -85,6 +99,7 @@ def build_services(
         auth_failures=AuthFailureLimiter(
             settings.auth_failures_per_minute, settings.auth_failures_burst
         ),
+        thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
     )
 
 
@@ -134,6 +149,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version="0.1.0",
         summary="Retrieval-augmented personalization for multimodal LLMs",
         lifespan=lifespan,
+        # Served by app/routes/console.py from packaged files (works offline).
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_middleware(
         BodyLimitMiddleware,
@@ -143,7 +161,32 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(AuthGate)  # outside BodyLimit: runs first, before any body is read
     app.add_middleware(MetricsMiddleware, metrics_of=lambda: app.state.services.metrics)
     install_error_handlers(app)
-    routers = (health, concepts, retrieve, chat, openai_compat, users, admin)
+    routers = (
+        health,
+        concepts,
+        retrieve,
+        playground,
+        chat,
+        openai_compat,
+        users,
+        admin,
+        admin_usage,
+    )
     for module in routers:
         app.include_router(module.router)
+    app.include_router(docs_router)
+    if settings.console:
+        app.include_router(console_router)
+    _document_bearer(app)
     return app
+
+
+def _document_bearer(app: FastAPI) -> None:
+    openapi = app.openapi
+
+    def with_bearer() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_scheme(openapi())
+        return app.openapi_schema
+
+    app.openapi = with_bearer  # type: ignore[method-assign]

@@ -55,3 +55,21 @@ GENERATOR_STATUSES = frozenset({501, 502, 504})
 # Every status of the error table (and 408 from the body limit): a status cannot go
 # undocumented by adding an error class.
 USER_DATA_ERRORS = problems(*sorted((set(STATUS.values()) | {408}) - GENERATOR_STATUSES))
+
+
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "an app's API key (rk_...), or RAPPORT_ADMIN_KEY for /v1/admin",
+}
+
+
+def add_bearer_scheme(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with a bearer security scheme required by every /v1 operation, so that
+    the docs' "Authorize" sends the key with "Try it out"."""
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = BEARER
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+    return schema

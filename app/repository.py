@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import bindparam, case, delete, func, select, update
@@ -250,3 +251,106 @@ def user_vectors(
 
 def delete_user(*, session: Session, user_id: int) -> None:
     session.execute(delete(User).where(User.id == user_id))
+
+
+@dataclass(frozen=True)
+class UserCounts:
+    """One end user of a tenant with what they store."""
+
+    external_id: str
+    concepts: int
+    photos: int
+    bytes: int
+    created_at: datetime
+    changed_at: datetime  # last change to a concept or photo still stored, else creation
+
+
+def list_users(
+    *,
+    session: Session,
+    tenant_id: int,
+    limit: int,
+    after: str | None,
+    prefix: str | None,
+    exact: str | None = None,
+) -> list[UserCounts]:
+    """Up to ``limit`` users of the tenant by external id (after ``after``, starting with
+    ``prefix``, or the one with id ``exact``), each with their counts: four queries,
+    whatever the page size."""
+    query = select(User.id, User.external_id, User.created_at).where(User.tenant_id == tenant_id)
+    if exact is not None:
+        query = query.where(User.external_id == exact)
+    if after is not None:
+        query = query.where(User.external_id > after)
+    if prefix:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(User.external_id.like(f"{escaped}%", escape="\\"))
+    users = session.execute(query.order_by(User.external_id).limit(limit)).all()
+    ids = [row.id for row in users]
+    concepts = dict(
+        session.execute(
+            select(Concept.user_id, func.count())
+            .where(Concept.user_id.in_(ids))
+            .group_by(Concept.user_id)
+        ).all()
+    )
+    changed = dict(
+        session.execute(
+            select(Concept.user_id, func.max(Concept.updated_at))
+            .where(Concept.user_id.in_(ids))
+            .group_by(Concept.user_id)
+        ).all()
+    )
+    photos = {
+        row[0]: (int(row[1]), int(row[2] or 0))
+        for row in session.execute(
+            select(ImageRow.user_id, func.count(), func.sum(ImageRow.size_bytes))
+            .where(ImageRow.user_id.in_(ids))
+            .group_by(ImageRow.user_id)
+        )
+    }
+    return [
+        UserCounts(
+            external_id=row.external_id,
+            concepts=int(concepts.get(row.id, 0)),
+            photos=photos.get(row.id, (0, 0))[0],
+            bytes=photos.get(row.id, (0, 0))[1],
+            created_at=row.created_at,
+            changed_at=_aware(changed.get(row.id)) or row.created_at,
+        )
+        for row in users
+    ]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # An aggregate bypasses the column type: SQLite hands back a naive (UTC) datetime.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def tenant_usage(*, session: Session, tenant_id: int) -> tuple[int, int, int, int]:
+    """(users, concepts, photos, bytes of photos) the tenant stores."""
+    users = session.scalar(
+        select(func.count()).select_from(User).where(User.tenant_id == tenant_id)
+    )
+    concepts = session.scalar(
+        select(func.count())
+        .select_from(Concept)
+        .join(User, User.id == Concept.user_id)
+        .where(User.tenant_id == tenant_id)
+    )
+    photos = session.scalar(
+        select(func.count())
+        .select_from(ImageRow)
+        .join(User, User.id == ImageRow.user_id)
+        .where(User.tenant_id == tenant_id)
+    )
+    return (
+        int(users or 0),
+        int(concepts or 0),
+        int(photos or 0),
+        tenant_bytes(session=session, tenant_id=tenant_id),
+    )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import Concept
-from app.repository import ConceptSummary
+from app.repository import ConceptSummary, UserCounts
 from app.text_fields import DescriptionText, NameText, PlainText
 from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.photo_policy import decode_base64_image
@@ -48,10 +48,24 @@ class ConceptBrief(BaseModel):
         }
 
 
+class LooksLikeOut(BaseModel):
+    """Another concept of the same user whose photos score at least the threshold
+    against this one's: photos of either may be retrieved as the other."""
+
+    id: str
+    name: str
+    score: float = Field(description="best cosine similarity between a photo of each")
+
+
 class ConceptOut(ConceptBrief):
     images: list[ImageOut]
     created_at: datetime
     updated_at: datetime
+    looks_like: LooksLikeOut | None = Field(
+        default=None,
+        description="set when this concept's photos look like another concept's "
+        "(RAPPORT_LOOKS_LIKE_MIN_SCORE); add a distinguishing photo or description",
+    )
 
     @classmethod
     def from_view(cls, view: ConceptView) -> ConceptOut:
@@ -64,6 +78,15 @@ class ConceptOut(ConceptBrief):
             ],
             created_at=concept.created_at,
             updated_at=concept.updated_at,
+            looks_like=(
+                None
+                if view.looks_like is None
+                else LooksLikeOut(
+                    id=view.looks_like.concept_id,
+                    name=view.looks_like.name,
+                    score=view.looks_like.score,
+                )
+            ),
         )
 
 
@@ -136,3 +159,32 @@ class RetrieveOut(BaseModel):
     @classmethod
     def from_matches(cls, matches: list[Match]) -> RetrieveOut:
         return cls(matches=[MatchOut.from_match(m) for m in matches])
+
+
+class UserOut(BaseModel):
+    """One end user of the app, with what they store."""
+
+    user_id: str
+    concepts: int
+    photos: int
+    bytes: int = Field(description="bytes of their photos, as uploaded")
+    created_at: datetime
+    changed_at: datetime = Field(
+        description="last change to one of their concepts or photos (creation if none)"
+    )
+
+    @classmethod
+    def from_counts(cls, counts: UserCounts) -> UserOut:
+        return cls(
+            user_id=counts.external_id,
+            concepts=counts.concepts,
+            photos=counts.photos,
+            bytes=counts.bytes,
+            created_at=counts.created_at,
+            changed_at=counts.changed_at,
+        )
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None

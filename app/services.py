@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +14,7 @@ from app.metrics import Metrics
 from app.ratelimit import AuthFailureLimiter, RateLimiter
 from app.repository import ConceptSummary
 from app.settings import Settings
+from app.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
 from retrieval.index import VersionedCache
@@ -37,6 +38,7 @@ class Services:
     rate_limiter: RateLimiter
     key_cache: KeyCache
     auth_failures: AuthFailureLimiter
+    thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
 
     def close(self) -> None:
         """Stop the encoder's worker, release the generator and the database connections."""

@@ -148,6 +148,17 @@ class Settings(BaseSettings):
         default=3600.0, description="rapport doctor leaves unreferenced files younger than this"
     )
 
+    # The browser console and the API docs
+    console: bool = Field(default=True, description="serve the browser console at /console")
+    thumbnail_cache_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=32 * MiB, description="memory for photo thumbnails (?size=), per process"
+    )
+    looks_like_min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
+        default=None,
+        description="a concept whose photos score at least this against another concept's "
+        "is flagged as looking like it; default: the default min_score",
+    )
+
     @field_validator("device", "generator_device")
     @classmethod
     def _check_device(cls, value: str) -> str:

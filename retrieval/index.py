@@ -90,6 +90,19 @@ class UserIndex:
             for row_scores, row_ids in zip(scores, ids, strict=True)
         ]
 
+    def vectors_by_label(self, labels: Iterable[str]) -> dict[str, np.ndarray]:
+        """The vectors of each of ``labels`` that has any, one row per vector."""
+        wanted = set(labels)
+        with self._lock:
+            ids: dict[str, list[int]] = {}
+            for vector_id, label in self._labels.items():
+                if label in wanted:
+                    ids.setdefault(label, []).append(vector_id)
+            return {
+                label: np.stack([self._index.reconstruct(vector_id) for vector_id in vector_ids])
+                for label, vector_ids in ids.items()
+            }
+
     def best_scores(self, queries: np.ndarray, labels: Iterable[str]) -> dict[str, float]:
         """For each label, its best score over its vectors and all queries (exact)."""
         wanted = set(labels)

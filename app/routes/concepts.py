@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 
 from app.deps import CallerDep, ResourceId, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS
@@ -134,7 +134,10 @@ def add_images(
 @router.get(
     "/{concept_id}/images/{image_id}",
     response_class=Response,
-    responses={200: {"content": {"image/*": {}}, "description": "the photo as uploaded"}},
+    responses={
+        200: {"content": {"image/*": {}}, "description": "the photo, or its thumbnail"},
+        304: {"description": "the thumbnail named by If-None-Match has not changed"},
+    },
 )
 def get_image(
     user_id: UserId,
@@ -142,20 +145,40 @@ def get_image(
     image_id: ResourceId,
     caller: CallerDep,
     services: ServicesDep,
+    size: Annotated[
+        int | None,
+        Query(
+            ge=16,
+            le=2048,
+            description="a thumbnail (JPEG) whose longer side is at most this many pixels; "
+            "never larger than the photo itself",
+        ),
+    ] = None,
+    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
-    """The photo's bytes, as uploaded."""
-    data, media_type = concept_reads.read_image(
+    """The photo's bytes as uploaded, or a thumbnail of it with ``size``."""
+    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    if size is None:
+        data, media_type = concept_reads.read_image(
+            services,
+            tenant_id=caller.tenant_id,
+            external_user_id=user_id,
+            concept_id=concept_id,
+            image_id=image_id,
+        )
+        return Response(data, media_type=media_type, headers=headers)
+    thumbnail, etag = concept_reads.read_thumbnail(
         services,
         tenant_id=caller.tenant_id,
         external_user_id=user_id,
         concept_id=concept_id,
         image_id=image_id,
+        size=size,
     )
-    return Response(
-        data,
-        media_type=media_type,
-        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
-    )
+    headers["ETag"] = etag
+    if if_none_match == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(thumbnail.data, media_type=thumbnail.media_type, headers=headers)
 
 
 @router.delete("/{concept_id}/images/{image_id}", status_code=204)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from app import repository as repo
 from app.db.models import Concept, ImageRow
 from app.errors import PhotoFileMissing
 from app.services import Services
+from app.thumbnails import Thumbnail, make_thumbnail
+from app.usecases.lookalikes import LooksLike, looks_like
+from app.usecases.photo_policy import PhotoPolicy
 from retrieval.errors import ConceptNotFound, ImageNotFound
 
 logger = logging.getLogger(__name__)
@@ -18,6 +22,17 @@ logger = logging.getLogger(__name__)
 class ConceptView:
     concept: Concept
     images: list[ImageRow]
+    looks_like: LooksLike | None = None
+
+
+def with_looks_like(
+    services: Services, *, user_id: int, version: int, views: Sequence[ConceptView]
+) -> list[ConceptView]:
+    """The views, each flagged with the other concept of the user it looks like, if any."""
+    found = looks_like(
+        services, user_id=user_id, version=version, concept_ids=[v.concept.id for v in views]
+    )
+    return [replace(view, looks_like=found.get(view.concept.id)) for view in views]
 
 
 def get_concept(
@@ -29,7 +44,9 @@ def get_concept(
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
         concept = repo.get_concept(session=session, user_id=user.id, concept_id=concept_id)
         images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
-        return ConceptView(concept=concept, images=images)
+        user_id, version = user.id, user.version
+    view = ConceptView(concept=concept, images=images)
+    return with_looks_like(services, user_id=user_id, version=version, views=[view])[0]
 
 
 def list_concepts(
@@ -46,7 +63,9 @@ def list_concepts(
         page = list(concepts[:limit])
         images = repo.images_of(session=session, concept_ids=[c.id for c in page])
         views = [ConceptView(concept=c, images=images[c.id]) for c in page]
-        return views, (page[-1].id if len(concepts) > limit else None)
+        user_id, version = user.id, user.version
+    views = with_looks_like(services, user_id=user_id, version=version, views=views)
+    return views, (page[-1].id if len(concepts) > limit else None)
 
 
 def read_image(
@@ -60,20 +79,56 @@ def read_image(
         image = repo.get_image(
             session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
         )
+    return read_blob(services, image.blob_key, image_id=image_id, concept_id=concept_id), (
+        image.media_type
+    )
+
+
+def read_thumbnail(
+    services: Services,
+    *,
+    tenant_id: int,
+    external_user_id: str,
+    concept_id: str,
+    image_id: str,
+    size: int,
+) -> tuple[Thumbnail, str]:
+    """The photo downscaled to at most ``size`` pixels a side (never larger than stored),
+    from the thumbnail cache when it is there; with an ETag naming its content and size."""
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        image = repo.get_image(
+            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
+        )
+    etag = f'"{image.sha256[:32]}-{size}"'
+    key = (image.blob_key, size)
+    thumbnail = services.thumbnails.get(key)
+    if thumbnail is None:
+        data = read_blob(services, image.blob_key, image_id=image_id, concept_id=concept_id)
+        policy = PhotoPolicy.for_thumbnails(services, size)
+        thumbnail = make_thumbnail(data, image.media_type, size, policy.decode)
+        services.thumbnails.put(key, thumbnail)
+    return thumbnail, etag
+
+
+def read_blob(services: Services, key: str, *, image_id: str, concept_id: str) -> bytes:
+    """A photo's stored bytes; PhotoFileMissing (logged) when its file is gone."""
     try:
-        return services.blobs.get(image.blob_key), image.media_type
+        return services.blobs.get(key)
     except FileNotFoundError:
         # Deleted while we read it (its concept or user went in between)? Then it is
         # simply not found; only a row that is still there without its file is a loss.
         with services.sessions() as session:
-            still_there = repo.image_exists(session=session, image_id=image.id)
+            still_there = repo.image_exists(session=session, image_id=image_id)
         if not still_there:
             raise ImageNotFound(f"no image {image_id!r} in this concept") from None
         logger.error(
             "photo %s of concept %s has no file (blob %s): run `rapport doctor`",
             image_id,
             concept_id,
-            image.blob_key,
+            key,
         )
         raise PhotoFileMissing(
             "this photo's file is missing on the server; the operator has been told "

@@ -14,7 +14,7 @@ from app.db.models import Concept, Embedding, utcnow
 from app.errors import QuotaExceeded, StorageQuotaExceeded
 from app.services import Services
 from app.text_fields import concept_name
-from app.usecases.concept_reads import ConceptView
+from app.usecases.concept_reads import ConceptView, with_looks_like
 from app.usecases.photos import (
     PreparedPhoto,
     blobs_kept_only_on_commit,
@@ -96,7 +96,7 @@ def create_concept(
         to_version=lock.to_version,
         update=lambda index: _add(index, embeddings, photos),
     )
-    return ConceptView(concept=concept, images=images)
+    return _flagged(services, lock, ConceptView(concept=concept, images=images))
 
 
 def add_images(
@@ -135,7 +135,7 @@ def add_images(
         to_version=lock.to_version,
         update=lambda index: _add(index, embeddings, photos),
     )
-    return ConceptView(concept=concept, images=images)
+    return _flagged(services, lock, ConceptView(concept=concept, images=images))
 
 
 def update_concept(
@@ -170,7 +170,7 @@ def update_concept(
         to_version=lock.to_version,
         update=lambda index: None,
     )
-    return ConceptView(concept=concept, images=images)
+    return _flagged(services, lock, ConceptView(concept=concept, images=images))
 
 
 def delete_concept(
@@ -255,6 +255,10 @@ def _lock_existing(
     if lock is None:
         raise ConceptNotFound(f"no concept {concept_id!r} for this user")
     return lock
+
+
+def _flagged(services: Services, lock: repo.UserLock, view: ConceptView) -> ConceptView:
+    return with_looks_like(services, user_id=lock.user_id, version=lock.to_version, views=[view])[0]
 
 
 def _add(

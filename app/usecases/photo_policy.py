@@ -52,6 +52,11 @@ class PhotoPolicy:
         """Stored photos embedded again (reindex): the encoder's input only."""
         return cls(services.settings.image_limits(), services.encoder.input_size)
 
+    @classmethod
+    def for_thumbnails(cls, services: Services, size: int) -> PhotoPolicy:
+        """Stored photos shown small (the console): the longer side kept at ``size``."""
+        return cls(services.settings.image_limits(), 1, size)
+
     def size_of(self, data: bytes) -> tuple[int, int]:
         """(width, height) from the header, after the byte and pixel caps."""
         return image_size(data, self.limits)

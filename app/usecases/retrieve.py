@@ -173,6 +173,13 @@ def cached_concepts(services: Services, user_id: int, version: int) -> dict[str,
     return services.concept_cache.get(user_id, version, load)
 
 
+def cached_index(services: Services, user_id: int, version: int) -> UserIndex:
+    """The user's index at ``version``, from the cache when it is there, else from SQL."""
+    return services.user_index_cache.get(
+        services.index_key(user_id), version, lambda: _load_index(services, user_id)
+    )
+
+
 def _load_index(services: Services, user_id: int) -> UserIndex:
     with services.sessions() as session:
         ids, labels, matrix = repo.user_vectors(

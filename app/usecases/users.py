@@ -1,10 +1,12 @@
-"""Erasing an end user and everything of theirs."""
+"""An app's end users: listing them with their counts, and erasing one with everything of theirs."""
 
 from __future__ import annotations
 
 from app import repository as repo
+from app.repository import UserCounts
 from app.services import Services
 from app.usecases.photos import user_namespace
+from retrieval.errors import NotFound
 
 
 def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> None:
@@ -19,3 +21,32 @@ def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> 
     services.user_index_cache.discard(services.index_key(user_id))
     # User ids are never reused, so nothing can be writing into this folder any more.
     services.blobs.delete_namespace(user_namespace(tenant_id=tenant_id, user_id=user_id))
+
+
+def list_users(
+    services: Services, *, tenant_id: int, limit: int, after: str | None, prefix: str | None
+) -> tuple[list[UserCounts], str | None]:
+    """One page of the app's users by id (those starting with ``prefix``), with their
+    counts, and the cursor of the next page (None at the end)."""
+    with services.sessions() as session:
+        users = repo.list_users(
+            session=session, tenant_id=tenant_id, limit=limit + 1, after=after, prefix=prefix
+        )
+    page = users[:limit]
+    return page, (page[-1].external_id if len(users) > limit else None)
+
+
+def get_user(services: Services, *, tenant_id: int, external_user_id: str) -> UserCounts:
+    """One user with their counts; NotFound for an id the app has no user with."""
+    with services.sessions() as session:
+        found = repo.list_users(
+            session=session,
+            tenant_id=tenant_id,
+            limit=1,
+            after=None,
+            prefix=None,
+            exact=external_user_id,
+        )
+    if not found:
+        raise NotFound("no such user")
+    return found[0]

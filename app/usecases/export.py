@@ -1,0 +1,116 @@
+"""A user's concepts as a zip that ``rapport import`` reads back: one folder per concept
+holding its photos (as uploaded, in upload order) and a ``concept.json``."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from app import repository as repo
+from app.db.models import utcnow
+from app.services import Services
+from app.usecases.concept_reads import read_blob
+from retrieval.errors import NotFound
+
+SUFFIXES = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+}
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ExportedConcept:
+    folder: str
+    fields: dict[str, str | None]
+    photos: list[tuple[str, str, str, str]]  # (file name, blob key, photo id, concept id)
+
+
+@dataclass(frozen=True)
+class Export:
+    filename: str
+    concepts: list[ExportedConcept]
+
+    def chunks(self, services: Services) -> Iterator[bytes]:
+        """The zip, written as it is read: one photo in memory at a time (blocking I/O)."""
+        sink = _Sink()
+        stamp = utcnow().timetuple()[:6]
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+            for concept in self.concepts:
+                info = zipfile.ZipInfo(f"{concept.folder}/concept.json", stamp)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, json.dumps(concept.fields, ensure_ascii=False, indent=2))
+                yield from sink.drain()
+                for name, key, photo_id, concept_id in concept.photos:
+                    data = read_blob(services, key, image_id=photo_id, concept_id=concept_id)
+                    archive.writestr(zipfile.ZipInfo(f"{concept.folder}/{name}", stamp), data)
+                    yield from sink.drain()
+        yield from sink.drain()
+
+
+def plan_export(services: Services, *, tenant_id: int, external_user_id: str) -> Export:
+    """What the export of the user holds; NotFound for a user the tenant does not have."""
+    with services.sessions() as session:
+        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        if user is None:
+            raise NotFound("no such user")
+        concepts = repo.list_concepts(
+            session=session,
+            user_id=user.id,
+            limit=services.settings.max_concepts_per_user + 1,
+            after=None,
+        )
+        images = repo.images_of(session=session, concept_ids=[c.id for c in concepts])
+        exported = []
+        for concept in concepts:
+            photos = [
+                (f"{n:03d}{SUFFIXES.get(row.media_type, '.img')}", row.blob_key, row.id, concept.id)
+                for n, row in enumerate(images[concept.id], start=1)
+            ]
+            fields = {
+                "name": concept.name,
+                "description": concept.description,
+                "category": concept.category,
+            }
+            folder = f"{_slug(concept.name)}-{concept.id[-8:]}"
+            exported.append(ExportedConcept(folder, fields, photos))
+    return Export(filename=f"{_slug(external_user_id)}-rapport-export.zip", concepts=exported)
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of user text (never a path: no separators, no dots first)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
+    return slug[:40] or "x"
+
+
+class _Sink:
+    """A write-only file for ZipFile, emptied as chunks are yielded (no seeking needed)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def drain(self) -> Iterator[bytes]:
+        data, self._parts = b"".join(self._parts), []
+        for start in range(0, len(data), CHUNK):
+            yield data[start : start + CHUNK]

@@ -1,0 +1,157 @@
+"""The playground: what rapport does with a question and a photo, shown step by step,
+without calling the generator (a dry run of ``/chat``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from app import repository as repo
+from app.repository import ConceptSummary
+from app.services import Services
+from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
+from app.usecases.retrieve import cached_concepts, cached_index
+from retrieval import name_key, named_in
+from retrieval.matching import best_per_label, search_concepts
+from retrieval.prompt import ImagePart
+from retrieval.regions import Box
+
+SHOWN_SCORES = 20  # concepts listed with their best score, best first
+SEARCH_DEPTH = 1000  # hits per region read to find those scores
+
+
+@dataclass(frozen=True)
+class RegionScore:
+    """A region rapport compared with the user's photos, and the concept it matched best."""
+
+    box: Box  # in the photo's pixels
+    concept: ConceptSummary | None
+    score: float | None
+
+
+@dataclass(frozen=True)
+class ConceptScore:
+    concept: ConceptSummary
+    score: float
+    box: Box
+
+
+@dataclass(frozen=True)
+class PromptPhoto:
+    """Which photo a prompt's image part is: the query photo or a concept's reference."""
+
+    kind: str  # "query" or "reference"
+    concept_id: str | None = None
+    image_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    width: int | None
+    height: int | None
+    regions: list[RegionScore]
+    scores: list[ConceptScore]  # every concept's best score over the regions, best first
+    found: list[str]  # concept ids retrieval keeps from the photo (threshold, top_k)
+    named: list[ConceptSummary]  # concepts named in the question
+    prepared: PreparedChat
+    photos: dict[int, PromptPhoto]  # id() of each prompt image -> which photo it is
+
+
+def preview(
+    services: Services, *, tenant_id: int, external_user_id: str, query: ChatQuery
+) -> Preview:
+    """The regions, scores and matches of the question's photo, and the exact prompt
+    ``/chat`` would send for it. Blocking: run it off the event loop."""
+    prepared = prepare_chat(
+        services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
+    )
+    turn = query.turns[-1]
+    photo = turn.images[0] if turn.images else None
+    with services.sessions() as session:
+        found_user = repo.user_version(
+            session=session, tenant_id=tenant_id, external_id=external_user_id
+        )
+        categories = (
+            repo.concept_categories(session=session, user_id=found_user[0])
+            if found_user and photo is not None and services.settings.regions == "detector"
+            else []
+        )
+    regions: list[RegionScore] = []
+    scores: list[ConceptScore] = []
+    found: list[str] = []
+    named: list[ConceptSummary] = []
+    if found_user is not None:
+        user_id, version = found_user
+        concepts = cached_concepts(services, user_id, version)
+        keys = named_in(turn.text, [c.name for c in concepts.values()])
+        named = [c for c in concepts.values() if name_key(c.name) in keys]
+        if photo is not None:
+            regions, scores, found = _explain(
+                services, user_id, version, concepts, photo, categories, query
+            )
+    return Preview(
+        width=photo.width if photo else None,
+        height=photo.height if photo else None,
+        regions=regions,
+        scores=scores,
+        found=found,
+        named=named,
+        prepared=prepared,
+        photos=_prompt_photos(services, prepared),
+    )
+
+
+def _explain(
+    services: Services,
+    user_id: int,
+    version: int,
+    concepts: dict[str, ConceptSummary],
+    photo: Image.Image,
+    categories: list[str],
+    query: ChatQuery,
+) -> tuple[list[RegionScore], list[ConceptScore], list[str]]:
+    proposed = services.regions.propose(photo, categories)
+    width, height = photo.size
+    boxes = [region.box or (0, 0, width, height) for region in proposed]
+    vectors = services.encoder.encode_images([region.image for region in proposed])
+    index = cached_index(services, user_id, version)
+    if len(index) == 0:
+        return [RegionScore(box, None, None) for box in boxes], [], []
+    rows = index.search(vectors, min(len(index), SEARCH_DEPTH))
+    regions = [
+        RegionScore(box, concepts.get(row[0].label), row[0].score)
+        if row
+        else RegionScore(box, None, None)
+        for box, row in zip(boxes, rows, strict=True)
+    ]
+    best = sorted(best_per_label(rows).values(), key=lambda m: -m.score)
+    scores = [
+        ConceptScore(concepts[m.label], m.score, boxes[m.region])
+        for m in best
+        if m.label in concepts
+    ][:SHOWN_SCORES]
+    aggregation = services.settings.region_aggregation if len(proposed) > 1 else "best"
+    kept = search_concepts(
+        index, vectors, top_k=query.top_k, min_score=query.min_score, aggregation=aggregation
+    )
+    return regions, scores, [m.label for m in kept if m.label in concepts]
+
+
+def _prompt_photos(services: Services, prepared: PreparedChat) -> dict[int, PromptPhoto]:
+    """Name each image of the prompt: the query photo (boxes drawn on it in visual mode)
+    or the reference photo of a concept, by the ids the API gives them."""
+    per_concept = services.settings.prompt_max_reference_images
+    concept_ids = [match.concept.id for match in prepared.used]
+    named: dict[int, PromptPhoto] = {}
+    if concept_ids and per_concept:
+        with services.sessions() as session:
+            rows = repo.images_of(session=session, concept_ids=concept_ids)
+        for concept, concept_id in zip(prepared.prompt.concepts, concept_ids, strict=True):
+            for image, row in zip(concept.reference_images, rows[concept_id], strict=False):
+                named[id(image)] = PromptPhoto("reference", concept_id, row.id)
+    for message in prepared.prompt.messages:
+        for part in message.parts:
+            if isinstance(part, ImagePart) and id(part.image) not in named:
+                named[id(part.image)] = PromptPhoto("query")
+    return named
