@@ -39,13 +39,14 @@ class Services:
     auth_failures: AuthFailureLimiter
 
     def close(self) -> None:
-        """Stop the encoder's worker, release the generator and the database connections."""
+        """Stop the encoder's worker, release the generator, the database and the metrics."""
         self.encoder.stop()
         self.generator.close()
         self.engine.dispose()
         close = getattr(self.rate_limiter, "close", None)
         if close is not None:
             close()
+        self.metrics.close()
 
     def index_key(self, user_id: int) -> Hashable:
         return (user_id, self.encoder.model_id)
