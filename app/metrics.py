@@ -51,6 +51,7 @@ class Metrics:
             # back from the directory, this process's included.
             self.registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(self.registry, path=str(multiprocess_dir))
+            _forget_dead_workers(multiprocess_dir)
         self._own = own
         self.requests = Counter(
             "rapport_http_requests_total",
@@ -139,6 +140,22 @@ class _CacheCollector(Collector):
         yield CounterMetricFamily(
             f"{prefix}_misses", f"Retrievals that loaded {what} from SQL", value=stats.misses
         )
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that died without a clean exit (SIGKILL, OOM).
+
+    Runs as a worker starts, which is when uvicorn replaces a dead one. Their counters
+    and histograms stay: the totals of the run never go backwards.
+    """
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(directory))
+        except PermissionError:  # alive, another user's
+            pass
 
 
 class _CacheCopier:

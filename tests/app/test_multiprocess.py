@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +132,10 @@ def _workers_that_counted(metrics_dir: Path, route: str, method: str) -> set[int
     }
 
 
+def _live_gauge_pids(metrics_dir: Path) -> set[int]:
+    return {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dir.glob("gauge_livesum_*.db")}
+
+
 def _leave_stale_counter(metrics_dir: Path) -> None:
     """What a killed earlier run leaves behind: 1000 retrievals of a process long gone."""
     stale = MmapedDict(str(metrics_dir / "counter_999999.db"))
@@ -183,6 +189,17 @@ def test_metrics_of_two_workers_add_up_whichever_answers(
             # earlier run), and both workers' cached copy of alice's index.
             assert _scrape(server.url) == (sent, 2)
             scrapes += 1
+        # A worker killed outright is replaced by uvicorn; the replacement drops the dead
+        # worker's live gauges, and the run's counters keep what the dead worker counted.
+        workers = _live_gauge_pids(metrics_dir)
+        assert len(workers) == 2
+        killed = workers.pop()
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while killed in _live_gauge_pids(metrics_dir) or len(_live_gauge_pids(metrics_dir)) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        assert _scrape(server.url) == (sent, 1)
     finally:
         server.stop()
     assert server.process.returncode == 0
