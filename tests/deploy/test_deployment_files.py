@@ -22,6 +22,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
+
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -102,6 +105,10 @@ def test_deployment_probes_service_and_autoscaler_fit_together() -> None:
     assert sources == {"rapport"}
     secret = _one("Secret", "rapport")["stringData"]
     assert {"RAPPORT_SECRET_KEY", "RAPPORT_ADMIN_KEY", "RAPPORT_DATABASE_URL"} <= secret.keys()
+    # A placeholder left in the Secret stops rapport at start instead of serving with it.
+    for name in ("RAPPORT_SECRET_KEY", "RAPPORT_ADMIN_KEY"):
+        with pytest.raises(ValidationError, match=name):
+            Settings(**{name.removeprefix("RAPPORT_").lower(): secret[name]})
     config = _one("ConfigMap", "rapport")["data"]
     # Secrets stay out of the ConfigMap.
     assert not any("SECRET" in key or "ADMIN_KEY" in key for key in config)
@@ -181,7 +188,11 @@ def test_compose_replicas_share_state_only_through_the_shared_services() -> None
     assert env["RAPPORT_S3_ENDPOINT_URL"] == "http://seaweedfs:8333"
     assert env["RAPPORT_REDIS_URL"].startswith("redis://redis:")
     assert "@postgres:5432/" in env["RAPPORT_DATABASE_URL"]
-    assert env["RAPPORT_SECRET_KEY"]
+    # The server secret has no default (every replica must share one, kept for good), and
+    # no secret is an empty default: rapport refuses an empty key at start.
+    assert env["RAPPORT_SECRET_KEY"].startswith("${RAPPORT_SECRET_KEY:?")
+    assert not [name for name, value in env.items() if str(value).endswith(":-}")]
+    assert rapport["env_file"] == [{"path": "rapport.env", "required": False}]
     assert env["RAPPORT_GENERATOR_BASE_URL"] == "http://vllm:8000/v1"
     # No photo folder shared between replicas, no host port past the balancer.
     assert not any(str(v).split(":")[1:2] == ["/data"] for v in rapport.get("volumes", []))
