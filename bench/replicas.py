@@ -61,7 +61,9 @@ def multipart(photo: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def load(port: int, key: str, users: list[str], photo: bytes, clients: int, seconds: float):
+def load(
+    port: int, key: str, users: list[str], photo: bytes, clients: int, seconds: float
+) -> tuple[float, list[float], int]:
     """Requests/s, latencies and errors of ``clients`` threads for ``seconds``."""
     body, content_type = multipart(photo)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
