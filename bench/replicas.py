@@ -29,9 +29,10 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _balancer import Balancer
 from _postgres import bench_database
 from _support import Served, conditions, dataset_jpegs, median, percentile
+
+from tests.deploy.balancer import Balancer
 
 
 def start_replicas(url: str, count: int) -> list[Served]:

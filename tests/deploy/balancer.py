@@ -1,18 +1,27 @@
-"""HAProxy with the shipped configuration (docker/haproxy.cfg), pointed at loopback replicas."""
+"""HAProxy with the shipped configuration (docker/haproxy.cfg), pointed at loopback servers.
+
+Used by the balancer tests and by bench/replicas.py.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from _support import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def loopback_config(replica_ports: list[int], port: int) -> str:
@@ -29,22 +38,21 @@ def loopback_config(replica_ports: list[int], port: int) -> str:
 class Balancer:
     """A foreground ``haproxy`` process in front of ``replica_ports``."""
 
-    def __init__(self, replica_ports: list[int]) -> None:
+    def __init__(self, replica_ports: list[int], folder: Path | None = None) -> None:
         binary = shutil.which("haproxy")
         if binary is None:
-            raise SystemExit("haproxy is not installed (Debian: apt-get install haproxy)")
+            raise RuntimeError("haproxy is not installed (Debian: apt-get install haproxy)")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        folder = Path(tempfile.mkdtemp(prefix="rapport-haproxy-"))
+        folder = folder or Path(tempfile.mkdtemp(prefix="rapport-haproxy-"))
         config = folder / "haproxy.cfg"
         config.write_text(loopback_config(replica_ports, self.port))
         checked = subprocess.run([binary, "-c", "-q", "-f", str(config)], capture_output=True)
         if checked.returncode:
-            raise SystemExit(checked.stderr.decode())
+            raise RuntimeError(checked.stderr.decode())
+        self._errors = (folder / "haproxy.err").open("w")
         self.process = subprocess.Popen(
-            [binary, "-db", "-f", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=(folder / "haproxy.err").open("w"),
+            [binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=self._errors
         )
         deadline = time.monotonic() + 30
         while True:
@@ -54,9 +62,12 @@ class Balancer:
             except httpx.TransportError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"haproxy did not forward; see {folder}")
+                self.stop()
+                raise RuntimeError(f"haproxy did not forward; see {folder}")
             time.sleep(0.1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self._errors.close()
