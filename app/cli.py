@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -50,24 +56,53 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate:
         upgrade(settings.resolved_database_url)
+    with _metrics_dir(settings.prometheus_multiproc_dir, shared=workers > 1):
+        try:
+            if workers == 1:
+                app = create_app(services=build_services(settings))
+                uvicorn.run(
+                    app, host=host, port=port, log_level="info", **uvicorn_options(settings)
+                )
+                return
+            # Check the model once here, so a bad setting fails with one message, not N.
+            load_encoder(settings)
+        except ModelLoadError as error:
+            click.echo(f"error: {error.detail}", err=True)
+            sys.exit(2)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            **uvicorn_options(settings),
+        )
+
+
+@contextmanager
+def _metrics_dir(configured: Path | None, *, shared: bool) -> Iterator[None]:
+    """Where the workers write their metrics, so that each ``/metrics`` answers for all.
+
+    The operator's PROMETHEUS_MULTIPROC_DIR is emptied first (values of an earlier run
+    would count again); with several workers and none configured, a private directory
+    is made for this run and removed after it.
+    """
+    if configured is not None:
+        for stale in configured.glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if not shared:
+        yield
+        return
+    private = Path(tempfile.mkdtemp(prefix="rapport-metrics-"))
+    # Read by prometheus_client when each worker imports it.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(private)
     try:
-        if workers == 1:
-            app = create_app(services=build_services(settings))
-            uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))
-            return
-        # Check the model once here, so a bad setting fails with one message, not N.
-        load_encoder(settings)
-    except ModelLoadError as error:
-        click.echo(f"error: {error.detail}", err=True)
-        sys.exit(2)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        **uvicorn_options(settings),
-    )
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @main.group()

@@ -62,7 +62,7 @@ def build_services(
     # vectors): BLAS threads would only spin, costing CPU that requests need.
     threadpool_limits(limits=1, user_api="blas")
     engine = make_engine(settings.resolved_database_url)
-    metrics = Metrics()
+    metrics = Metrics(settings.prometheus_multiproc_dir)
     model = encoder or load_encoder(settings)
     batching = BatchingEncoder(model, settings.batching_config(), on_batch=metrics.observe_batch)
     cache = UserIndexCache(max_bytes=settings.index_cache_bytes)

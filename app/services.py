@@ -41,13 +41,14 @@ class Services:
     thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
 
     def close(self) -> None:
-        """Stop the encoder's worker, release the generator and the database connections."""
+        """Stop the encoder's worker, release the generator, the database and the metrics."""
         self.encoder.stop()
         self.generator.close()
         self.engine.dispose()
         close = getattr(self.rate_limiter, "close", None)
         if close is not None:
             close()
+        self.metrics.close()
 
     def index_key(self, user_id: int) -> Hashable:
         return (user_id, self.encoder.model_id)

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         "one per core. 1 saves CPU with small models or many concurrent requests",
     )
     access_log: bool = Field(default=True, description="one log line per request (uvicorn)")
+    # prometheus_client's own variable (it reads it at import): rapport serve --workers N
+    # sets it to a private directory; an operator may set it to a directory of their own.
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="where workers share their metrics; set by rapport serve --workers N",
+    )
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
     min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
@@ -212,6 +219,13 @@ class Settings(BaseSettings):
         if any(scale < 1 for scale in self.region_grid_scales):
             raise ValueError("RAPPORT_REGION_GRID_SCALES must be whole numbers of at least 1")
         return self
+
+    @field_validator("prometheus_multiproc_dir")
+    @classmethod
+    def _check_multiproc_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError("PROMETHEUS_MULTIPROC_DIR must name an existing directory")
+        return value
 
     @model_validator(mode="after")
     def _check_generator(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,12 @@ def dataset_jpegs(count: int) -> list[bytes]:
     return [files[i % len(files)].read_bytes() for i in range(count)]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -55,15 +62,12 @@ class Served:
     """``rapport serve`` on a fresh data folder, in a child process; ``root`` may name
     another checkout of rapport (a baseline) to serve instead of this one."""
 
-    _count = 0
-
     def __init__(self, workers: str = "1", root: Path = ROOT, **env: str) -> None:
         self.data = tempfile.mkdtemp(prefix="rapport-bench-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         # The limiter stays on (its cost is part of every request) but never throttles.
         self.env.update({"RAPPORT_DATA_DIR": self.data, "RAPPORT_RATE_LIMIT_RPS": "1000000", **env})
-        Served._count += 1
-        self.port = 18000 + (os.getpid() * 7 + Served._count) % 1000
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(self.data) / "serve.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(

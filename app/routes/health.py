@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app.deps import ServicesDep
@@ -33,5 +33,5 @@ def readyz(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics of this process (route templates only, never ids)."""
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of this process, or of all its workers (route templates, never ids)."""
+    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
