@@ -45,7 +45,7 @@ class AuthGate:
             else:
                 state["caller"] = await _caller(services, scope)
         except RapportError as error:
-            response = render(error)
+            response = render(error, path)
             response.headers["Connection"] = "close"  # the body, if any, is not read
             await response(scope, receive, send)
             return

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sql_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.openai_errors import is_openai_path, openai_error
 from retrieval import errors
 
 logger = logging.getLogger(__name__)
@@ -105,49 +106,85 @@ def status_of(error: errors.RapportError) -> int:
 
 
 RETRY_AFTER_S = 1
+# Answers the operator chose (a service without a generator), not faults: logged at INFO.
+EXPECTED_5XX = {501}
 
 
 def problem(
     status: int, title: str, detail: str, *, retry_after: float | None = None, **extra: Any
 ) -> JSONResponse:
-    headers = {
-        401: {"WWW-Authenticate": "Bearer"},
-        429: {"Retry-After": str(max(1, math.ceil(retry_after or RETRY_AFTER_S)))},
-        503: {"Retry-After": str(max(1, math.ceil(retry_after or RETRY_AFTER_S)))},
-    }.get(status)
     return JSONResponse(
         {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
         status_code=status,
         media_type="application/problem+json",
-        headers=headers,
+        headers=_headers(status, retry_after),
     )
 
 
-def render(error: errors.RapportError) -> JSONResponse:
-    """The problem document of a domain error (errors of 500 and above are logged)."""
+def _headers(status: int, retry_after: float | None) -> dict[str, str] | None:
+    return {
+        401: {"WWW-Authenticate": "Bearer"},
+        429: {"Retry-After": str(max(1, math.ceil(retry_after or RETRY_AFTER_S)))},
+        503: {"Retry-After": str(max(1, math.ceil(retry_after or RETRY_AFTER_S)))},
+    }.get(status)
+
+
+def _answer(
+    path: str,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    retry_after: float | None = None,
+    param: str | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem document, or OpenAI's error shape on the OpenAI-compatible routes."""
+    if is_openai_path(path):
+        return openai_error(status, title, detail, _headers(status, retry_after), param)
+    return problem(status, title, detail, retry_after=retry_after, **extra)
+
+
+def render(error: errors.RapportError, path: str = "") -> JSONResponse:
+    """The answer to a domain error on ``path`` (unexpected errors of 500 and above are
+    logged at ERROR; a 501, the operator's choice, at INFO)."""
     status = status_of(error)
-    if status >= 500:
+    if status in EXPECTED_5XX:
+        logger.info("%s: %s", type(error).__name__, error.detail)
+    elif status >= 500:
         logger.error("%s: %s", type(error).__name__, error.detail)
-    return problem(
-        status, error.title, error.detail, retry_after=getattr(error, "retry_after", None)
+    return _answer(
+        path,
+        status,
+        error.title,
+        error.detail,
+        retry_after=getattr(error, "retry_after", None),
     )
 
 
-async def _rapport_error(_: Request, error: Exception) -> JSONResponse:
+async def _rapport_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.RapportError)
-    return render(error)
+    return render(error, request.url.path)
 
 
-async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     issues = [
         {"loc": list(item.get("loc", ())), "msg": item.get("msg", "")} for item in error.errors()
     ]
     summary = "; ".join(f"{'.'.join(map(str, i['loc']))}: {i['msg']}" for i in issues)
-    return problem(422, "Invalid request", summary or "invalid request", errors=issues)
+    body_fields = [i["loc"][1] for i in issues if len(i["loc"]) > 1 and i["loc"][0] == "body"]
+    return _answer(
+        request.url.path,
+        422,
+        "Invalid request",
+        summary or "invalid request",
+        param=str(body_fields[0]) if body_fields else None,
+        errors=issues,
+    )
 
 
-async def _http_error(_: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     title = {
         404: "Not found",
@@ -155,7 +192,7 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
         408: "Request timeout",
         413: "Payload too large",
     }.get(error.status_code, "HTTP error")
-    response = problem(error.status_code, title, str(error.detail))
+    response = _answer(request.url.path, error.status_code, title, str(error.detail))
     if error.headers:
         response.headers.update(error.headers)
     return response
@@ -163,7 +200,7 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "Internal server error", "an unexpected error occurred")
+    return _answer(request.url.path, 500, "Internal server error", "an unexpected error occurred")
 
 
 _DATABASE_UNAVAILABLE = (

@@ -110,3 +110,23 @@ def chunk(
 
 def now() -> int:
     return int(time.time())
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "rapport"
+
+
+class ModelList(BaseModel):
+    """What ``GET /v1/models`` lists: the models a completion's ``model`` may name."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+    @classmethod
+    def of(cls, generator_model: str, created: int) -> ModelList:
+        # The none generator answers no completion, so it serves no model.
+        models = [generator_model] if generator_model else []
+        return cls(data=[ModelOut(id=model, created=created) for model in models])

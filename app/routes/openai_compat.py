@@ -13,6 +13,7 @@ from app.openai_schemas import (
     Choice,
     Completion,
     CompletionRequest,
+    ModelList,
     RapportInfo,
     chunk,
     completion_id,
@@ -29,6 +30,17 @@ router = APIRouter(
     tags=["openai-compatible"],
     responses=USER_DATA_ERRORS | problems(501, 502, 504),
 )
+
+
+# Models are loaded at start-up: the "created" time OpenAI's clients expect.
+_STARTED = now()
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(_: CallerDep, services: ServicesDep) -> ModelList:
+    """The models a completion's ``model`` may name: the configured generator's (none
+    without a generator). Completions always use it, whatever ``model`` says."""
+    return ModelList.of(services.generator.model, _STARTED)
 
 
 @router.post(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -107,12 +108,43 @@ def test_keys_and_errors_as_openai_clients_see_them(
     assert bad_n.value.status_code == 422
 
 
-def test_no_generator_is_a_clear_501(server: LiveServer) -> None:
-    client = client_for(server, server.new_key("acme"))
-    with pytest.raises(openai.APIStatusError) as failure:
+def test_no_generator_is_one_clear_final_answer_the_client_does_not_retry(
+    server: LiveServer,
+) -> None:
+    sent: list[httpx.Request] = []
+    counting = httpx.Client(event_hooks={"request": [sent.append]})
+    # The client's default retries: it retries a 5xx unless told the answer is final.
+    client = openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key=server.new_key("acme"), http_client=counting
+    )
+    with client, pytest.raises(openai.APIStatusError) as failure:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert failure.value.status_code == 501
-    assert "RAPPORT_GENERATOR=none" in failure.value.response.json()["detail"]
+    assert "No generator configured" in failure.value.message
+    assert "RAPPORT_GENERATOR=none" in failure.value.message
+    assert len(sent) == 1
+    error = failure.value.response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "no_generator_configured"
+    with client_for(server, server.new_key("acme")) as other:
+        assert other.models.list().data == []
+
+
+def test_errors_carry_their_message_in_openai_shape(
+    openai_server: LiveServer, backend: FakeOpenAI
+) -> None:
+    with client_for(openai_server, "rk_000000000000_" + "x" * 43) as bad:
+        with pytest.raises(openai.AuthenticationError) as denied:
+            bad.models.list()
+    assert "the API key is unknown" in denied.value.message
+    with client_for(openai_server, openai_server.new_key("acme")) as client:
+        with pytest.raises(openai.UnprocessableEntityError) as invalid:
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], n=2
+            )
+        assert [model.id for model in client.models.list()] == ["fake-vlm"]
+    assert "n:" in invalid.value.message
+    assert invalid.value.param == "n" and invalid.value.type == "invalid_request_error"
 
 
 def test_transformers_backend_through_the_openai_client(
