@@ -27,7 +27,6 @@ WORKDIR /srv/rapport
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY retrieval ./retrieval
-COPY migrations ./migrations
 
 # README, "The two commands": the same venv and install; the extra is the variant.
 RUN python3 -m venv .venv && PIP_EXTRA_INDEX_URL=$TORCH_INDEX_URL .venv/bin/pip install -e ".[${VARIANT}]" \

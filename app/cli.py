@@ -1,4 +1,8 @@
-"""The ``rapport`` command: serve, db upgrade, keys, reindex, doctor, import, eval."""
+"""The ``rapport`` command: serve, db upgrade, keys, reindex, doctor, import, eval.
+
+Every command that touches the database brings its schema up to date first, logs which
+data folder and database it uses, and fails at start-up with one line (exit status 2).
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,34 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from app.settings import Settings
+from app import version
+from app.cli_keys import keys
+from app.cli_support import (
+    StartupError,
+    configure_logging,
+    load_settings,
+    log_start,
+    open_database,
+    where,
+)
 from retrieval.errors import ModelLoadError
 
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as error:  # pydantic's message names every bad variable
-        raise click.ClickException(f"invalid configuration: {error}") from None
+logger = logging.getLogger("rapport")
 
 
 @click.group()
+@click.version_option(version(), prog_name="rapport")
 @click.option("--log-level", default="info", show_default=True)
 def main(log_level: str) -> None:
     """rapport: personal concepts for multimodal LLMs."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level)
+
+
+main.add_command(keys)
 
 
 @main.command()
@@ -42,20 +51,18 @@ def main(log_level: str) -> None:
     "--migrate/--no-migrate",
     default=True,
     show_default=True,
-    help="bring the database schema up to date before serving",
+    help="bring the database schema up to date before serving (else: refuse an old schema)",
 )
 def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     """Run the HTTP service (migrating the database first)."""
     import uvicorn
 
-    from app.db.migrate import upgrade
     from app.http_server import uvicorn_options
     from app.main import build_services, create_app, load_encoder
 
-    settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if migrate:
-        upgrade(settings.resolved_database_url)
+    settings = load_settings()
+    log_start("serve", settings)
+    open_database(settings, revision="head" if migrate else None)
     with _metrics_dir(settings.prometheus_multiproc_dir, shared=workers > 1):
         try:
             if workers == 1:
@@ -67,8 +74,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
             # Check the model once here, so a bad setting fails with one message, not N.
             load_encoder(settings)
         except ModelLoadError as error:
-            click.echo(f"error: {error.detail}", err=True)
-            sys.exit(2)
+            raise StartupError(error.detail) from None
         uvicorn.run(
             "app.main:create_app",
             factory=True,
@@ -114,84 +120,40 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply Alembic migrations to RAPPORT_DATABASE_URL."""
-    from app.db.migrate import upgrade
-
-    settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url, revision)
-
-
-@main.group()
-def keys() -> None:
-    """API keys of tenants (apps)."""
+    settings = load_settings()
+    log_start("db upgrade", settings)
+    open_database(settings, revision=revision)
+    click.echo(f"database at revision {revision}: {where(settings)}", err=True)
 
 
-def _sessions():  # type: ignore[no-untyped-def]
-    from app.db.engine import make_engine, make_sessionmaker
+def _services():  # type: ignore[no-untyped-def]
+    from app.main import build_services
 
-    settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_sessionmaker(make_engine(settings.resolved_database_url))
-
-
-def _duration(value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    number, unit = value[:-1], value[-1:]
-    if unit not in units or not number.isdigit() or int(number) == 0:
-        raise click.BadParameter("use a positive number of days, hours or minutes: 90d, 12h, 30m")
-    return timedelta(**{units[unit]: int(number)})
-
-
-@keys.command("create")
-@click.option("--tenant", required=True, help="tenant (app) name; created if new")
-@click.option("--expires-in", default=None, help="e.g. 90d, 12h, 30m; default: never")
-def keys_create(tenant: str, expires_in: str | None) -> None:
-    """Create an API key and print it alone on stdout (only its keyed hash is stored)."""
-    from app.db.models import utcnow
-    from app.keys import create_key
-
-    lifetime = _duration(expires_in)
-    expires_at = utcnow() + lifetime if lifetime else None
-    settings = _settings()
-    with _sessions()() as session:
-        key = create_key(
-            session=session, tenant_name=tenant, secret=settings.key_secret, expires_at=expires_at
-        )
-        session.commit()
-    click.echo(key)
-
-
-@keys.command("revoke")
-@click.argument("key_or_prefix")
-def keys_revoke(key_or_prefix: str) -> None:
-    """Revoke a key, given in full or by its prefix (the 12 characters after 'rk_')."""
-    from app.keys import revoke_key
-
-    with _sessions()() as session:
-        revoked = revoke_key(session=session, key_or_prefix=key_or_prefix)
-        session.commit()
-    if not revoked:
-        raise click.ClickException("no live key matches")
-    click.echo("revoked", err=True)
+    try:
+        return build_services(load_settings())
+    except ModelLoadError as error:
+        raise StartupError(error.detail) from None
 
 
 @main.command()
 def reindex() -> None:
     """Embed every stored photo that has no vector of the configured model."""
-    from app.main import build_services
     from app.usecases.reindex import reindex_all
 
-    try:
-        services = build_services(_settings())
-    except ModelLoadError as error:
-        raise click.ClickException(error.detail) from None
+    settings = load_settings()
+    log_start("reindex", settings)
+    click.echo(f"using {where(settings)}, model {_model_named(settings)}", err=True)
+    open_database(settings)
+    services = _services()
     try:
         count = reindex_all(services, progress=lambda done: click.echo(f"{done} photos", err=True))
     finally:
         services.close()
     click.echo(f"embedded {count} photos with {services.encoder.model_id}", err=True)
+
+
+def _model_named(settings) -> str:  # type: ignore[no-untyped-def]
+    return f"{settings.encoder_family}:{settings.clip_model}:{settings.clip_pretrained}"
 
 
 @main.command()
@@ -207,12 +169,15 @@ def doctor(repair: bool) -> None:
     from app.usecases import doctor as checks
     from retrieval.encoder import model_id_of
 
-    settings = _settings()
+    settings = load_settings()
+    log_start("doctor", settings)
     try:
         # Only the configured model's id is needed, not the model: no weights are loaded.
         model_id = model_id_of(settings.encoder_config())
     except ModelLoadError as error:
-        raise click.ClickException(error.detail) from None
+        raise StartupError(error.detail) from None
+    open_database(settings)
+    click.echo(f"using {where(settings)}, photos {settings.resolved_blob_dir}, model {model_id}")
     engine = make_engine(settings.resolved_database_url)
     storage = checks.Storage(
         settings, make_sessionmaker(engine), LocalBlobStore(settings.resolved_blob_dir), model_id
@@ -238,18 +203,13 @@ def import_(source: str, tenant: str, user: str) -> None:
     """
     from tqdm import tqdm
 
-    from app.db.migrate import upgrade
-    from app.main import build_services
     from app.usecases.importer import import_concepts
     from retrieval.errors import RapportError
 
-    settings = _settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
-    try:
-        services = build_services(settings)
-    except ModelLoadError as error:
-        raise click.ClickException(error.detail) from None
+    settings = load_settings()
+    log_start("import", settings)
+    open_database(settings)
+    services = _services()
     bar = tqdm(unit="photo", file=sys.stderr, disable=None)
 
     def progress(done: int, total: int) -> None:
@@ -270,36 +230,63 @@ def import_(source: str, tenant: str, user: str) -> None:
     sys.exit(1 if report.failures else 0)
 
 
+PLOTS_HINT = (
+    "plots skipped: matplotlib is not installed (pip install matplotlib, or "
+    "pip install -e '.[eval]' in the rapport checkout)"
+)
+
+
 @main.command("eval")
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
 @click.option("--references", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option("--regions", default="whole", type=click.Choice(["whole", "grid"]))
-@click.option("--aggregation", default="best", type=click.Choice(["best", "winner"]))
+@click.option("--regions", default="whole", show_default=True, type=click.Choice(["whole", "grid"]))
+@click.option(
+    "--aggregation",
+    default=None,
+    type=click.Choice(["best", "winner"]),
+    show_default="RAPPORT_REGION_AGGREGATION, as the service uses it (winner unless set)",
+    help="how the scores of several regions of a photo combine",
+)
 @click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
 @click.option("--seed", default=0, show_default=True, help="draws the collages")
-def eval_(dataset: str, out: str, regions: str, collages: int, **options: object) -> None:
+def eval_(
+    dataset: str, out: str, regions: str, collages: int, aggregation: str | None, **options: object
+) -> None:
     """Measure the configured encoder's retrieval quality on a folder of concept folders."""
     from app.main import load_encoder
     from retrieval.evaluation import format_table, run_eval
     from retrieval.regions import RegionConfig
 
+    settings = load_settings()
+    logger.info("rapport %s eval: model %s", version(), _model_named(settings))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        plots = False
+    else:
+        plots = True
     try:
         report = run_eval(
             dataset,
             out,
-            load_encoder(_settings()),
+            load_encoder(settings),
             regions=RegionConfig(kind="grid" if regions == "grid" else "whole"),
+            aggregation=aggregation or settings.region_aggregation,
             collages=collages > 0,
             collage_count=collages,
+            plots=plots,
             **options,
         )
     except ModelLoadError as error:
-        raise click.ClickException(error.detail) from None
+        raise StartupError(error.detail) from None
     except ValueError as error:  # a dataset the options cannot evaluate
         raise click.ClickException(str(error)) from None
-    except ModuleNotFoundError as error:
-        raise click.ClickException(f"{error}; plots need: pip install 'rapport[eval]'") from None
     click.echo(format_table(report) + "\n")
-    for name in ("report.json", "table.txt", "scores.png", "precision_recall.png"):
+    written = ["report.json", "table.txt"] + (
+        ["scores.png", "precision_recall.png"] if plots else []
+    )
+    for name in written:
         click.echo(f"wrote {click.format_filename(out)}/{name}")
+    if not plots:
+        click.echo(PLOTS_HINT, err=True)

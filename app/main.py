@@ -11,10 +11,11 @@ from anyio import to_thread
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from app import version
 from app.auth_gate import AuthGate
 from app.blobs import LocalBlobStore
 from app.body_limit import BodyLimitMiddleware
-from app.db.engine import make_engine, make_sessionmaker
+from app.db.engine import make_engine, make_sessionmaker, shown_url
 from app.errors import install_error_handlers
 from app.http_server import configure as configure_http_server
 from app.keys import KeyCache
@@ -73,7 +74,7 @@ def build_services(
         size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
     )
     metrics.track_cache(concepts.stats, "concept", "concept summaries")
-    return Services(
+    services = Services(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
@@ -101,6 +102,24 @@ def build_services(
         ),
         thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
     )
+    logger.info(
+        "rapport %s: encoder %s on %s, regions %s, generator %s; database %s; photos in %s",
+        version(),
+        model.model_id,
+        model.device,
+        settings.regions,
+        _generator_named(settings),
+        shown_url(settings.resolved_database_url),
+        settings.resolved_blob_dir,
+    )
+    return services
+
+
+def _generator_named(settings: Settings) -> str:
+    if settings.generator == "none":
+        return "none (chat answers with the prompt only)"
+    where = f" at {settings.generator_base_url}" if settings.generator == "openai" else ""
+    return f"{settings.generator} {settings.generator_model}{where}"
 
 
 def load_encoder(settings: Settings) -> Encoder | TorchvisionEncoder:
@@ -146,7 +165,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = FastAPI(
         title="rapport",
-        version="0.1.0",
+        version=version(),
         summary="Retrieval-augmented personalization for multimodal LLMs",
         lifespan=lifespan,
         # Served by app/routes/console.py from packaged files (works offline).

@@ -157,9 +157,12 @@ def run_eval(
     dataset_dir: str | Path,
     out_dir: str | Path,
     encoder: Encoder | TorchvisionEncoder,
+    *,
+    plots: bool = True,
     **options: Any,
 ) -> EvalReport:
-    """Evaluate, then write ``report.json``, ``table.txt`` and the plots into ``out_dir``.
+    """Evaluate, then write ``report.json``, ``table.txt`` and (``plots``, which need
+    matplotlib) the plots into ``out_dir``.
 
     ``dataset_dir``: a folder with one sub-folder of photos per concept (file
     names sort the reference photos first). ``out_dir``: created if missing;
@@ -176,7 +179,8 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(report.to_json() + "\n")
     (out / "table.txt").write_text(format_table(report) + "\n")
-    save_plots(report, out)
+    if plots:
+        save_plots(report, out)
     return report
 
 

@@ -29,8 +29,17 @@ def rapport_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(RAPPORT + args, env=env, capture_output=True, text=True, timeout=120)
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        RAPPORT + args, env=env, capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def messages(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that are not log records (those start with a date)."""
+    return [line for line in stderr.splitlines() if line and not line[:4].isdigit()]
 
 
 def free_port() -> int:

@@ -60,7 +60,17 @@ def test_serve_runs_the_readme_flow(tmp_path: Path) -> None:
         server.stop()
     assert server.process.returncode == 0
     assert (tmp_path / "data" / "rapport.db").is_file()
-    assert '"POST /v1/users/alice/retrieve HTTP/1.1" 200' in server.log.read_text()
+    log = server.log.read_text()
+    assert '"POST /v1/users/alice/retrieve HTTP/1.1" 200' in log
+    # A short start-up log that says what runs where, and nothing that looks like an error.
+    data = tmp_path / "data"
+    assert f"serve: data folder {data}, database sqlite:///{data}/rapport.db" in log
+    assert "encoder rapport-test-tiny:none on cpu, regions whole, generator none" in log
+    assert f"photos in {data}/blobs" in log
+    assert f"Uvicorn running on {server.url}" in log
+    for noise in ("ModuleNotFoundError", "alembic", "Traceback", "Parsing model identifier"):
+        assert noise not in log
+    assert len(log.split("Application startup complete")[0].splitlines()) <= 12
 
 
 def test_serve_without_access_log_on_one_torch_thread(tmp_path: Path) -> None:

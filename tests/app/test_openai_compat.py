@@ -133,9 +133,9 @@ def test_no_generator_is_one_clear_final_answer_the_client_does_not_retry(
 def test_errors_carry_their_message_in_openai_shape(
     openai_server: LiveServer, backend: FakeOpenAI
 ) -> None:
-    with client_for(openai_server, "rk_000000000000_" + "x" * 43) as bad:
-        with pytest.raises(openai.AuthenticationError) as denied:
-            bad.models.list()
+    bad = client_for(openai_server, "rk_000000000000_" + "x" * 43)
+    with bad, pytest.raises(openai.AuthenticationError) as denied:
+        bad.models.list()
     assert "the API key is unknown" in denied.value.message
     with client_for(openai_server, openai_server.new_key("acme")) as client:
         with pytest.raises(openai.UnprocessableEntityError) as invalid:

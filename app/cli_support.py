@@ -1,0 +1,120 @@
+"""What every ``rapport`` command does first: logging, settings, the database, one-line failures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import click
+from pydantic import ValidationError
+from sqlalchemy import exc as sql_errors
+
+from app import version
+from app.db.engine import shown_url
+from app.settings import Settings
+
+logger = logging.getLogger("rapport")
+
+# Loggers that speak at INFO about their own machinery (faiss's CPU-feature probe reports a
+# ModuleNotFoundError that is no error; Alembic lists its plugins): warnings only, unless
+# the operator asks for debug output.
+_CHATTY_LOGGERS = ("alembic", "faiss", "faiss.loader", "httpx")
+
+
+class StartupError(click.ClickException):
+    """A failure the operator fixes before anything runs: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def configure_logging(level: str) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise click.BadParameter(f"unknown log level {level!r}", param_hint="--log-level")
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    if numeric > logging.DEBUG:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_open_clip)
+
+
+def _quiet_open_clip(record: logging.LogRecord) -> bool:
+    # open_clip narrates each model build at INFO on the root logger (no logger of its own).
+    return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
+
+
+def load_settings() -> Settings:
+    """The settings of this process, or a StartupError naming each bad RAPPORT_* variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{_variable(item['loc'])}: {item['msg']}" for item in error.errors(include_url=False)
+        )
+        raise StartupError(f"invalid configuration: {problems}") from None
+
+
+def _variable(loc: tuple[object, ...]) -> str:
+    if not loc:
+        return "settings"
+    return f"RAPPORT_{str(loc[0]).upper()}"
+
+
+def where(settings: Settings) -> str:
+    """Which data this process uses: the resolved data folder and database (no password)."""
+    return (
+        f"data folder {settings.data_dir.resolve()}, "
+        f"database {shown_url(settings.resolved_database_url)}"
+    )
+
+
+def log_start(command: str, settings: Settings) -> None:
+    logger.info("rapport %s %s: %s", version(), command, where(settings))
+
+
+def open_database(settings: Settings, *, revision: str | None = "head") -> None:
+    """Make the data folder and bring the database schema to ``revision`` (None: only check
+    that it is up to date); StartupError in one line otherwise.
+
+    A data folder this call creates is removed again when the database cannot be used, so a
+    command that fails leaves nothing behind in the current directory.
+    """
+    from app.db.migrate import check_current, upgrade
+
+    folder = settings.data_dir
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if revision is not None:
+            upgrade(settings.resolved_database_url, revision)
+        else:
+            check_current(settings.resolved_database_url)
+    except Exception as error:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise StartupError(database_problem(settings, error)) from None
+
+
+def database_problem(settings: Settings, error: BaseException) -> str:
+    """One line: which database (RAPPORT_DATABASE_URL, password hidden) and why it failed."""
+    from app.db.migrate import SchemaNotCurrent
+
+    if settings.database_url is None:
+        named = (
+            f"the database {shown_url(settings.resolved_database_url)} "
+            f"(RAPPORT_DATABASE_URL is unset: a SQLite file in RAPPORT_DATA_DIR)"
+        )
+    else:
+        named = f"RAPPORT_DATABASE_URL={shown_url(settings.database_url)}"
+    if isinstance(error, SchemaNotCurrent):
+        return f"{named}: {error}"
+    cause = getattr(error, "orig", None) or error
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    if isinstance(error, sql_errors.ArgumentError | sql_errors.NoSuchModuleError):
+        return f"{named} is not a usable SQLAlchemy URL: {text}"
+    return f"cannot use {named}: {type(cause).__name__}: {text}"

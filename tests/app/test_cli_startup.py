@@ -1,0 +1,90 @@
+"""How every ``rapport`` command starts: where its data is, a current schema, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.app.processes import free_port, messages, rapport_env, run_cli
+
+
+def test_keys_from_a_fresh_folder_migrate_first_and_say_which_data_they_use(
+    tmp_path: Path,
+) -> None:
+    env = rapport_env(tmp_path)
+    del env["RAPPORT_DATA_DIR"]  # the default: ./rapport-data, relative to the current folder
+
+    created = run_cli(["keys", "create", "--tenant", "acme"], env, cwd=tmp_path)
+
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert created.stdout == key + "\n" and key.startswith("rk_")
+    data = tmp_path / "rapport-data"
+    assert f"data folder {data}, database sqlite:///{data}/rapport.db" in created.stderr
+    assert "Traceback" not in created.stderr and "alembic" not in created.stderr
+    listed = run_cli(["keys", "list", "--tenant", "acme"], env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["prefix", "created", "expires", "revoked"]
+    assert row.split()[0] == key.split("_")[1] and row.endswith("-")
+    assert key.split("_")[2] not in listed.stdout
+    unknown = run_cli(["keys", "list", "--tenant", "nobody"], env, cwd=tmp_path)
+    assert unknown.returncode == 1 and "no tenant named 'nobody'" in unknown.stderr
+
+
+def test_an_unreachable_database_is_one_line_exit_2_and_leaves_no_data_folder(
+    tmp_path: Path,
+) -> None:
+    url = f"postgresql+psycopg://rapport:hunter2@127.0.0.1:{free_port()}/rapport"
+    env = rapport_env(tmp_path / "data", RAPPORT_DATABASE_URL=url)
+    del env["RAPPORT_DATA_DIR"]
+
+    for command in (["keys", "create", "--tenant", "acme"], ["db", "upgrade"], ["doctor"]):
+        result = run_cli(command, env, cwd=tmp_path)
+
+        assert result.returncode == 2, result.stderr
+        [line] = messages(result.stderr)
+        assert line.startswith("error: cannot use RAPPORT_DATABASE_URL=postgresql+psycopg://")
+        assert "rapport:***@127.0.0.1" in line and "Connection refused" in line
+        assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+        assert list(tmp_path.iterdir()) == [], "a failed command leaves nothing behind"
+
+
+def test_serve_with_a_missing_postgres_database_is_one_line(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    missing = postgres_url.rsplit("/", 1)[0] + "/rapport_no_such_database"
+    env = rapport_env(tmp_path / "data", RAPPORT_DATABASE_URL=missing)
+
+    result = run_cli(["serve", "--port", str(free_port())], env)
+
+    assert result.returncode == 2
+    [line] = messages(result.stderr)
+    assert 'database "rapport_no_such_database" does not exist' in line
+    assert line.startswith("error: cannot use RAPPORT_DATABASE_URL=")
+
+
+def test_serve_without_migrating_refuses_an_old_schema(tmp_path: Path) -> None:
+    env = rapport_env(tmp_path / "data")
+
+    result = run_cli(["serve", "--no-migrate", "--port", str(free_port())], env)
+
+    assert result.returncode == 2
+    [line] = messages(result.stderr)
+    assert "schema is at revision none" in line and "run `rapport db upgrade`" in line
+
+
+def test_bad_settings_name_their_variable(tmp_path: Path) -> None:
+    env = rapport_env(tmp_path / "data", RAPPORT_DEFAULT_TOP_K="abc")
+
+    result = run_cli(["keys", "create", "--tenant", "acme"], env)
+
+    assert result.returncode == 2
+    [line] = messages(result.stderr)
+    assert line.startswith("error: invalid configuration: RAPPORT_DEFAULT_TOP_K: ")
+    assert not (tmp_path / "data").exists()
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_cli(["--version"], rapport_env(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.startswith("rapport, version ") and result.stdout.split()[-1][0].isdigit()
