@@ -128,9 +128,9 @@ def load_encoder(settings: Settings) -> Encoder | TorchvisionEncoder:
         return open_encoder(settings.encoder_config())
     except ModelLoadError as error:
         raise ModelLoadError(
-            f"{error.detail}. Fix: download the weights on a machine with network access and "
-            "set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP weights "
-            "offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
+            f"{error.detail.rstrip('.')}. Fix: download the weights on a machine with network "
+            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP "
+            "weights offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
         ) from error
 
 
@@ -139,9 +139,14 @@ def load_regions(settings: Settings) -> RegionProposer:
     try:
         return open_region_proposer(settings.region_config())
     except Exception as error:
+        why = (
+            error.detail
+            if isinstance(error, ModelLoadError)
+            else f"{type(error).__name__}: {error}"
+        )
         raise ModelLoadError(
             f"could not load the region detector {settings.region_detector_model!r}: "
-            f"{type(error).__name__}: {error}. Fix: set RAPPORT_REGION_DETECTOR_MODEL to a "
+            f"{why.rstrip('.')}. Fix: set RAPPORT_REGION_DETECTOR_MODEL to a "
             "local OWLv2 / OWL-ViT folder, or RAPPORT_REGIONS=grid or whole."
         ) from error
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from retrieval.errors import ModelLoadError
+from retrieval.hub import open_clip_weights
 from retrieval.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -136,13 +137,20 @@ class Encoder:
         device = resolve_device(config.device)
         precision = "fp16" if device.type == "cuda" else "fp32"
         pretrained, weights_id = _weights_source(open_clip, config)
+        keywords: dict[str, object] = {}
+        if pretrained is not None and pretrained == weights_id:  # a tag, not a file
+            pretrained, keywords = open_clip_weights(open_clip, config.model, pretrained)
         try:
             with torch.random.fork_rng(devices=[]):
                 # Random weights are seeded so that every process builds the same
                 # model and vectors stay comparable across workers and restarts.
                 torch.manual_seed(0)
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    config.model, pretrained=pretrained, precision=precision, device=device
+                    config.model,
+                    pretrained=pretrained,
+                    precision=precision,
+                    device=device,
+                    **keywords,
                 )
         except Exception as error:
             raise ModelLoadError(

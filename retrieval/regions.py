@@ -17,6 +17,7 @@ from PIL import Image
 
 from retrieval.encoder import resolve_device
 from retrieval.errors import ModelLoadError
+from retrieval.hub import require_hub
 
 Box = tuple[int, int, int, int]
 RegionKind = Literal["whole", "grid", "detector"]
@@ -147,15 +148,12 @@ class DetectorRegions:
     @classmethod
     def from_config(cls, config: RegionConfig) -> DetectorRegions:
         """Load ``config.detector_model`` (hub id or local folder) or raise ModelLoadError."""
-        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        local = Path(config.detector_model).expanduser().is_dir()
         device = resolve_device(config.device)
         try:
-            processor = AutoProcessor.from_pretrained(config.detector_model, local_files_only=local)
-            model = AutoModelForZeroShotObjectDetection.from_pretrained(
-                config.detector_model, local_files_only=local
-            )
+            processor, model = _load_detector(config.detector_model)
+        except ModelLoadError:
+            raise
         except Exception as error:
             raise ModelLoadError(
                 f"could not load detector {config.detector_model!r}: "
@@ -219,3 +217,24 @@ class DetectorRegions:
             Region(box=box, image=image.crop(box)) for box, _ in self.detect(image, categories)
         ]
         return [Region(box=None, image=image), *crops]
+
+
+def _load_detector(name: str) -> tuple[object, torch.nn.Module]:
+    """The processor and model of a local folder or hub id: the hub cache first, the hub
+    only when it answers (ModelLoadError in one line at once otherwise)."""
+    from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+    def load(local_only: bool) -> tuple[object, torch.nn.Module]:
+        processor = AutoProcessor.from_pretrained(name, local_files_only=local_only)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(
+            name, local_files_only=local_only
+        )
+        return processor, model
+
+    if Path(name).expanduser().is_dir():
+        return load(True)
+    try:
+        return load(True)
+    except Exception:  # not (wholly) in the cache, or unreadable there
+        require_hub(f"detector {name!r}")
+        return load(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from tests.app.processes import free_port, messages, rapport_env, run_cli
@@ -88,3 +89,40 @@ def test_version(tmp_path: Path) -> None:
     result = run_cli(["--version"], rapport_env(tmp_path))
     assert result.returncode == 0
     assert result.stdout.startswith("rapport, version ") and result.stdout.split()[-1][0].isdigit()
+
+
+def test_serve_offline_without_cached_weights_fails_in_seconds_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # The default weights, an empty model cache, and a hub that refuses connections.
+    env = rapport_env(
+        tmp_path / "data",
+        RAPPORT_CLIP_MODEL="ViT-B-32",
+        RAPPORT_CLIP_PRETRAINED="laion2b_s34b_b79k",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+    )
+    env.pop("HF_HUB_OFFLINE", None)
+
+    result = run_cli(["serve", "--port", str(free_port())], env)
+    ended = datetime.now()
+
+    assert result.returncode == 2
+    [line] = messages(result.stderr)
+    assert "weights 'laion2b_s34b_b79k' for ViT-B-32" in line
+    assert "cannot be reached" in line and "RAPPORT_CLIP_PRETRAINED" in line
+    assert "Retrying" not in result.stderr and "thrown while requesting" not in result.stderr
+    # From the start-up line (after Python and torch have loaded) to the exit: the hub is
+    # asked once, for 3 s at most, instead of a minute of retries.
+    started = datetime.strptime(result.stderr[:23], "%Y-%m-%d %H:%M:%S,%f")
+    assert (ended - started).total_seconds() < 15, result.stderr
+    offline = run_cli(
+        ["serve", "--port", str(free_port())],
+        env
+        | {"HF_HUB_OFFLINE": "1", "RAPPORT_REGIONS": "detector"}
+        | {"RAPPORT_CLIP_MODEL": "rapport-test-tiny", "RAPPORT_CLIP_PRETRAINED": "none"},
+    )
+    assert offline.returncode == 2
+    [line] = messages(offline.stderr)
+    assert "region detector 'google/owlv2-base-patch16-ensemble'" in line
+    assert "HF_HUB_OFFLINE is set" in line
