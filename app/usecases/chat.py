@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -24,6 +25,8 @@ from retrieval import (
 from retrieval.errors import InvalidRequest
 from retrieval.generators import Stream
 from retrieval.prompt import choose_concepts
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,11 @@ def _check_options(services: Services, options: GenerationOptions) -> None:
 def _reference_photos(
     services: Services, matches: Sequence[Match]
 ) -> list[tuple[Image.Image, ...]]:
-    """The first reference photos of each concept, decoded (they were checked on upload)."""
+    """The first reference photos of each concept, decoded (they were checked on upload).
+
+    A photo whose file is gone from the photo store is skipped (the next one takes its
+    place) and logged for the operator: the answer goes on without it.
+    """
     per_concept = services.settings.prompt_max_reference_images
     if not matches or per_concept == 0:
         return [() for _ in matches]
@@ -139,10 +146,23 @@ def _reference_photos(
     # The configured caps (a photo accepted under raised caps must not fail every chat),
     # reduced to what the MLLM is shown.
     policy = PhotoPolicy.for_references(services)
-    return [
-        tuple(
-            policy.decode(services.blobs.get(row.blob_key)).image
-            for row in rows[match.concept.id][:per_concept]
-        )
-        for match in matches
-    ]
+    chosen: list[tuple[Image.Image, ...]] = []
+    for match in matches:
+        photos: list[Image.Image] = []
+        for row in rows[match.concept.id]:
+            if len(photos) == per_concept:
+                break
+            try:
+                data = services.blobs.get(row.blob_key)
+            except FileNotFoundError:
+                logger.warning(
+                    "photo %s of concept %s is missing from the photo store (%s); chat goes "
+                    "on without it. Run `rapport doctor`",
+                    row.id,
+                    match.concept.id,
+                    row.blob_key,
+                )
+                continue
+            photos.append(policy.decode(data).image)
+        chosen.append(tuple(photos))
+    return chosen

@@ -190,3 +190,32 @@ def test_the_transformers_generator_end_to_end(
     assert deltas == done["answer"]
     # Greedy decoding: the same prompt gives the same answer streamed or not.
     assert done["answer"] == body["answer"]
+
+
+def test_a_reference_photo_whose_file_is_gone_is_skipped_and_reported(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app import repository as repo
+    from app.usecases.doctor import Storage, check
+
+    client = setup_users(server)
+    services = server.services
+    [bo] = client.get("/v1/users/alice/concepts").json()["items"]
+    with services.sessions() as session:
+        rows = repo.images_of(session=session, concept_ids=[bo["id"]])[bo["id"]]
+    question = {"question": "What is <bo> doing?", "image": data_url(factories.photo("dog", 4))}
+
+    services.blobs.delete(rows[0].blob_key)
+    response = client.post("/v1/users/alice/chat", json=question)
+    assert response.status_code == 200, response.text
+    # The next photo of <bo> stands in for the missing one.
+    assert len(image_urls(response.json()["prompt"])) == 2
+    assert f"photo {rows[0].id} of concept {bo['id']} is missing" in caplog.text
+
+    for row in rows[1:]:
+        services.blobs.delete(row.blob_key)
+    response = client.post("/v1/users/alice/chat", json=question)
+    assert response.status_code == 200, response.text
+    assert [c["name"] for c in response.json()["concepts"]] == ["<bo>"]
+    assert len(image_urls(response.json()["prompt"])) == 1  # the query photo only
+    assert sorted(check(Storage.of(services)).missing_blobs) == sorted(r.id for r in rows)
