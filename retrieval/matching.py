@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from retrieval.common_words import is_bare_word_matchable
 from retrieval.index import Hit, UserIndex
 
 
@@ -59,8 +60,11 @@ MIN_BARE_WORD_CHARS = 2
 
 
 def bare_word_matchable(key: str) -> bool:
-    """Whether a concept named ``key`` is also found as a bare word, without its <>."""
-    return sum(char.isalnum() for char in key) >= MIN_BARE_WORD_CHARS
+    """Whether a concept named ``key`` is also found as a bare word, without its <>: not
+    when it is one character, nor one common English word (``is_bare_word_matchable``)."""
+    return sum(char.isalnum() for char in key) >= MIN_BARE_WORD_CHARS and is_bare_word_matchable(
+        key
+    )
 
 
 def _trie(keys: Iterable[str]) -> dict[str, dict]:

@@ -104,3 +104,16 @@ def test_a_malformed_multipart_body_is_a_clear_422(api: httpx.Client) -> None:
     two_files = [("image", ("a.jpg", factories.photo("dog", 0))), ("x", ("b.txt", b"y"))]
     body = assert_problem(api.post("/v1/users/alice/retrieve", files=two_files), 422)
     assert "multipart" in body["detail"]
+
+
+def test_concepts_named_like_dataset_folders_are_not_found_in_ordinary_questions(
+    api: httpx.Client,
+) -> None:
+    # Named as `rapport import` names the dataset's folders.
+    for subject in ("can", "clock", "dog2"):
+        register_subject(api, "bob", subject, count=1)
+    for question in ("Can you describe this photo?", "Can you tell me what time the clock shows?"):
+        assert matched_names(retrieve(api, "bob", text=question)) == []
+    named = retrieve(api, "bob", text="Is <can> next to dog2?", top_k=5)
+    assert sorted(matched_names(named)) == ["can", "dog2"]
+    assert {m["source"] for m in named.json()["matches"]} == {"text"}

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from retrieval import UserIndex, name_key, named_in
+from retrieval.common_words import is_bare_word_matchable
 from retrieval.matching import search_concepts
+from tests import factories
 
 
 @pytest.mark.parametrize(
@@ -30,6 +32,36 @@ def test_name_key(name: str, key: str) -> None:
 )
 def test_named_in(text: str, found: set[str]) -> None:
     assert named_in(text, ["<bo>", "My Mug", "<>"]) == found
+
+
+DATASET_NAMES = factories.subjects()
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Can you describe this photo?", set()),
+        ("Can you tell me what time the clock shows?", set()),
+        ("Is the dog happy? What about the cat and the candle?", set()),
+        ("Where did I leave <can>? Is <Clock> on the wall?", {"can", "clock"}),
+        ("Is dog2 with dog3 next to the backpack_dog?", {"dog2", "dog3", "backpack_dog"}),
+        (
+            "Show me <red_cartoon>, grey_sloth_plushie and <dog>",
+            {"red_cartoon", "grey_sloth_plushie", "dog"},
+        ),
+    ],
+)
+def test_common_words_name_a_concept_only_in_angle_brackets(text: str, found: set[str]) -> None:
+    # Concepts named like the dataset's folders, as `rapport import` names them.
+    assert {"can", "clock", "cat", "dog", "dog2", "candle", "backpack_dog"} <= set(DATASET_NAMES)
+    assert named_in(text, DATASET_NAMES) == found
+
+
+def test_bare_word_matching_is_for_names_that_are_no_common_word() -> None:
+    assert not is_bare_word_matchable("can") and not is_bare_word_matchable("clock")
+    assert is_bare_word_matchable("bo") and is_bare_word_matchable("backpack_dog")
+    assert is_bare_word_matchable("my mug")  # several words are not said by chance
+    assert not is_bare_word_matchable("")
 
 
 def test_search_concepts_matches_brute_force() -> None:
