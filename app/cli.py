@@ -245,8 +245,8 @@ PLOTS_HINT = (
     "--aggregation",
     default=None,
     type=click.Choice(["best", "winner"]),
-    show_default="RAPPORT_REGION_AGGREGATION, as the service uses it (winner unless set)",
-    help="how the scores of several regions of a photo combine",
+    help="how the scores of several regions of a photo combine  "
+    "[default: RAPPORT_REGION_AGGREGATION, as the service uses it: winner unless set]",
 )
 @click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
 @click.option("--seed", default=0, show_default=True, help="draws the collages")

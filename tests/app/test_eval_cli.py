@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -37,3 +38,43 @@ def test_eval_writes_the_report_and_plots_and_says_random_weights_are_meaningles
         assert f"wrote {out}/{name}" in result.stdout
     assert (out / "table.txt").read_text() in result.stdout
     assert not data.exists(), "eval needs no database or data folder"
+
+
+def test_eval_without_matplotlib_prints_its_table_and_a_correct_hint(tmp_path: Path) -> None:
+    dataset = tmp_path / "dataset"
+    for subject in SUBJECTS[:2]:
+        shutil.copytree(factories.DATASET / subject, dataset / subject)
+    # A matplotlib that cannot be imported, ahead of the installed one.
+    hidden = tmp_path / "hidden"
+    (hidden / "matplotlib").mkdir(parents=True)
+    (hidden / "matplotlib" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = rapport_env(tmp_path / "data")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hidden), env.get("PYTHONPATH")]))
+    out = tmp_path / "out"
+
+    result = run_cli(["eval", str(dataset), "--out", str(out), "--collages", "0"], env)
+
+    assert result.returncode == 0, result.stderr
+    assert (out / "table.txt").read_text() in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    # The service's aggregation unless told otherwise.
+    assert report["aggregation"] == "winner" and "aggregation winner" in result.stdout
+    assert not list(out.glob("*.png")) and "png" not in result.stdout
+    assert "pip install matplotlib" in result.stderr and "rapport[eval]" not in result.stderr
+
+    told = run_cli(
+        ["eval", str(dataset), "--out", str(out), "--collages", "0"],
+        env | {"RAPPORT_REGION_AGGREGATION": "best"},
+    )
+    assert (
+        told.returncode == 0
+        and json.loads((out / "report.json").read_text())["aggregation"] == "best"
+    )
+
+
+def test_eval_help_shows_every_default(tmp_path: Path) -> None:
+    result = run_cli(["eval", "--help"], rapport_env(tmp_path))
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "[default: whole]" in text
+    assert "[default: RAPPORT_REGION_AGGREGATION" in text
