@@ -221,10 +221,25 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = _route_template(scope)
             method = scope["method"]
             metrics = self.metrics_of()
             metrics.requests.labels(template, method, str(status)).inc()
             metrics.latency.labels(template, method).observe(time.perf_counter() - started)
             metrics.refresh()
+
+
+def _route_template(scope: Scope) -> str:
+    """The template of the route that took the request; "unmatched" when none did.
+
+    FastAPI's routes leave themselves in the scope; Starlette's plain ones (/docs,
+    /openapi.json) only their endpoint, which is looked up among the app's routes.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    endpoint = scope.get("endpoint")
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        if endpoint is not None and getattr(candidate, "endpoint", None) is endpoint:
+            return str(candidate.path)
+    return "unmatched"

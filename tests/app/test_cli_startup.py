@@ -126,3 +126,15 @@ def test_serve_offline_without_cached_weights_fails_in_seconds_in_one_line(
     [line] = messages(offline.stderr)
     assert "region detector 'google/owlv2-base-patch16-ensemble'" in line
     assert "HF_HUB_OFFLINE is set" in line
+
+
+def test_reindex_says_which_settings_it_used(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run_cli(["reindex"], rapport_env(data))
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"using data folder {data}, database sqlite:///{data}/rapport.db, "
+        "model open_clip:rapport-test-tiny:none"
+    ) in result.stderr
+    assert "embedded 0 photos with rapport-test-tiny:none" in result.stderr

@@ -70,6 +70,8 @@ def test_metrics(server: LiveServer, api: httpx.Client) -> None:
     retrieve(api, "alice", factories.photo("dog", 1))
     retrieve(api, "alice", factories.photo("dog", 2))
     api.get("/v1/users/alice/concepts/missing")
+    for path in ("/docs", "/openapi.json", "/no/such/path"):
+        server.client().get(path)
     text = server.client().get("/metrics").text
 
     def value(name: str, **labels: str) -> float:
@@ -95,6 +97,10 @@ def test_metrics(server: LiveServer, api: httpx.Client) -> None:
         value("rapport_http_request_duration_seconds_count", method="POST", route=retrieve_route)
         == 2
     )
+    # FastAPI's own pages count under their routes; only a path no route takes is "unmatched".
+    for route in ("/docs", "/openapi.json"):
+        assert value("rapport_http_requests_total", method="GET", route=route, status="200") == 1
+    assert value("rapport_http_requests_total", method="GET", route="unmatched", status="404") == 1
     assert value("rapport_encoder_batch_size_sum") == 5
     assert value("rapport_encoder_batch_seconds_count") >= 1
     assert value("rapport_encoder_queue_depth") == 0

@@ -118,6 +118,12 @@ def test_the_doctor_command(start_server: Any, sqlite_url: str, tmp_path: Path) 
     result = run_cli(["doctor", "--repair"], env)
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
+    # It says which settings it used: run without the server's environment, that shows.
+    data = services.settings.data_dir
+    assert lines[0] == (
+        f"using data folder {data.resolve()}, database {sqlite_url}, photos "
+        f"{(data / 'blobs').resolve()}, model rapport-test-tiny:none"
+    )
     assert "repaired: deleted 1 unreferenced files" in lines
     assert any(line.startswith("problem: 1 photos whose file is missing") for line in lines)
     # The command knows the configured model's id without loading it: the vectors match.
