@@ -210,7 +210,16 @@ def import_(source: str, tenant: str, user: str) -> None:
     log_start("import", settings)
     open_database(settings)
     services = _services()
-    bar = tqdm(unit="photo", file=sys.stderr, disable=None)
+    # In a terminal only. One that reports no size (0 x 0, tqdm then draws nothing) still
+    # gets a bar.
+    sized = _columns() > 0
+    bar = tqdm(
+        unit="photo",
+        file=sys.stderr,
+        disable=None,
+        ncols=None if sized else 80,
+        nrows=None if sized else 24,
+    )
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -228,6 +237,13 @@ def import_(source: str, tenant: str, user: str) -> None:
     for line in report.lines():
         click.echo(line)
     sys.exit(1 if report.failures else 0)
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
 
 
 PLOTS_HINT = (

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from app.usecases.importer import import_concepts
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import stored
-from tests.app.processes import rapport_env, run_cli
+from tests.app.processes import RAPPORT, rapport_env, run_cli
 from tests.conftest import make_settings
 
 
@@ -193,3 +195,28 @@ def test_the_import_command_prints_a_summary_and_exits_1_on_a_bad_file(tmp_path:
     assert "photos added: 2\n" in result.stdout
     assert f"{root / 'bo' / 'broken.jpg'}: Unsupported media type" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_import_command_shows_a_progress_bar_in_a_terminal(tmp_path: Path) -> None:
+    copy_photos("dog", tmp_path / "photos" / "dog", 3)
+    env = rapport_env(tmp_path / "data")
+    command = [*RAPPORT, "import", str(tmp_path / "photos"), "--tenant", "t", "--user", "u"]
+    # A pseudo-terminal as a fresh one is: it reports no size (0 columns) until told one.
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the command, with the terminal as stdin, stdout and stderr
+        os.execvpe(command[0], command, env)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(terminal)
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "3/3" in text and "photo/s" in text
+    assert "photos added: 3" in text
