@@ -18,7 +18,9 @@ def _url() -> str:
         return url
     from app.settings import Settings
 
-    return Settings().resolved_database_url
+    settings = Settings()  # the alembic command line, from a checkout
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.resolved_database_url
 
 
 def run_migrations_offline() -> None:
