@@ -20,6 +20,7 @@ from app.usecases.concept_reads import list_concepts
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
 from retrieval import decode_image, name_key
+from retrieval.common_words import is_bare_word_matchable
 from retrieval.errors import Conflict, ImageRejected, InvalidRequest, NotFound, RapportError
 
 Progress = Callable[[int, int], None]
@@ -49,7 +50,15 @@ class ImportReport:
             f"photos skipped (already stored): {self.photos_skipped}",
             f"failed: {len(self.failures)}",
         ]
-        return lines + [f"  {failure.where}: {failure.reason}" for failure in self.failures]
+        lines += [f"  {failure.where}: {failure.reason}" for failure in self.failures]
+        common = [name for name in self.created if not is_bare_word_matchable(name_key(name))]
+        if common:
+            what = "is a common English word" if len(common) == 1 else "are common English words"
+            lines.append(
+                f"note: {', '.join(common)} {what}: questions name such a concept only in "
+                f"angle brackets (<{name_key(common[0])}>), or rename it"
+            )
+        return lines
 
 
 @dataclass

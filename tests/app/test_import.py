@@ -220,3 +220,5 @@ def test_the_import_command_shows_a_progress_bar_in_a_terminal(tmp_path: Path) -
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "3/3" in text and "photo/s" in text
     assert "photos added: 3" in text
+    # "dog" is a common word: the summary says how questions name that concept.
+    assert "note: dog is a common English word" in text and "(<dog>)" in text
