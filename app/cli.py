@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,6 +29,10 @@ from app.cli_support import (
     where,
 )
 from retrieval.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from app.services import Services
+    from app.settings import Settings
 
 logger = logging.getLogger("rapport")
 
@@ -66,7 +71,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     with _metrics_dir(settings.prometheus_multiproc_dir, shared=workers > 1):
         try:
             if workers == 1:
-                app = create_app(services=build_services(settings))
+                app = create_app(services=build_services(settings), freeze_heap=settings.gc_freeze)
                 uvicorn.run(
                     app, host=host, port=port, log_level="info", **uvicorn_options(settings)
                 )
@@ -76,7 +81,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
         except ModelLoadError as error:
             raise StartupError(error.detail) from None
         uvicorn.run(
-            "app.main:create_app",
+            "app.main:served_app",
             factory=True,
             host=host,
             port=port,
@@ -126,11 +131,11 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at revision {revision}: {where(settings)}", err=True)
 
 
-def _services():  # type: ignore[no-untyped-def]
+def _services(settings: Settings) -> Services:
     from app.main import build_services
 
     try:
-        return build_services(load_settings())
+        return build_services(settings)
     except ModelLoadError as error:
         raise StartupError(error.detail) from None
 
@@ -144,7 +149,7 @@ def reindex() -> None:
     log_start("reindex", settings)
     click.echo(f"using {where(settings)}, model {_model_named(settings)}", err=True)
     open_database(settings)
-    services = _services()
+    services = _services(settings)
     try:
         count = reindex_all(services, progress=lambda done: click.echo(f"{done} photos", err=True))
     finally:
@@ -152,7 +157,7 @@ def reindex() -> None:
     click.echo(f"embedded {count} photos with {services.encoder.model_id}", err=True)
 
 
-def _model_named(settings) -> str:  # type: ignore[no-untyped-def]
+def _model_named(settings: Settings) -> str:
     return f"{settings.encoder_family}:{settings.clip_model}:{settings.clip_pretrained}"
 
 
@@ -209,7 +214,7 @@ def import_(source: str, tenant: str, user: str) -> None:
     settings = load_settings()
     log_start("import", settings)
     open_database(settings)
-    services = _services()
+    services = _services(settings)
     # In a terminal only. One that reports no size (0 x 0, tqdm then draws nothing) still
     # gets a bar.
     sized = _columns() > 0

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         validation_alias="PROMETHEUS_MULTIPROC_DIR",
         description="where workers share their metrics; set by rapport serve --workers N",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="rapport serve keeps what exists once it has started (models, libraries) "
+        "out of Python's full garbage collections, which otherwise walk it all with every "
+        "thread stopped",
+    )
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
     min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(

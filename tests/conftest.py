@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -30,6 +31,16 @@ TINY = EncoderConfig(model="rapport-test-tiny", pretrained="none", device="cpu")
 POSTGRES_URL = os.environ.get(
     "RAPPORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture(autouse=True)
+def _collect_after_each_test() -> Iterator[None]:
+    """With RAPPORT_TEST_GC_EACH=1, a full collection after each test (after its other
+    fixtures are torn down): an object that a test leaks, such as an unclosed socket held
+    in a reference cycle, is then reported by that test rather than by a later one."""
+    yield
+    if os.environ.get("RAPPORT_TEST_GC_EACH"):
+        gc.collect()
 
 
 @pytest.fixture(scope="session")
