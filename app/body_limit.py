@@ -8,7 +8,7 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import problem
+from app.errors import error_answer
 
 
 class BodyTooLarge(HTTPException):
@@ -38,7 +38,7 @@ class BodyLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             error = BodyTooLarge(self.max_bytes)
-            response = problem(413, "Payload too large", str(error.detail))
+            response = error_answer(scope["path"], 413, "Payload too large", str(error.detail))
             response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return

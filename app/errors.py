@@ -129,7 +129,7 @@ def _headers(status: int, retry_after: float | None) -> dict[str, str] | None:
     }.get(status)
 
 
-def _answer(
+def error_answer(
     path: str,
     status: int,
     title: str,
@@ -153,7 +153,7 @@ def render(error: errors.RapportError, path: str = "") -> JSONResponse:
         logger.info("%s: %s", type(error).__name__, error.detail)
     elif status >= 500:
         logger.error("%s: %s", type(error).__name__, error.detail)
-    return _answer(
+    return error_answer(
         path,
         status,
         error.title,
@@ -174,7 +174,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     ]
     summary = "; ".join(f"{'.'.join(map(str, i['loc']))}: {i['msg']}" for i in issues)
     body_fields = [i["loc"][1] for i in issues if len(i["loc"]) > 1 and i["loc"][0] == "body"]
-    return _answer(
+    return error_answer(
         request.url.path,
         422,
         "Invalid request",
@@ -192,7 +192,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         408: "Request timeout",
         413: "Payload too large",
     }.get(error.status_code, "HTTP error")
-    response = _answer(request.url.path, error.status_code, title, str(error.detail))
+    response = error_answer(request.url.path, error.status_code, title, str(error.detail))
     if error.headers:
         response.headers.update(error.headers)
     return response
@@ -200,7 +200,9 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _answer(request.url.path, 500, "Internal server error", "an unexpected error occurred")
+    return error_answer(
+        request.url.path, 500, "Internal server error", "an unexpected error occurred"
+    )
 
 
 _DATABASE_UNAVAILABLE = (

@@ -49,12 +49,39 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """OpenAI's error shape, as the OpenAI-compatible routes answer every error."""
+
+    error: OpenAIErrorDetail
+
+
+def openai_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting these statuses in OpenAI's error shape."""
+    schema = {"$ref": "#/components/schemas/OpenAIError"}
+    return {
+        status: {
+            "model": OpenAIError,
+            "description": _DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
 # Statuses that only an MLLM backend causes; the chat routes document them on their own.
 GENERATOR_STATUSES = frozenset({501, 502, 504})
 
 # Every status of the error table (and 408 from the body limit): a status cannot go
 # undocumented by adding an error class.
 USER_DATA_ERRORS = problems(*sorted((set(STATUS.values()) | {408}) - GENERATOR_STATUSES))
+OPENAI_ROUTE_ERRORS = openai_errors(*sorted(set(STATUS.values()) | {408}))
 
 
 BEARER = {

@@ -19,7 +19,7 @@ from app.openai_schemas import (
     completion_id,
     now,
 )
-from app.openapi import USER_DATA_ERRORS, problems
+from app.openapi import OPENAI_ROUTE_ERRORS
 from app.streaming import StartedStream, event_stream, sse
 from app.usecases.chat import answer_chat, require_generator, stream_chat
 from app.usecases.chat_input import ChatDefaults
@@ -28,7 +28,7 @@ from retrieval import Generation
 router = APIRouter(
     prefix="/v1",
     tags=["openai-compatible"],
-    responses=USER_DATA_ERRORS | problems(501, 502, 504),
+    responses=OPENAI_ROUTE_ERRORS,
 )
 
 

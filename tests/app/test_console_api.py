@@ -114,7 +114,7 @@ def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(
     query = factories.photo("dog", 4)
     width, height = Image.open(io.BytesIO(query)).size
     body = {
-        "question": "Is my cat here?",
+        "question": "Is my <cat> here?",
         "image": "data:image/jpeg;base64," + __import__("base64").b64encode(query).decode(),
         "top_k": 1,
         "min_score": 0.5,
@@ -146,7 +146,7 @@ def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(
     assert all(p["image_id"] for p in references)
     assert user["parts"][-1] == {
         "type": "text",
-        "text": "Is my cat here?",
+        "text": "Is my <cat> here?",
         "photo": None,
         "concept_id": None,
         "image_id": None,
