@@ -53,7 +53,7 @@ def test_the_wheel_installed_in_a_fresh_venv_migrates_and_makes_keys(tmp_path: P
     python = venv / "bin" / "python"
     [packages] = (venv / "lib").glob("python3*/site-packages")
     (packages / "shared.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    run(
+    installed = run(
         [
             sys.executable,
             "-m",
@@ -63,10 +63,14 @@ def test_the_wheel_installed_in_a_fresh_venv_migrates_and_makes_keys(tmp_path: P
             "install",
             "--no-deps",
             "--no-index",
+            # This venv's rapport (editable) is visible there too: install beside it,
+            # never uninstall it.
+            "--ignore-installed",
             wheel,
         ]
     )
 
+    assert "Successfully installed rapport" in installed.stdout
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAPPORT_", "PYTHON"))}
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
