@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -276,9 +277,22 @@ def import_(source: str, tenant: str, user: str) -> None:
 @click.option("--references", default=3, show_default=True, type=click.IntRange(min=1))
 @click.option("--regions", default="whole", type=click.Choice(["whole", "grid"]))
 @click.option("--aggregation", default="best", type=click.Choice(["best", "winner"]))
+@click.option(
+    "--region-encoding",
+    default="crop",
+    type=click.Choice(["crop", "pooled"]),
+    help="grid regions: crops, or pooled from one pass (torchvision conv nets)",
+)
 @click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
 @click.option("--seed", default=0, show_default=True, help="draws the collages")
-def eval_(dataset: str, out: str, regions: str, collages: int, **options: object) -> None:
+def eval_(
+    dataset: str,
+    out: str,
+    regions: str,
+    region_encoding: Literal["crop", "pooled"],
+    collages: int,
+    **options: object,
+) -> None:
     """Measure the configured encoder's retrieval quality on a folder of concept folders."""
     from app.main import load_encoder
     from retrieval.evaluation import format_table, run_eval
@@ -289,7 +303,9 @@ def eval_(dataset: str, out: str, regions: str, collages: int, **options: object
             dataset,
             out,
             load_encoder(_settings()),
-            regions=RegionConfig(kind="grid" if regions == "grid" else "whole"),
+            regions=RegionConfig(
+                kind="grid" if regions == "grid" else "whole", encoding=region_encoding
+            ),
             collages=collages > 0,
             collage_count=collages,
             **options,

@@ -40,10 +40,10 @@ from app.settings import Settings
 from app.thumbnails import ThumbnailCache
 from retrieval import Encoder, Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
+from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.encoder import open_encoder
 from retrieval.errors import ModelLoadError
 from retrieval.index import VersionedCache
-from retrieval.matching import default_min_score
 from retrieval.regions import RegionProposer, open_region_proposer
 from retrieval.torchvision_encoder import TorchvisionEncoder
 
@@ -84,11 +84,9 @@ def build_services(
         generator=generator or open_generator(settings.generator_config()),
         metrics=metrics,
         regions=load_regions(settings),
-        default_min_score=(
-            settings.min_score
-            if settings.min_score is not None
-            else default_min_score(model.model_id)
-        ),
+        default_min_score=settings.min_score,
+        decisions=DecisionCache(settings.decision_cache_bytes),
+        background=BackgroundVectors(batching.encode_images),
         rate_limiter=open_rate_limiter(
             settings.redis_url,
             settings.rate_limit_rps,

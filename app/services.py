@@ -17,6 +17,7 @@ from app.settings import Settings
 from app.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
+from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.index import VersionedCache
 from retrieval.regions import RegionProposer
 
@@ -34,11 +35,14 @@ class Services:
     generator: Generator
     metrics: Metrics
     regions: RegionProposer
-    default_min_score: float  # when a request names none
+    # When a request names none: a fixed threshold, or None for the decision rule.
+    default_min_score: float | None
     rate_limiter: RateLimiter
     key_cache: KeyCache
     auth_failures: AuthFailureLimiter
     thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
+    decisions: DecisionCache  # per-user decision rules (retrieval/decision.py)
+    background: BackgroundVectors  # generic photos' vectors, for the rule
 
     def close(self) -> None:
         """Stop the encoder's worker, release the generator, the database and the metrics."""

@@ -68,14 +68,23 @@ class Settings(BaseSettings):
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
     min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
-        default=None, description="default min_score; unset: the model's own (see README)"
+        default=None,
+        description="a fixed score threshold for every request that names none; unset: "
+        "rapport's label-free decision rule (README, 'How rapport decides a concept is present')",
     )
+    decision_cache_bytes: Annotated[int, Field(ge=0)] = 16 * MiB
     regions: Literal["whole", "grid", "detector"] = "whole"
     region_grid_scales: tuple[int, ...] = (2, 3)
     region_aggregation: Literal["best", "winner"] = "winner"
     region_detector_model: str = "google/owlv2-base-patch16-ensemble"
     region_detector_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
     region_max: Annotated[int, Field(ge=1, le=64)] = 8
+    region_encoding: Literal["crop", "pooled"] = Field(
+        default="crop",
+        description="crop: one forward pass per region; pooled: one pass per photo, regions "
+        "averaged from its feature map (torchvision conv nets; others fall back to crops)",
+    )
+    region_pooled_side: Annotated[int, Field(ge=64, le=2048)] = 320
     index_cache_bytes: Annotated[int, Field(ge=0)] = 512 * MiB
     concept_cache_bytes: Annotated[int, Field(ge=0)] = 64 * MiB
 
@@ -329,4 +338,6 @@ class Settings(BaseSettings):
             detector_threshold=self.region_detector_threshold,
             max_regions=self.region_max,
             device=self.device,
+            encoding=self.region_encoding,
+            pooled_side=self.region_pooled_side,
         )

@@ -30,7 +30,7 @@ from retrieval.prompt import choose_concepts
 class ChatQuery:
     turns: Sequence[ChatTurn]
     top_k: int
-    min_score: float
+    min_score: float | None
     options: GenerationOptions
 
 

@@ -1,0 +1,165 @@
+"""Is a concept present? A per-concept threshold from the user's own photos, no labels.
+
+For every concept c of one user, two score samples are taken from what the
+service already holds:
+
+- genuine: each of c's photos against c's other photos (leave one out), the
+  score a new photo of c would get;
+- impostor: photos that are not c (the user's other concepts, at most
+  ``max_cohort`` of them, plus generic background photos, retrieval/background.py)
+  against c's photos, the score a photo without c gets.
+
+c is present when its score reaches the midpoint of the two sample means.
+The rule only compares a model's scores with that same model's scores, so it
+needs no per-model constant and no labelled photos.
+
+Degradations (never "everything matches"):
+
+- a concept with one photo has no genuine sample: it borrows the median
+  genuine mean of the user's other concepts, and with none, 1.0 (a stricter
+  threshold: it misses more, never accepts more);
+- near-duplicate photos make the genuine mean high, hence a stricter threshold;
+- a user with one concept has only background impostors (an easier cohort,
+  so a laxer threshold than with other concepts: documented, still separable);
+- a concept whose genuine mean does not stand ``min_separation`` impostor
+  standard deviations above the impostor mean (random weights: every score
+  near 1) is never present by its photos: ``separable`` is False.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.background import background_photos
+from retrieval.index import VersionedCache
+
+MAX_COHORT = 256
+MIN_SEPARATION = 2.0
+# A concept with one photo and no other concept to borrow from.
+SINGLE_PHOTO_GENUINE = 1.0
+
+
+@dataclass(frozen=True)
+class ConceptThreshold:
+    """How one concept is decided: ``present`` iff score >= ``threshold`` and separable."""
+
+    threshold: float
+    genuine: float  # mean leave-one-out score of its photos (or borrowed, see ``basis``)
+    impostor: float  # mean score of photos that are not it
+    impostor_sd: float
+    separable: bool
+    basis: str  # "leave-one-out", "borrowed" or "single photo"
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """Per-concept thresholds of one user's photos."""
+
+    thresholds: dict[str, ConceptThreshold]
+
+    def present(self, label: str, score: float) -> bool:
+        """Whether a concept scoring ``score`` is present; an unknown label never is."""
+        found = self.thresholds.get(label)
+        return found is not None and found.separable and score >= found.threshold
+
+    def threshold(self, label: str) -> float | None:
+        """The score ``label`` needs (None: unknown, or never present by its photos)."""
+        found = self.thresholds.get(label)
+        return found.threshold if found is not None and found.separable else None
+
+    @property
+    def nbytes(self) -> int:
+        return 200 * len(self.thresholds)
+
+
+def fit_decision(
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    background: np.ndarray,
+    *,
+    max_cohort: int = MAX_COHORT,
+    min_separation: float = MIN_SEPARATION,
+) -> DecisionRule:
+    """Thresholds for every label of ``vectors`` (unit rows, one label each).
+
+    ``background``: unit vectors of photos showing none of the concepts (same
+    model). Work is bounded: each concept meets at most ``max_cohort`` photos
+    of other concepts (an evenly spaced, deterministic sample) plus the background.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    background = np.asarray(background, dtype=np.float32).reshape(-1, vectors.shape[-1])
+    names = list(dict.fromkeys(labels))
+    label_array = np.asarray(labels, dtype=object)
+    rows = {name: np.flatnonzero(label_array == name) for name in names}
+    genuine: dict[str, float] = {}
+    for name, index in rows.items():
+        if len(index) >= 2:
+            own = vectors[index] @ vectors[index].T
+            np.fill_diagonal(own, -np.inf)
+            genuine[name] = float(own.max(axis=1).mean())
+    borrowed = float(np.median(list(genuine.values()))) if genuine else SINGLE_PHOTO_GENUINE
+    thresholds = {}
+    for name, index in rows.items():
+        others = np.flatnonzero(label_array != name)
+        if len(others) > max_cohort:
+            others = others[np.linspace(0, len(others) - 1, max_cohort).astype(int)]
+        cohort = np.concatenate([vectors[others], background])
+        impostor = (cohort @ vectors[index].T).max(axis=1) if len(cohort) else np.zeros(1)
+        if name in genuine:
+            mean_genuine, basis = genuine[name], "leave-one-out"
+        else:
+            mean_genuine = borrowed
+            basis = "borrowed" if genuine else "single photo"
+        mean_impostor, sd = float(impostor.mean()), float(impostor.std())
+        thresholds[name] = ConceptThreshold(
+            threshold=(mean_genuine + mean_impostor) / 2,
+            genuine=mean_genuine,
+            impostor=mean_impostor,
+            impostor_sd=sd,
+            separable=mean_genuine - mean_impostor >= min_separation * max(sd, 1e-6),
+            basis=basis,
+        )
+    return DecisionRule(thresholds)
+
+
+class BackgroundVectors:
+    """The background photos' vectors for one encoder, encoded once, on first use."""
+
+    def __init__(self, encode: Callable[[Sequence[object]], np.ndarray]) -> None:
+        self._encode = encode
+        self._vectors: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> np.ndarray:
+        with self._lock:
+            if self._vectors is None:
+                self._vectors = self._encode(background_photos())
+            return self._vectors
+
+
+class DecisionCache(VersionedCache[DecisionRule]):
+    """Decision rules per user at a version (rebuilt when the user's photos change)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, size=lambda rule: rule.nbytes)
+
+    def rule_for(
+        self,
+        key: Hashable,
+        version: int,
+        vectors: Callable[[], tuple[np.ndarray, list[str]]],
+        background: BackgroundVectors,
+    ) -> DecisionRule:
+        """The user's rule at ``version``; ``vectors`` gives (vectors, labels) on a miss."""
+
+        def load() -> DecisionRule:
+            matrix, labels = vectors()
+            if not labels:
+                return DecisionRule({})
+            return fit_decision(matrix, labels, background.get())
+
+        return self.get(key, version, load)
