@@ -51,6 +51,7 @@ class ConceptThreshold:
     genuine: float  # mean leave-one-out score of its photos (or borrowed, see ``basis``)
     impostor: float  # mean score of photos that are not it
     impostor_sd: float
+    impostors: int  # photos in its impostor sample
     separable: bool
     basis: str  # "leave-one-out", "borrowed" or "single photo"
 
@@ -120,6 +121,7 @@ def fit_decision(
             genuine=mean_genuine,
             impostor=mean_impostor,
             impostor_sd=sd,
+            impostors=len(cohort),
             separable=mean_genuine - mean_impostor >= min_separation * max(sd, 1e-6),
             basis=basis,
         )

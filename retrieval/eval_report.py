@@ -25,6 +25,7 @@ class CollageReport:
     rule_present_accepted_rate: float | None  # the label-free decision rule's
     rule_absent_rejected_rate: float | None
     median_query_ms: float
+    median_query_cpu_ms: float
     present_scores: list[float] = field(repr=False)
     absent_scores: list[float] = field(repr=False)
 
@@ -57,6 +58,7 @@ class EvalReport:
     rule_thresholds: dict[str, float]
     rule_unseparable: list[str]  # concepts the rule never accepts (random weights?)
     median_query_ms: float
+    median_query_cpu_ms: float
     collage: CollageReport | None
     conditions: dict[str, Any]
     mistakes: list[dict[str, Any]] = field(repr=False)
@@ -115,6 +117,7 @@ def format_table(report: EvalReport) -> str:
         ("  decision rule: balanced accuracy", f"{report.rule_balanced_accuracy:.3f}"),
         ("  average precision", f"{report.average_precision:.3f}"),
         ("  median ms / query", f"{report.median_query_ms:.1f}"),
+        ("  median CPU ms / query", f"{report.median_query_cpu_ms:.1f}"),
     ]
     if report.collage is not None:
         collage = report.collage
@@ -126,6 +129,7 @@ def format_table(report: EvalReport) -> str:
             ("  decision rule: present accepted", _rate(collage.rule_present_accepted_rate)),
             ("  decision rule: absent rejected", _rate(collage.rule_absent_rejected_rate)),
             ("  median ms / query", f"{collage.median_query_ms:.1f}"),
+            ("  median CPU ms / query", f"{collage.median_query_cpu_ms:.1f}"),
         ]
     width = max(len(name) for name, _ in rows) + 2
     lines += ["", *(f"{name:<{width}}{value:>8}".rstrip() for name, value in rows)]
