@@ -21,6 +21,7 @@ from tests.retrieval.test_torchvision_encoder import mobilenet_config
 
 SUBJECTS = ["can", "cat", "clock", "dog", "red_cartoon"]
 GRID2 = RegionConfig(kind="grid", grid_scales=(2,), grid_overlap=0.25)
+POOLED2 = RegionConfig(kind="grid", grid_scales=(2,), grid_overlap=0.25, encoding="pooled")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,11 @@ def test_random_weights_are_flagged_meaningless(report: EvalReport) -> None:
     assert report.model_id == "rapport-test-tiny:none" and report.meaningless
     assert "RANDOM WEIGHTS: these figures are meaningless" in format_table(report)
     assert json.loads(report.to_json())["meaningless"] is True
+    # The decision rule sees that no concept stands out and never accepts one.
+    assert report.rule_unseparable == SUBJECTS
+    assert "5 of 5 concepts do not stand out" in format_table(report)
+    assert (report.rule_positive_accuracy, report.rule_negative_accuracy) == (0.0, 1.0)
+    assert report.collage is not None and report.collage.rule_present_accepted_rate == 0.0
 
 
 def test_table_shows_the_figures_and_conditions(report: EvalReport) -> None:
@@ -129,6 +135,24 @@ def test_all_regions_of_a_query_are_encoded_in_one_batch(dataset: Path, encoder:
     counting = CountingEncoder(encoder)
     graded = evaluate(dataset, counting, regions=GRID2, collages=False)  # type: ignore[arg-type]
     assert counting.batches == [1 + 4] * graded.queries
+
+
+def test_pooled_regions_take_one_pass_per_query(dataset: Path) -> None:
+    from retrieval.torchvision_encoder import TorchvisionEncoder
+    from tests.retrieval.test_torchvision_encoder import RANDOM_MOBILENET
+
+    mobilenet = TorchvisionEncoder.from_config(RANDOM_MOBILENET)
+    passes: list[int] = []
+    features = mobilenet._model.features  # type: ignore[union-attr]
+    hook = features.register_forward_hook(lambda _m, inputs, _o: passes.append(len(inputs[0])))
+    try:
+        graded = evaluate(dataset, mobilenet, regions=POOLED2, collages=False)
+    finally:
+        hook.remove()
+    assert graded.regions["encoding"] == "pooled" and graded.regions["pooled_side"] == 320
+    # Registration and the background go in batches; each query is one photo, one pass.
+    assert passes[-graded.queries :] == [1] * graded.queries
+    assert graded.median_query_cpu_ms > 0
 
 
 def test_winner_aggregation_finds_one_concept_per_region(dataset: Path, encoder: Encoder) -> None:
@@ -221,7 +245,6 @@ BACKBONES = {
     "mobilenet_v2": "torchvision/mobilenet_v2:sha256-b03531047ffacf1e",
     "efficientnet_lite0": "torchvision/efficientnet_lite0:sha256-579344248a93e230",
 }
-POOLED2 = RegionConfig(kind="grid", grid_scales=(2,), grid_overlap=0.25, encoding="pooled")
 
 
 @pytest.fixture(scope="module", params=sorted(BACKBONES))
