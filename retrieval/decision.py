@@ -33,6 +33,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from retrieval.background import background_photos
 from retrieval.index import VersionedCache
@@ -131,7 +132,7 @@ def fit_decision(
 class BackgroundVectors:
     """The background photos' vectors for one encoder, encoded once, on first use."""
 
-    def __init__(self, encode: Callable[[Sequence[object]], np.ndarray]) -> None:
+    def __init__(self, encode: Callable[[Sequence[Image.Image]], np.ndarray]) -> None:
         self._encode = encode
         self._vectors: np.ndarray | None = None
         self._lock = threading.Lock()

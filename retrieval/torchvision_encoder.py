@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,6 +105,7 @@ class TorchvisionEncoder:
         with torch.random.fork_rng(devices=[]):
             # Seeded like the open_clip path: random vectors stay comparable across processes.
             torch.manual_seed(0)
+            model: Any  # nn.Module; its .to() stubs miss memory_format
             if config.model == efficientnet_encoder.MODEL_NAME:
                 model = efficientnet_encoder.EfficientNetLite0()
             else:

@@ -136,14 +136,14 @@ def find_matches(
             if min_score is None:
                 decide = _by_rule(services, key, version, index)
             aggregation = services.settings.region_aggregation if len(regions) > 1 else "best"
-            found = search_concepts(
+            hits = search_concepts(
                 index,
                 vectors,
                 top_k=len(index) if min_score is None else top_k,
                 min_score=-math.inf if min_score is None else min_score,
                 aggregation=aggregation,
             )
-            for match in [m for m in found if decide(m.label, m.score)[0]][:top_k]:
+            for match in [m for m in hits if decide(m.label, m.score)[0]][:top_k]:
                 region, scale = regions[match.region]
                 scores[match.label] = (match.score, "image", _scaled(region.box, scale))
     if not scores and not text:

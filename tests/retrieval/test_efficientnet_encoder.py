@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -87,7 +88,7 @@ def test_pooled_regions_come_from_one_forward_pass(mobilenet: TorchvisionEncoder
     width, height = image.size
     boxes = [(0, 0, width, height), *GridRegions((2, 3)).boxes(width, height)]
     passes: list[tuple[int, ...]] = []
-    features = mobilenet._model.features  # type: ignore[union-attr]
+    features = cast(torch.nn.Module, mobilenet._model.features)
     hook = features.register_forward_hook(lambda _m, inputs, _o: passes.append(inputs[0].shape))
     try:
         vectors = mobilenet.encode_regions(image, boxes, side=224)

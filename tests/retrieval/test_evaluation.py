@@ -4,6 +4,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -143,7 +144,7 @@ def test_pooled_regions_take_one_pass_per_query(dataset: Path) -> None:
 
     mobilenet = TorchvisionEncoder.from_config(RANDOM_MOBILENET)
     passes: list[int] = []
-    features = mobilenet._model.features  # type: ignore[union-attr]
+    features = cast(torch.nn.Module, mobilenet._model.features)
     hook = features.register_forward_hook(lambda _m, inputs, _o: passes.append(len(inputs[0])))
     try:
         graded = evaluate(dataset, mobilenet, regions=POOLED2, collages=False)
@@ -291,10 +292,10 @@ def test_quality_with_real_weights(real_reports: dict[str, EvalReport]) -> None:
     assert crop.rule_balanced_accuracy >= 0.98
     assert crop.collage is not None and pooled.collage is not None
     assert crop.collage.present_top4_rate >= 0.94
-    assert crop.collage.rule_present_accepted_rate >= 0.94
-    assert crop.collage.rule_absent_rejected_rate >= 0.98
+    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.94
+    assert (crop.collage.rule_absent_rejected_rate or 0) >= 0.98
     assert pooled.collage.present_top4_rate >= 0.9
-    assert pooled.collage.rule_absent_rejected_rate >= 0.98
-    assert pooled.collage.rule_present_accepted_rate >= 0.8
+    assert (pooled.collage.rule_absent_rejected_rate or 0) >= 0.98
+    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.8
     # One forward pass per photo instead of five.
     assert pooled.collage.median_query_cpu_ms < crop.collage.median_query_cpu_ms / 1.5
