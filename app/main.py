@@ -136,6 +136,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = built
         # Database, decoding and model work run in this pool, never on the event loop.
         to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
+        if built.default_min_score is None:
+            # The decision rule's background vectors, before the first request needs them.
+            await to_thread.run_sync(built.background.get)
         try:
             yield
         finally:

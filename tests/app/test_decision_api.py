@@ -65,6 +65,8 @@ def test_random_weights_never_match_everything(
         make_settings(database_url, tmp_path / "data", min_score=None)
     )
     assert server.services.default_min_score is None
+    # The background photos were encoded at start-up, not by the first request.
+    assert server.services.background._vectors is not None
     client = server.client(server.new_key("acme"))
     for subject in ["dog", "cat", "backpack"]:
         register_subject(client, "alice", subject)
