@@ -5,9 +5,9 @@ service already holds:
 
 - genuine: each of c's photos against c's other photos (leave one out), the
   score a new photo of c would get;
-- impostor: photos that are not c (the user's other concepts, at most
-  ``max_cohort`` of them, plus generic background photos, retrieval/background.py)
-  against c's photos, the score a photo without c gets.
+- impostor: photos that are not c (an even sample of at most ``max_cohort``
+  of the user's photos, less c's own, plus generic background photos,
+  retrieval/background.py) against c's photos, the score a photo without c gets.
 
 c is present when its score reaches the midpoint of the two sample means.
 The rule only compares a model's scores with that same model's scores, so it
@@ -39,6 +39,7 @@ from retrieval.background import background_photos
 from retrieval.index import VersionedCache
 
 MAX_COHORT = 256
+MAX_PHOTOS = 32
 MIN_SEPARATION = 2.0
 # A concept with one photo and no other concept to borrow from.
 SINGLE_PHOTO_GENUINE = 1.0
@@ -84,33 +85,40 @@ def fit_decision(
     background: np.ndarray,
     *,
     max_cohort: int = MAX_COHORT,
+    max_photos: int = MAX_PHOTOS,
     min_separation: float = MIN_SEPARATION,
 ) -> DecisionRule:
     """Thresholds for every label of ``vectors`` (unit rows, one label each).
 
     ``background``: unit vectors of photos showing none of the concepts (same
-    model). Work is bounded: each concept meets at most ``max_cohort`` photos
-    of other concepts (an evenly spaced, deterministic sample) plus the background.
+    model). Work is bounded: the impostors are at most ``max_cohort`` of the
+    user's photos (an evenly spaced, deterministic sample, less those of the
+    concept itself) plus the background, and each concept is represented by
+    at most ``max_photos`` of its photos: about (concepts x max_photos x
+    (max_cohort + background + max_photos)) dot products.
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     background = np.asarray(background, dtype=np.float32).reshape(-1, vectors.shape[-1])
     names = list(dict.fromkeys(labels))
-    label_array = np.asarray(labels, dtype=object)
-    rows = {name: np.flatnonzero(label_array == name) for name in names}
+    code_of = {name: code for code, name in enumerate(names)}
+    codes = np.fromiter((code_of[label] for label in labels), dtype=np.int64, count=len(labels))
+    grouped = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[grouped], np.arange(len(names) + 1))
+    rows = [_evenly(grouped[bounds[c] : bounds[c + 1]], max_photos) for c in range(len(names))]
+    sample = _evenly(np.arange(len(vectors)), max_cohort)
+    cohort = np.concatenate([vectors[sample], background])
+    cohort_codes = np.concatenate([codes[sample], np.full(len(background), -1)])
     genuine: dict[str, float] = {}
-    for name, index in rows.items():
+    for name, index in zip(names, rows, strict=True):
         if len(index) >= 2:
             own = vectors[index] @ vectors[index].T
             np.fill_diagonal(own, -np.inf)
             genuine[name] = float(own.max(axis=1).mean())
     borrowed = float(np.median(list(genuine.values()))) if genuine else SINGLE_PHOTO_GENUINE
     thresholds = {}
-    for name, index in rows.items():
-        others = np.flatnonzero(label_array != name)
-        if len(others) > max_cohort:
-            others = others[np.linspace(0, len(others) - 1, max_cohort).astype(int)]
-        cohort = np.concatenate([vectors[others], background])
-        impostor = (cohort @ vectors[index].T).max(axis=1) if len(cohort) else np.zeros(1)
+    for code, (name, index) in enumerate(zip(names, rows, strict=True)):
+        scores = (cohort @ vectors[index].T)[cohort_codes != code]
+        impostor = scores.max(axis=1) if len(scores) else np.zeros(1)
         if name in genuine:
             mean_genuine, basis = genuine[name], "leave-one-out"
         else:
@@ -122,11 +130,18 @@ def fit_decision(
             genuine=mean_genuine,
             impostor=mean_impostor,
             impostor_sd=sd,
-            impostors=len(cohort),
+            impostors=len(scores),
             separable=mean_genuine - mean_impostor >= min_separation * max(sd, 1e-6),
             basis=basis,
         )
     return DecisionRule(thresholds)
+
+
+def _evenly(index: np.ndarray, at_most: int) -> np.ndarray:
+    """``index`` itself, or ``at_most`` of its entries evenly spaced from first to last."""
+    if len(index) <= at_most:
+        return index
+    return index[np.linspace(0, len(index) - 1, at_most).round().astype(np.int64)]
 
 
 class BackgroundVectors:

@@ -108,13 +108,22 @@ def test_scores_that_do_not_separate_never_match(rng: np.random.Generator) -> No
     assert all(rule.threshold(label) is None for label in rule.thresholds)
 
 
-def test_the_cohort_is_bounded(rng: np.random.Generator) -> None:
+def test_the_work_is_bounded(rng: np.random.Generator) -> None:
     vectors, labels, _ = clusters(rng, concepts=40, photos=3, spread=0.12)
-    small = fit_decision(vectors, labels, background(rng), max_cohort=8)
+    small = fit_decision(vectors, labels, background(rng, 16), max_cohort=8)
+    # Eight of the user's photos, less the concept's own among them, and the background.
+    counts = [t.impostors for t in small.thresholds.values()]
+    assert all(8 + 16 - 3 <= count <= 8 + 16 for count in counts) and min(counts) < 8 + 16
     assert all(t.separable for t in small.thresholds.values())
-    assert (
-        small.thresholds.keys() == fit_decision(vectors, labels, background(rng)).thresholds.keys()
-    )
+    full = fit_decision(vectors, labels, background(rng, 16))
+    assert all(t.impostors == 39 * 3 + 16 for t in full.thresholds.values())
+    # A concept with many photos is fitted on an even sample of them.
+    many, many_labels, _ = clusters(rng, concepts=2, photos=50, spread=0.12)
+    capped = fit_decision(many, many_labels, background(rng, 16), max_photos=5)
+    uncapped = fit_decision(many, many_labels, background(rng, 16))
+    assert all(t.separable and t.basis == "leave-one-out" for t in capped.thresholds.values())
+    # Nearest of 4 others vs nearest of 49: the sample's genuine mean is lower.
+    assert capped.thresholds["c0"].genuine < uncapped.thresholds["c0"].genuine
 
 
 def test_background_photos_are_generated_deterministically() -> None:
