@@ -73,6 +73,8 @@ def build_services(
         size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
     )
     metrics.track_cache(concepts.stats, "concept", "concept summaries")
+    decisions = DecisionCache(settings.decision_cache_bytes)
+    metrics.track_cache(decisions.stats, "decision", "per-user decision rules")
     return Services(
         settings=settings,
         engine=engine,
@@ -85,7 +87,7 @@ def build_services(
         metrics=metrics,
         regions=load_regions(settings),
         default_min_score=settings.min_score,
-        decisions=DecisionCache(settings.decision_cache_bytes),
+        decisions=decisions,
         background=BackgroundVectors(batching.encode_images),
         rate_limiter=open_rate_limiter(
             settings.redis_url,

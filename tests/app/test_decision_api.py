@@ -37,6 +37,8 @@ def test_real_features_the_rule_decides_per_concept(
     (match,) = retrieve(client, "alice", held_out("dog")).json()["matches"]
     assert match["concept"]["name"] == "dog" and match["source"] == "image"
     assert match["present"] is True and 0 < match["threshold"] <= match["score"]
+    metrics = client.get("/metrics").text
+    assert "rapport_decision_cache_misses_total 1.0" in metrics
     # A photo of something else: nothing is present (no threshold for the model was typed).
     assert retrieve(client, "alice", held_out("candle")).json()["matches"] == []
     # Named but not seen: included, and says so.
