@@ -40,9 +40,9 @@ class Services:
     rate_limiter: RateLimiter
     key_cache: KeyCache
     auth_failures: AuthFailureLimiter
-    thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
     decisions: DecisionCache  # per-user decision rules (retrieval/decision.py)
     background: BackgroundVectors  # generic photos' vectors, for the rule
+    thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
 
     def close(self) -> None:
         """Stop the encoder's worker, release the generator, the database and the metrics."""

@@ -172,7 +172,8 @@ class Settings(BaseSettings):
     looks_like_min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
         default=None,
         description="a concept whose photos score at least this against another concept's "
-        "is flagged as looking like it; default: the default min_score",
+        "is flagged as looking like it; default: the default min_score, and with none, the "
+        "decision rule's threshold of the other concept",
     )
 
     @field_validator("device", "generator_device")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +17,7 @@ from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
 from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
-from retrieval.matching import search_concepts
+from retrieval.matching import Aggregation, VisualMatch, search_concepts
 from retrieval.regions import Box, Region
 
 # A concept named in a question with no photo to compare against.
@@ -126,24 +126,13 @@ def find_matches(
             vectors = _encode(services, photos, proposals)
     scores: dict[str, tuple[float, Literal["image", "text"], Box | None]] = {}
     index = None
-    decide: Callable[[str, float], tuple[bool, float | None]] = _fixed(min_score)
+    decide: Decide = _fixed(min_score)
     if vectors is not None:
         with timings.stage("search"):
-            key = services.index_key(user_id)
-            index = services.user_index_cache.get(
-                key, version, lambda: _load_index(services, user_id)
-            )
-            if min_score is None:
-                decide = _by_rule(services, key, version, index)
+            index = cached_index(services, user_id, version)
+            decide = decision_for(services, user_id, version, index, min_score)
             aggregation = services.settings.region_aggregation if len(regions) > 1 else "best"
-            hits = search_concepts(
-                index,
-                vectors,
-                top_k=len(index) if min_score is None else top_k,
-                min_score=-math.inf if min_score is None else min_score,
-                aggregation=aggregation,
-            )
-            for match in [m for m in hits if decide(m.label, m.score)[0]][:top_k]:
+            for match in kept_matches(index, vectors, decide, top_k=top_k, aggregation=aggregation):
                 region, scale = regions[match.region]
                 scores[match.label] = (match.score, "image", _scaled(region.box, scale))
     if not scores and not text:
@@ -196,17 +185,36 @@ def _encode(
     return services.encoder.encode_images([r.image for proposed in proposals for r in proposed])
 
 
-def _fixed(min_score: float | None) -> Callable[[str, float], tuple[bool, float | None]]:
+# (concept, score) -> (present, the score it needed)
+Decide = Callable[[str, float], tuple[bool, float | None]]
+
+
+def decision_for(
+    services: Services, user_id: int, version: int, index: UserIndex, min_score: float | None
+) -> Decide:
+    """How presence is decided: the fixed ``min_score`` when set, else the user's
+    decision rule at ``version`` (retrieval/decision.py, fitted once per version)."""
+    if min_score is not None:
+        return _fixed(min_score)
+    rule = services.decisions.rule_for(
+        services.index_key(user_id), version, index.vectors, services.background
+    )
+    return lambda label, score: (rule.present(label, score), rule.threshold(label))
+
+
+def kept_matches(
+    index: UserIndex, vectors: np.ndarray, decide: Decide, *, top_k: int, aggregation: Aggregation
+) -> list[VisualMatch]:
+    """The ``top_k`` best concepts that ``decide`` says are present, best first."""
+    hits = search_concepts(
+        index, vectors, top_k=len(index), min_score=-math.inf, aggregation=aggregation
+    )
+    return [match for match in hits if decide(match.label, match.score)[0]][:top_k]
+
+
+def _fixed(min_score: float | None) -> Decide:
     """The caller's fixed threshold: present iff the score reaches it."""
     return lambda label, score: (min_score is not None and score >= min_score, min_score)
-
-
-def _by_rule(
-    services: Services, key: Hashable, version: int, index: UserIndex
-) -> Callable[[str, float], tuple[bool, float | None]]:
-    """The user's decision rule at ``version``: (present, the score it needed)."""
-    rule = services.decisions.rule_for(key, version, index.vectors, services.background)
-    return lambda label, score: (rule.present(label, score), rule.threshold(label))
 
 
 def _scaled(box: Box | None, scale: float) -> Box | None:
