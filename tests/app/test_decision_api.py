@@ -71,6 +71,12 @@ def test_real_features_the_rule_decides_per_concept(
     register_subject(client, "alice", "can")
     (again,) = retrieve(client, "alice", held_out("dog")).json()["matches"]
     assert again["concept"]["name"] == "dog" and again["threshold"] != match["threshold"]
+    # Look-alike flags follow the rule too: another dog is flagged, the can is not.
+    twin = register_subject(client, "alice", "dog2")
+    assert twin["looks_like"]["name"] == "dog"
+    listed = client.get("/v1/users/alice/concepts").json()["items"]
+    flags = {c["name"]: (c["looks_like"] or {}).get("name") for c in listed}
+    assert flags["dog"] == "dog2" and flags["can"] is None and flags["backpack"] is None
 
 
 def test_random_weights_never_match_everything(
