@@ -15,8 +15,12 @@ from typing import Literal
 
 import click
 
+from app.errors import BlobStoreUnavailable
 from app.settings import Settings
 from retrieval.errors import ModelLoadError
+
+# What stops a start: the model or the photo store named by the settings is unusable.
+_START_ERRORS = (ModelLoadError, BlobStoreUnavailable)
 
 
 def _settings() -> Settings:
@@ -49,6 +53,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     """Run the HTTP service (migrating the database first)."""
     import uvicorn
 
+    from app.blobs import open_blob_store
     from app.db.migrate import upgrade
     from app.http_server import uvicorn_options
     from app.main import build_services, create_app, load_encoder
@@ -65,9 +70,11 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
                     app, host=host, port=port, log_level="info", **uvicorn_options(settings)
                 )
                 return
-            # Check the model once here, so a bad setting fails with one message, not N.
+            # Check the store and the model once here, so a bad setting fails with one
+            # message, not N.
+            open_blob_store(settings).close()
             load_encoder(settings)
-        except ModelLoadError as error:
+        except _START_ERRORS as error:
             click.echo(f"error: {error.detail}", err=True)
             sys.exit(2)
         uvicorn.run(
@@ -186,7 +193,7 @@ def reindex() -> None:
 
     try:
         services = build_services(_settings())
-    except ModelLoadError as error:
+    except _START_ERRORS as error:
         raise click.ClickException(error.detail) from None
     try:
         count = reindex_all(services, progress=lambda done: click.echo(f"{done} photos", err=True))
@@ -203,7 +210,7 @@ def reindex() -> None:
 )
 def doctor(repair: bool) -> None:
     """Check that the database and the photo folder agree (exit status 1: problems remain)."""
-    from app.blobs import LocalBlobStore
+    from app.blobs import open_blob_store
     from app.db.engine import make_engine, make_sessionmaker
     from app.usecases import doctor as checks
     from retrieval.encoder import model_id_of
@@ -212,16 +219,18 @@ def doctor(repair: bool) -> None:
     try:
         # Only the configured model's id is needed, not the model: no weights are loaded.
         model_id = model_id_of(settings.encoder_config())
-    except ModelLoadError as error:
+        blobs = open_blob_store(settings)
+    except _START_ERRORS as error:
         raise click.ClickException(error.detail) from None
     engine = make_engine(settings.resolved_database_url)
-    storage = checks.Storage(
-        settings, make_sessionmaker(engine), LocalBlobStore(settings.resolved_blob_dir), model_id
-    )
+    storage = checks.Storage(settings, make_sessionmaker(engine), blobs, model_id)
     try:
         report = checks.repair(storage) if repair else checks.check(storage)
+    except BlobStoreUnavailable as error:
+        raise click.ClickException(error.detail) from None
     finally:
         engine.dispose()
+        blobs.close()
     for line in report.lines():
         click.echo(line)
     sys.exit(1 if report.problems else 0)
@@ -249,7 +258,7 @@ def import_(source: str, tenant: str, user: str) -> None:
     upgrade(settings.resolved_database_url)
     try:
         services = build_services(settings)
-    except ModelLoadError as error:
+    except _START_ERRORS as error:
         raise click.ClickException(error.detail) from None
     bar = tqdm(unit="photo", file=sys.stderr, disable=None)
 

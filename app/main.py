@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from app.auth_gate import AuthGate
-from app.blobs import LocalBlobStore
+from app.blobs import open_blob_store
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
@@ -61,6 +61,8 @@ def build_services(
     # The service's own matrix products are tiny (a few queries against one user's
     # vectors): BLAS threads would only spin, costing CPU that requests need.
     threadpool_limits(limits=1, user_api="blas")
+    # The photo store first: a wrong bucket or key fails the start before the slow model load.
+    blobs = open_blob_store(settings)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics(settings.prometheus_multiproc_dir)
     model = encoder or load_encoder(settings)
@@ -79,7 +81,7 @@ def build_services(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        blobs=blobs,
         encoder=batching.start(),
         user_index_cache=cache,
         concept_cache=concepts,

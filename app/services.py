@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.blobs import LocalBlobStore
+from app.blobs import BlobStore
 from app.keys import KeyCache
 from app.metrics import Metrics
 from app.ratelimit import AuthFailureLimiter, RateLimiter
@@ -27,7 +27,7 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    blobs: LocalBlobStore
+    blobs: BlobStore
     encoder: BatchingEncoder
     user_index_cache: UserIndexCache
     # user id -> their concepts' summaries, at the user's version
@@ -45,10 +45,12 @@ class Services:
     thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
 
     def close(self) -> None:
-        """Stop the encoder's worker, release the generator, the database and the metrics."""
+        """Stop the encoder's worker; release the generator, the database, the photo store
+        and the metrics."""
         self.encoder.stop()
         self.generator.close()
         self.engine.dispose()
+        self.blobs.close()
         close = getattr(self.rate_limiter, "close", None)
         if close is not None:
             close()

@@ -11,6 +11,7 @@ from app import repository as repo
 from app.errors import NoGenerator
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
+from app.usecases.photos import read_photo
 from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, find_matches
 from retrieval import (
     ChatTurn,
@@ -141,7 +142,7 @@ def _reference_photos(
     policy = PhotoPolicy.for_references(services)
     return [
         tuple(
-            policy.decode(services.blobs.get(row.blob_key)).image
+            policy.decode(read_photo(services, row)).image
             for row in rows[match.concept.id][:per_concept]
         )
         for match in matches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,10 +13,13 @@ from sqlalchemy.orm import Session
 from app import repository as repo
 from app.blobs import blob_key, sha256_hex
 from app.db.models import Embedding, ImageRow
+from app.errors import BlobStoreUnavailable, PhotoFileMissing
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,23 @@ def store_photos(
     return images, embeddings
 
 
+def read_photo(services: Services, image: ImageRow) -> bytes:
+    """The stored bytes of a photo; PhotoFileMissing (and a log line) if the store lost them."""
+    try:
+        return services.blobs.get(image.blob_key)
+    except FileNotFoundError:
+        logger.error(
+            "photo %s of concept %s has no file (blob %s): run `rapport doctor`",
+            image.id,
+            image.concept_id,
+            image.blob_key,
+        )
+        raise PhotoFileMissing(
+            "this photo's file is missing on the server; the operator has been told "
+            "(`rapport doctor` reports such photos)"
+        ) from None
+
+
 def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> None:
     """Delete the blobs among ``keys`` that no photo row references any more.
 
@@ -117,7 +138,12 @@ def blobs_kept_only_on_commit(
     user_id: int,
     photos: Sequence[PreparedPhoto],
 ) -> Iterator[None]:
-    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
+    """If the transaction fails, delete the blobs it wrote that no committed row uses.
+
+    A store that cannot delete them now (it is why the write failed, often) leaves
+    unreferenced blobs only, which ``rapport doctor --repair`` removes; never a row
+    without its blob.
+    """
     try:
         yield
     except BaseException:
@@ -125,5 +151,8 @@ def blobs_kept_only_on_commit(
         keys = [
             photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
         ]
-        collect_blobs(services, user_id=user_id, keys=keys)
+        try:
+            collect_blobs(services, user_id=user_id, keys=keys)
+        except BlobStoreUnavailable:
+            logger.warning("%d blobs of a failed write left for `rapport doctor`", len(keys))
         raise
