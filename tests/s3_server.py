@@ -41,14 +41,8 @@ class S3Server:
     def stop(self) -> None:
         self._server.stop()
 
-    def client(self, endpoint: str | None = None) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=endpoint or self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=ACCESS_KEY_ID,
-            aws_secret_access_key=SECRET_ACCESS_KEY,
-        )
+    def client(self) -> Any:
+        return s3_client(self.endpoint)
 
     def new_bucket(self) -> str:
         name = f"rapport-test-{uuid.uuid4().hex[:16]}"
@@ -73,17 +67,14 @@ class S3Server:
 
     def env(self, bucket: str, prefix: str = "photos", **extra: Any) -> dict[str, str]:
         """The same as RAPPORT_* environment variables, for child processes."""
-        values = self.settings(bucket, prefix, **extra)
-        return {f"RAPPORT_{name.upper()}": str(value) for name, value in values.items()}
+        return as_env(self.settings(bucket, prefix, **extra))
 
     def keys(self, bucket: str) -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
         return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
     def backdate(self, bucket: str, key: str, age_s: float) -> None:
-        """Make an object ``age_s`` seconds old (S3 sets LastModified itself; os.utime's twin)."""
-        stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys[key]
-        stored.last_modified = stored.last_modified - dt.timedelta(seconds=age_s)
+        backdate(bucket, key, age_s)
 
     @contextmanager
     def checking_credentials(self) -> Iterator[None]:
@@ -93,3 +84,32 @@ class S3Server:
             yield
         finally:
             httpx.post(f"{self.endpoint}/moto-api/reset-auth", content=b"inf").raise_for_status()
+
+
+def as_env(settings: dict[str, Any]) -> dict[str, str]:
+    """Settings fields as the RAPPORT_* environment variables of a child process."""
+    return {f"RAPPORT_{name.upper()}": str(value) for name, value in settings.items()}
+
+
+def backdate(bucket: str, key: str, age_s: float) -> None:
+    """Make an object ``age_s`` seconds old (S3 sets LastModified itself; os.utime's twin).
+
+    The server runs in this process, so its objects can be reached directly.
+    """
+    stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys[key]
+    stored.last_modified = stored.last_modified - dt.timedelta(seconds=age_s)
+
+
+def put_raw(endpoint: str, bucket: str, key: str, data: bytes) -> None:
+    """Write an object the way only something else than rapport would (any key)."""
+    s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=data)
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+    )
