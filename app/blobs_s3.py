@@ -185,7 +185,7 @@ def _unavailable(operation: str, reason: str) -> BlobStoreUnavailable:
 
 def _client_config(config: S3Config, *, attempts: int | None = None) -> Config:
     return Config(
-        retries={"mode": "standard", "max_attempts": attempts or config.max_attempts},
+        retries={"mode": "standard", "total_max_attempts": attempts or config.max_attempts},
         connect_timeout=config.timeout_s,
         read_timeout=config.timeout_s,
         max_pool_connections=config.max_connections,

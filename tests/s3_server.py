@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -113,3 +115,89 @@ def s3_client(endpoint: str) -> Any:
         aws_access_key_id=ACCESS_KEY_ID,
         aws_secret_access_key=SECRET_ACCESS_KEY,
     )
+
+
+class SlowDownProxy:
+    """An HTTP proxy on loopback in front of the S3 server that answers 503 SlowDown on demand.
+
+    ``slow_down(n, methods)`` makes the next ``n`` requests of those methods get
+    S3's throttling answer instead of being forwarded; ``served`` counts them.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.served = 0
+        self._budget = self._pass = 0
+        self._methods: set[str] = set()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy._throttle(self.command):
+                    payload = _SLOW_DOWN
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+                answer = httpx.request(
+                    self.command, proxy.upstream + self.path, headers=headers, content=body
+                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> SlowDownProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def slow_down(
+        self, count: int, methods: tuple[str, ...] = ("GET", "PUT", "HEAD"), *, after: int = 0
+    ) -> None:
+        """Throttle ``count`` requests of ``methods``, once ``after`` of them got through."""
+        with self._lock:
+            self._budget, self._methods, self._pass = count, set(methods), after
+
+    def _throttle(self, method: str) -> bool:
+        with self._lock:
+            if self._budget <= 0 or method not in self._methods:
+                return False
+            if self._pass > 0:
+                self._pass -= 1
+                return False
+            self._budget -= 1
+            self.served += 1
+            return True
+
+
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><RequestId>0</RequestId></Error>"
+)
