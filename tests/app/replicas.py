@@ -27,7 +27,7 @@ from tests.s3_server import S3Server
 
 CONFIG = Path(__file__).parent.parent / "haproxy" / "replicas.cfg"
 NAMES = ("r1", "r2", "r3")
-SECRET = "replica-test-server-secret"
+SECRET = "replica-test-server-secret-" + "0123456789abcdef" * 2  # shared by every replica
 
 
 class Balancer:
@@ -108,13 +108,23 @@ class Cluster:
             )
             for name in NAMES
         }
-        self.replicas = {
-            name: ServeProcess(env, workdir / f"{name}.log") for name, env in self.envs.items()
-        }
-        for replica in self.replicas.values():
-            replica.wait_ready(timeout=180)
-        self.balancer = Balancer(workdir, {n: r.port for n, r in self.replicas.items()})
-        self.balancer.wait_for(dict.fromkeys(NAMES, "UP"))
+        self.replicas: dict[str, ServeProcess] = {}
+        self._balancer: Balancer | None = None
+        try:
+            for name, env in self.envs.items():
+                self.replicas[name] = ServeProcess(env, workdir / f"{name}.log")
+            for replica in self.replicas.values():
+                replica.wait_ready(timeout=180)
+            self._balancer = Balancer(workdir, {n: r.port for n, r in self.replicas.items()})
+            self.balancer.wait_for(dict.fromkeys(NAMES, "UP"))
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def balancer(self) -> Balancer:
+        assert self._balancer is not None, "the balancer has not started"
+        return self._balancer
 
     def new_key(self, tenant: str) -> str:
         engine = create_engine(self.database_url)
@@ -143,9 +153,17 @@ class Cluster:
         return self.replicas[name].wait_ready(timeout=180)
 
     def stop(self) -> None:
-        self.balancer.stop()
-        for replica in self.replicas.values():
-            replica.stop()
+        if self._balancer is not None:
+            self._balancer.stop()
+        running = [r.process for r in self.replicas.values() if r.process.poll() is None]
+        for process in running:  # all at once: each takes seconds to shut down
+            process.send_signal(signal.SIGINT)
+        for process in running:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def local_photo_files(self) -> list[Path]:
         """Photo files in the replicas' own data folders: none, the photos are in S3."""

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from app.blobs import BlobStore, LocalBlobStore, open_blob_store
 from app.blobs_s3 import S3BlobStore
@@ -146,14 +147,19 @@ def test_a_malformed_store_url_fails_at_start_up(url: str) -> None:
 
 def test_half_a_key_pair_fails_at_start_up() -> None:
     with pytest.raises(ValueError, match="RAPPORT_S3_SECRET_ACCESS_KEY"):
-        Settings(blob_store="s3://bucket", s3_access_key_id="AKID")
+        Settings(blob_store="s3://bucket", s3_access_key_id=SecretStr("AKID"))
 
 
 def test_the_prefix_is_normalised() -> None:
     config = Settings(blob_store="s3://my-bucket/a/b/").s3_config()
     assert (config.bucket, config.prefix) == ("my-bucket", "a/b/")
     assert Settings(blob_store="s3://my-bucket").s3_config().prefix == ""
-    assert "secret" not in repr(Settings(blob_store="s3://b-1", **_keys()).s3_config())
+    keys = Settings(
+        blob_store="s3://b-1",
+        s3_access_key_id=SecretStr("AKID-NOT-SHOWN"),
+        s3_secret_access_key=SecretStr("SK-NOT-SHOWN"),
+    )
+    assert "NOT-SHOWN" not in repr(keys.s3_config()) + repr(keys) + str(keys)
 
 
 def test_an_unreachable_store_names_its_setting(s3_server: S3Server) -> None:
@@ -161,10 +167,6 @@ def test_an_unreachable_store_names_its_setting(s3_server: S3Server) -> None:
     dead = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(BlobStoreUnavailable, match=r"^RAPPORT_S3_ENDPOINT_URL: cannot reach"):
         open_blob_store(Settings(**s3_server.settings(bucket, endpoint=dead)))
-
-
-def _keys() -> dict[str, str]:
-    return {"s3_access_key_id": "AKID", "s3_secret_access_key": "secret"}
 
 
 def _closed_port() -> int:
