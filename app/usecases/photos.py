@@ -119,13 +119,18 @@ def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> N
 
     Runs under the user's row lock, as every write of blobs for that user does,
     so a blob being written for a concurrent upload of the same photo is kept.
+    A store that cannot delete them now leaves unreferenced blobs only, which
+    ``rapport doctor --repair`` removes: the rows' change stands (it committed).
     """
     with services.sessions() as session:
         if not repo.relock_user(session=session, user_id=user_id):
             return
-        in_use = repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
-        for key in set(keys) - in_use:
-            services.blobs.delete(key)
+        unused = set(keys) - repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
+        try:
+            for key in sorted(unused):
+                services.blobs.delete(key)
+        except BlobStoreUnavailable:
+            logger.warning("%d unreferenced photos left for `rapport doctor --repair`", len(unused))
         session.commit()
 
 
@@ -138,12 +143,7 @@ def blobs_kept_only_on_commit(
     user_id: int,
     photos: Sequence[PreparedPhoto],
 ) -> Iterator[None]:
-    """If the transaction fails, delete the blobs it wrote that no committed row uses.
-
-    A store that cannot delete them now (it is why the write failed, often) leaves
-    unreferenced blobs only, which ``rapport doctor --repair`` removes; never a row
-    without its blob.
-    """
+    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
     try:
         yield
     except BaseException:
@@ -151,8 +151,5 @@ def blobs_kept_only_on_commit(
         keys = [
             photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
         ]
-        try:
-            collect_blobs(services, user_id=user_id, keys=keys)
-        except BlobStoreUnavailable:
-            logger.warning("%d blobs of a failed write left for `rapport doctor`", len(keys))
+        collect_blobs(services, user_id=user_id, keys=keys)
         raise

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from app.errors import BlobStoreUnavailable
+from app.usecases.doctor import Storage, check, repair
 from tests import factories
 from tests.app.helpers import assert_problem, register, register_subject, stored
 from tests.app.processes import RAPPORT, rapport_env
@@ -105,12 +106,23 @@ def test_a_store_that_goes_down_answers_503_and_keeps_nothing(
     assert time.monotonic() - started < 10
     assert body["title"] == "Photo store unavailable" and "127.0.0.1" not in body["detail"]
     assert assert_problem(api.get(photo_url), 503)["title"] == "Photo store unavailable"
-
     proxy.restore()
     assert api.get("/readyz").status_code == 200
-    assert stored(server.services) == before
-    assert [c["name"] for c in api.get("/v1/users/alice/concepts").json()["items"]] == ["dog"]
+    assert stored(server.services) == before  # the failed registration left nothing
     assert api.get(photo_url).content == factories.photo("dog", 0)
+
+    # Deletions commit without the store: their photos wait, unreferenced, for the doctor.
+    assert register(api, "bob", "cat", [factories.photo("cat", 0)]).status_code == 201
+    proxy.cut(mode)
+    assert api.delete(f"/v1/users/alice/concepts/{dog['id']}").status_code == 204
+    assert api.delete("/v1/users/bob").status_code == 204
+    proxy.restore()
+    assert api.get("/v1/users/alice/concepts").json()["items"] == []
+    assert api.get("/v1/users/bob/concepts").json()["items"] == []
+    assert stored(server.services) == {"concepts": 0, "images": 0, "vectors": 0, "blobs": 4}
+    assert len(check(Storage.of(server.services), grace_s=0).orphan_blobs) == 4
+    assert repair(Storage.of(server.services), grace_s=0).problems == []
+    assert stored(server.services)["blobs"] == 0
     assert register(api, "alice", "cat", PHOTOS).status_code == 201
 
 
