@@ -2,14 +2,16 @@
 
 Each replica has its own data folder (no shared disk); they share one
 PostgreSQL database, one S3 bucket (moto's server on loopback), one Redis and
-one server secret. HAProxy routes by user (consistent hashing on the path up to
-the user id) and health-checks /readyz; its config is tests/haproxy/replicas.cfg.
+one server secret. HAProxy routes by user (consistent hashing on the user id in
+the path) and health-checks /readyz, with the shipped config (docker/haproxy.cfg),
+checked more often and with a stats page and an X-Replica header added for the test.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import signal
 import subprocess
@@ -23,9 +25,18 @@ from sqlalchemy.orm import Session
 
 from app.keys import create_key
 from tests.app.processes import ServeProcess, free_port, rapport_env
+from tests.deploy.balancer import loopback_config
 from tests.s3_server import S3Server
 
-CONFIG = Path(__file__).parent.parent / "haproxy" / "replicas.cfg"
+# What the test changes in the shipped config: faster health checks and slow start (a
+# failover in about a second, not four), which replica answered, and a stats page.
+TEST_CHECKS = "default-server check inter 300ms fastinter 200ms fall 2 rise 2 slowstart 1s"
+TEST_STATS = """
+listen stats
+    bind 127.0.0.1:{stats_port}
+    stats enable
+    stats uri /stats
+"""
 NAMES = ("r1", "r2", "r3")
 SECRET = "replica-test-server-secret-" + "0123456789abcdef" * 2  # shared by every replica
 
@@ -36,13 +47,14 @@ class Balancer:
     def __init__(self, workdir: Path, replicas: dict[str, int]) -> None:
         self.port, self.stats_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        servers = "\n".join(
-            f"    server {name} 127.0.0.1:{port} check" for name, port in replicas.items()
-        )
+        shipped = loopback_config(list(replicas.values()), self.port, names=list(replicas))
+        checks = re.compile(r"^    default-server .*$", re.M)
+        assert checks.search(shipped), "docker/haproxy.cfg has no default-server line"
+        text = checks.sub(f"    {TEST_CHECKS}\n    http-response set-header X-Replica %s", shipped)
+        # The shipped config logs every request to stdout; the test keeps errors only.
+        text = text.replace("    option httplog\n", "")
         config = workdir / "haproxy.cfg"
-        config.write_text(
-            CONFIG.read_text().format(port=self.port, stats_port=self.stats_port, servers=servers)
-        )
+        config.write_text(text + TEST_STATS.format(stats_port=self.stats_port))
         subprocess.run(["haproxy", "-c", "-q", "-f", str(config)], check=True, timeout=30)
         self.log = workdir / "haproxy.log"
         with self.log.open("w") as output:
@@ -57,7 +69,7 @@ class Balancer:
         return {
             row["svname"]: row["status"].split()[0]
             for row in rows
-            if row["pxname"] == "replicas" and row["svname"] in NAMES
+            if row["pxname"] == "rapport" and row["svname"] in NAMES
         }
 
     def wait_for(self, want: dict[str, str], timeout: float = 60) -> None:
