@@ -1,4 +1,11 @@
-"""Photo storage: a local folder of immutable, content-addressed files."""
+"""Photo storage: immutable, content-addressed blobs in a local folder or an S3 bucket.
+
+Both backends keep the same promises, which the write protocol and ``rapport
+doctor`` rely on: a blob is written whole or not at all before the row that
+names it commits; ``files`` lists every stored object with its age; a missing
+blob reads as ``FileNotFoundError``; a store that cannot answer raises
+``BlobStoreUnavailable`` (503), never a half-stored photo.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from app.errors import BlobStoreUnavailable
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 _KEY = re.compile(r"^[0-9a-z/]+$")
 _TEMP_PREFIX = ".tmp-"
@@ -31,17 +44,87 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_key(key: str) -> str:
+    """``key`` if it is a valid blob key (lower-case letters, digits, slashes); else ValueError."""
+    if not _KEY.match(key) or ".." in key or key.startswith("/") or "//" in key:
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a listed file is the temp file of an unfinished write, not a blob."""
+    return name.rsplit("/", 1)[-1].startswith(_TEMP_PREFIX)
+
+
+class BlobStore(Protocol):
+    """What the use cases and the doctor need of a photo store."""
+
+    description: str  # where the photos are, for operators' messages (never credentials)
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` whole under ``key`` (durable on return), replacing any old value."""
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; FileNotFoundError if there are none."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; gone already is fine."""
+
+    def files(self) -> Iterator[StoredFile]:
+        """Every stored object (blobs, and temp files of unfinished writes) with its age."""
+        ...
+
+    def mtime(self, name: str) -> float:
+        """When a listed file was last written (infinity: it is gone)."""
+        ...
+
+    def remove_file(self, name: str) -> None:
+        """Delete one listed file (a blob or a temp file); gone already is fine."""
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Delete every blob whose key starts with ``namespace/``, however many."""
+
+    def check(self) -> None:
+        """Raise BlobStoreUnavailable, naming the setting to fix, unless the store answers."""
+
+    def close(self) -> None: ...
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The configured store, checked: BlobStoreUnavailable names the setting if it is unusable."""
+    store: BlobStore
+    if settings.blob_store is None:
+        store = LocalBlobStore(settings.resolved_blob_dir)
+    else:
+        from app.blobs_s3 import S3BlobStore  # boto3 is imported only when S3 is configured
+
+        store = S3BlobStore(settings.s3_config())
+    store.check()
+    return store
+
+
 class LocalBlobStore:
     """Blobs as files under ``root``. Writes are atomic (temp file, fsync, rename)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.description = f"photo folder {root}"
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key:
-            raise ValueError(f"invalid blob key {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
+
+    def check(self) -> None:
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
+            raise BlobStoreUnavailable(
+                f"RAPPORT_BLOB_DIR: the photo folder {self.root} is missing or not writable"
+            )
+
+    def close(self) -> None:
+        pass
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -84,17 +167,15 @@ class LocalBlobStore:
                 except FileNotFoundError:
                     continue  # deleted while we looked
                 key = path.relative_to(self.root).as_posix()
-                yield StoredFile(key=key, mtime=mtime, temporary=name.startswith(_TEMP_PREFIX))
+                yield StoredFile(key=key, mtime=mtime, temporary=is_temporary(name))
 
     def mtime(self, name: str) -> float:
-        """When a file that ``files`` listed was last written (infinity: it is gone)."""
         try:
             return self._file(name).stat().st_mtime
         except FileNotFoundError:
             return float("inf")
 
     def remove_file(self, name: str) -> None:
-        """Delete one file that ``files`` listed (a blob or a temp file); gone already is fine."""
         self._file(name).unlink(missing_ok=True)
 
     def _file(self, name: str) -> Path:
@@ -104,7 +185,6 @@ class LocalBlobStore:
         return self.root / relative
 
     def delete_namespace(self, namespace: str) -> None:
-        """Delete every blob whose key starts with ``namespace/``."""
         shutil.rmtree(self._path(namespace), ignore_errors=True)
 
 

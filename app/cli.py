@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -28,6 +28,7 @@ from app.cli_support import (
     open_database,
     where,
 )
+from app.errors import BlobStoreUnavailable
 from retrieval.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 logger = logging.getLogger("rapport")
+
+# What stops a start: the model or the photo store named by the settings is unusable.
+_START_ERRORS = (ModelLoadError, BlobStoreUnavailable)
 
 
 @click.group()
@@ -62,6 +66,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     """Run the HTTP service (migrating the database first)."""
     import uvicorn
 
+    from app.blobs import open_blob_store
     from app.http_server import uvicorn_options
     from app.main import build_services, create_app, load_encoder
 
@@ -76,9 +81,11 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
                     app, host=host, port=port, log_level="info", **uvicorn_options(settings)
                 )
                 return
-            # Check the model once here, so a bad setting fails with one message, not N.
+            # Check the store and the model once here, so a bad setting fails with one
+            # message, not N.
+            open_blob_store(settings).close()
             load_encoder(settings)
-        except ModelLoadError as error:
+        except _START_ERRORS as error:
             raise StartupError(error.detail) from None
         uvicorn.run(
             "app.main:served_app",
@@ -136,7 +143,7 @@ def _services(settings: Settings) -> Services:
 
     try:
         return build_services(settings)
-    except ModelLoadError as error:
+    except _START_ERRORS as error:
         raise StartupError(error.detail) from None
 
 
@@ -169,7 +176,7 @@ def _model_named(settings: Settings) -> str:
 )
 def doctor(repair: bool) -> None:
     """Check that the database and the photo folder agree (exit status 1: problems remain)."""
-    from app.blobs import LocalBlobStore
+    from app.blobs import open_blob_store
     from app.db.engine import make_engine, make_sessionmaker
     from app.usecases import doctor as checks
     from retrieval.encoder import model_id_of
@@ -179,18 +186,21 @@ def doctor(repair: bool) -> None:
     try:
         # Only the configured model's id is needed, not the model: no weights are loaded.
         model_id = model_id_of(settings.encoder_config())
-    except ModelLoadError as error:
+        blobs = open_blob_store(settings)
+    except _START_ERRORS as error:
         raise StartupError(error.detail) from None
     open_database(settings)
-    click.echo(f"using {where(settings)}, photos {settings.resolved_blob_dir}, model {model_id}")
+    photos = settings.blob_store or settings.resolved_blob_dir
+    click.echo(f"using {where(settings)}, photos {photos}, model {model_id}")
     engine = make_engine(settings.resolved_database_url)
-    storage = checks.Storage(
-        settings, make_sessionmaker(engine), LocalBlobStore(settings.resolved_blob_dir), model_id
-    )
+    storage = checks.Storage(settings, make_sessionmaker(engine), blobs, model_id)
     try:
         report = checks.repair(storage) if repair else checks.check(storage)
+    except BlobStoreUnavailable as error:
+        raise click.ClickException(error.detail) from None
     finally:
         engine.dispose()
+        blobs.close()
     for line in report.lines():
         click.echo(line)
     sys.exit(1 if report.problems else 0)
@@ -269,10 +279,23 @@ PLOTS_HINT = (
     help="how the scores of several regions of a photo combine  "
     "[default: RAPPORT_REGION_AGGREGATION, as the service uses it: winner unless set]",
 )
+@click.option(
+    "--region-encoding",
+    default="crop",
+    show_default=True,
+    type=click.Choice(["crop", "pooled"]),
+    help="grid regions: crops, or pooled from one pass (torchvision conv nets)",
+)
 @click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
 @click.option("--seed", default=0, show_default=True, help="draws the collages")
 def eval_(
-    dataset: str, out: str, regions: str, collages: int, aggregation: str | None, **options: object
+    dataset: str,
+    out: str,
+    regions: str,
+    region_encoding: Literal["crop", "pooled"],
+    collages: int,
+    aggregation: str | None,
+    **options: object,
 ) -> None:
     """Measure the configured encoder's retrieval quality on a folder of concept folders."""
     from app.main import load_encoder
@@ -292,7 +315,9 @@ def eval_(
             dataset,
             out,
             load_encoder(settings),
-            regions=RegionConfig(kind="grid" if regions == "grid" else "whole"),
+            regions=RegionConfig(
+                kind="grid" if regions == "grid" else "whole", encoding=region_encoding
+            ),
             aggregation=aggregation or settings.region_aggregation,
             collages=collages > 0,
             collage_count=collages,

@@ -60,9 +60,20 @@ class RemotePhotoUnavailable(errors.RapportError):
 
 
 class PhotoFileMissing(errors.RapportError):
-    """A photo row whose file is gone from the photo folder: data lost on the server's side."""
+    """A photo row whose file (or S3 object) is gone: data lost on the server's side."""
 
     title = "Photo file missing"
+
+
+class BlobStoreUnavailable(errors.RapportError):
+    """The photo store did not answer in time, or refused, after bounded retries.
+
+    At start-up and in /readyz its detail names the setting to fix; a request's
+    answer says only that the store is unavailable.
+    """
+
+    title = "Photo store unavailable"
+    retry_after = 2.0
 
 
 class DatabaseUnavailable(errors.RapportError):
@@ -76,6 +87,7 @@ STATUS: dict[type[errors.RapportError], int] = {
     RemotePhotoRefused: 400,
     RemotePhotoUnavailable: 422,
     DatabaseUnavailable: 503,
+    BlobStoreUnavailable: 503,
     PhotoFileMissing: 500,
     Unauthorized: 401,
     NoGenerator: 501,

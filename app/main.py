@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from app import version
 from app.auth_gate import AuthGate
-from app.blobs import LocalBlobStore
+from app.blobs import open_blob_store
 from app.body_limit import BodyLimitMiddleware
 from app.db.engine import make_engine, make_sessionmaker, shown_url
 from app.errors import install_error_handlers
@@ -42,10 +42,10 @@ from app.settings import Settings
 from app.thumbnails import ThumbnailCache
 from retrieval import Encoder, Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
+from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.encoder import open_encoder
 from retrieval.errors import ModelLoadError
 from retrieval.index import VersionedCache
-from retrieval.matching import default_min_score
 from retrieval.regions import RegionProposer, open_region_proposer
 from retrieval.torchvision_encoder import TorchvisionEncoder
 
@@ -63,6 +63,8 @@ def build_services(
     # The service's own matrix products are tiny (a few queries against one user's
     # vectors): BLAS threads would only spin, costing CPU that requests need.
     threadpool_limits(limits=1, user_api="blas")
+    # The photo store first: a wrong bucket or key fails the start before the slow model load.
+    blobs = open_blob_store(settings)
     engine = make_engine(settings.resolved_database_url)
     metrics = Metrics(settings.prometheus_multiproc_dir)
     model = encoder or load_encoder(settings)
@@ -75,22 +77,22 @@ def build_services(
         size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
     )
     metrics.track_cache(concepts.stats, "concept", "concept summaries")
+    decisions = DecisionCache(settings.decision_cache_bytes)
+    metrics.track_cache(decisions.stats, "decision", "per-user decision rules")
     services = Services(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        blobs=blobs,
         encoder=batching.start(),
         user_index_cache=cache,
         concept_cache=concepts,
         generator=generator or open_generator(settings.generator_config()),
         metrics=metrics,
         regions=load_regions(settings),
-        default_min_score=(
-            settings.min_score
-            if settings.min_score is not None
-            else default_min_score(model.model_id)
-        ),
+        default_min_score=settings.min_score,
+        decisions=decisions,
+        background=BackgroundVectors(batching.encode_images),
         rate_limiter=open_rate_limiter(
             settings.redis_url,
             settings.rate_limit_rps,
@@ -111,7 +113,7 @@ def build_services(
         settings.regions,
         _generator_named(settings),
         shown_url(settings.resolved_database_url),
-        settings.resolved_blob_dir,
+        settings.blob_store or settings.resolved_blob_dir,
     )
     return services
 
@@ -192,6 +194,9 @@ def create_app(
         to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
         if freeze_heap:
             freeze_start_up_heap()
+        if built.default_min_score is None:
+            # The decision rule's background vectors, before the first request needs them.
+            await to_thread.run_sync(built.background.get)
         try:
             yield
         finally:

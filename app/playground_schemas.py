@@ -42,7 +42,10 @@ class ScoreOut(BaseModel):
     concept: ConceptBrief
     score: float = Field(description="best cosine similarity over the regions")
     box: Box = Field(description="the region that scored it")
-    kept: bool = Field(description="retrieval keeps it (at least min_score, within top_k)")
+    kept: bool = Field(
+        description="retrieval keeps it (present by the decision rule or at least min_score, "
+        "within top_k)"
+    )
 
 
 class PromptPartOut(BaseModel):
@@ -62,7 +65,10 @@ class PlaygroundOut(BaseModel):
     width: int | None = Field(description="the photo's width in pixels, upright")
     height: int | None
     top_k: int
-    min_score: float = Field(description="the threshold used")
+    min_score: float | None = Field(
+        description="the fixed threshold used; null: rapport's decision rule (a threshold "
+        "per concept, see README)"
+    )
     regions: list[RegionOut]
     scores: list[ScoreOut] = Field(description="the best-scoring concepts, best first")
     named: list[ConceptBrief] = Field(description="concepts the question names")

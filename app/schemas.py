@@ -122,7 +122,7 @@ class RetrieveJSON(BaseModel):
     min_score: MinScore | None = None
 
     def to_query(
-        self, *, default_top_k: int, default_min_score: float, max_image_bytes: int
+        self, *, default_top_k: int, default_min_score: float | None, max_image_bytes: int
     ) -> RetrieveQuery:
         """The query, with the photo decoded from base64 (blocking for a large one)."""
         image = self.image
@@ -142,6 +142,15 @@ class MatchOut(BaseModel):
         description="where the concept was seen, [x0, y0, x1, y1] in the photo's pixels; "
         "null for the whole photo or a text match"
     )
+    present: bool | None = Field(
+        description="whether the concept is seen in the photo: by rapport's decision rule, or "
+        "score >= min_score when the request (or RAPPORT_MIN_SCORE) sets one; null when no "
+        "photo was sent"
+    )
+    threshold: float | None = Field(
+        description="the score this concept needed to be present (its own under the decision "
+        "rule, or min_score); null when no photo was sent or its photos cannot decide"
+    )
 
     @classmethod
     def from_match(cls, match: Match) -> MatchOut:
@@ -150,6 +159,8 @@ class MatchOut(BaseModel):
             score=round(match.score, 6),
             source=match.source,
             box=match.box,
+            present=match.present,
+            threshold=None if match.threshold is None else round(match.threshold, 6),
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.blobs import LocalBlobStore
+from app.blobs import BlobStore
 from app.keys import KeyCache
 from app.metrics import Metrics
 from app.ratelimit import AuthFailureLimiter, RateLimiter
@@ -17,6 +17,7 @@ from app.settings import Settings
 from app.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
+from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.index import VersionedCache
 from retrieval.regions import RegionProposer
 
@@ -26,7 +27,7 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    blobs: LocalBlobStore
+    blobs: BlobStore
     encoder: BatchingEncoder
     user_index_cache: UserIndexCache
     # user id -> their concepts' summaries, at the user's version
@@ -34,17 +35,22 @@ class Services:
     generator: Generator
     metrics: Metrics
     regions: RegionProposer
-    default_min_score: float  # when a request names none
+    # When a request names none: a fixed threshold, or None for the decision rule.
+    default_min_score: float | None
     rate_limiter: RateLimiter
     key_cache: KeyCache
     auth_failures: AuthFailureLimiter
+    decisions: DecisionCache  # per-user decision rules (retrieval/decision.py)
+    background: BackgroundVectors  # generic photos' vectors, for the rule
     thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
 
     def close(self) -> None:
-        """Stop the encoder's worker, release the generator, the database and the metrics."""
+        """Stop the encoder's worker; release the generator, the database, the photo store
+        and the metrics."""
         self.encoder.stop()
         self.generator.close()
         self.engine.dispose()
+        self.blobs.close()
         close = getattr(self.rate_limiter, "close", None)
         if close is not None:
             close()

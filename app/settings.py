@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tempfile
 from functools import cached_property
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retrieval.images import ImageLimits
 
 if TYPE_CHECKING:
+    from app.blobs_s3 import S3Config
     from retrieval.batching import BatchingConfig
     from retrieval.encoder import EncoderConfig
     from retrieval.generators import GeneratorConfig
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 MIN_SECRET_CHARS = 32
+_S3_URL = re.compile(
+    r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?P<prefix>/[A-Za-z0-9._/-]*)?$"
+)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 class Settings(BaseSettings):
@@ -35,6 +44,28 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: a SQLite file in data_dir"
     )
     blob_dir: Path | None = Field(default=None, description="photo folder; default data_dir/blobs")
+    blob_store: str | None = Field(
+        default=None,
+        description="s3://bucket[/prefix]: photos in an S3-compatible bucket shared by every "
+        "replica; unset: the local folder (blob_dir)",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="e.g. http://seaweedfs:8333; unset: AWS_ENDPOINT_URL, or AWS"
+    )
+    s3_region: str | None = Field(default=None, description="unset: AWS_REGION, AWS's default")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="unset: the standard AWS chain (AWS_ACCESS_KEY_ID, profiles...)"
+    )
+    s3_secret_access_key: SecretStr | None = None
+    s3_path_style: bool = Field(
+        default=False, description="bucket in the path, not the host name (most self-hosted stores)"
+    )
+    s3_max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=4, description="tries of one S3 request on transient errors, with backoff"
+    )
+    s3_timeout_s: Annotated[float, Field(gt=0, le=120)] = Field(
+        default=10.0, description="connect and read timeout of one S3 request"
+    )
 
     secret_key: SecretStr | None = Field(
         default=None,
@@ -74,14 +105,23 @@ class Settings(BaseSettings):
 
     default_top_k: Annotated[int, Field(ge=1, le=100)] = 5
     min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
-        default=None, description="default min_score; unset: the model's own (see README)"
+        default=None,
+        description="a fixed score threshold for every request that names none; unset: "
+        "rapport's label-free decision rule (README, 'How rapport decides a concept is present')",
     )
+    decision_cache_bytes: Annotated[int, Field(ge=0)] = 16 * MiB
     regions: Literal["whole", "grid", "detector"] = "whole"
     region_grid_scales: tuple[int, ...] = (2, 3)
     region_aggregation: Literal["best", "winner"] = "winner"
     region_detector_model: str = "google/owlv2-base-patch16-ensemble"
     region_detector_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
     region_max: Annotated[int, Field(ge=1, le=64)] = 8
+    region_encoding: Literal["crop", "pooled"] = Field(
+        default="crop",
+        description="crop: one forward pass per region; pooled: one pass per photo, regions "
+        "averaged from its feature map (torchvision conv nets; others fall back to crops)",
+    )
+    region_pooled_side: Annotated[int, Field(ge=64, le=2048)] = 320
     index_cache_bytes: Annotated[int, Field(ge=0)] = 512 * MiB
     concept_cache_bytes: Annotated[int, Field(ge=0)] = 64 * MiB
 
@@ -169,7 +209,8 @@ class Settings(BaseSettings):
     looks_like_min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
         default=None,
         description="a concept whose photos score at least this against another concept's "
-        "is flagged as looking like it; default: the default min_score",
+        "is flagged as looking like it; default: the default min_score, and with none, the "
+        "decision rule's threshold of the other concept",
     )
 
     @field_validator("device", "generator_device")
@@ -177,6 +218,16 @@ class Settings(BaseSettings):
     def _check_device(cls, value: str) -> str:
         if value != "auto" and value != "cpu" and not value.startswith("cuda"):
             raise ValueError("device must be auto, cpu or cuda[:N]")
+        return value
+
+    @field_validator("blob_store")
+    @classmethod
+    def _check_blob_store(cls, value: str | None) -> str | None:
+        if value is not None and not _S3_URL.match(value):
+            raise ValueError(
+                "RAPPORT_BLOB_STORE must be s3://bucket or s3://bucket/prefix (a bucket name of "
+                "3-63 lower-case letters, digits, dots and hyphens), or unset for the local folder"
+            )
         return value
 
     @field_validator("admin_key", "secret_key")
@@ -197,6 +248,14 @@ class Settings(BaseSettings):
                 "or leave it unset"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_s3_keys(self) -> Settings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "set both RAPPORT_S3_ACCESS_KEY_ID and RAPPORT_S3_SECRET_ACCESS_KEY, or neither"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_together(self) -> Settings:
@@ -277,6 +336,26 @@ class Settings(BaseSettings):
     def resolved_blob_dir(self) -> Path:
         return (self.blob_dir or self.data_dir / "blobs").resolve()
 
+    def s3_config(self) -> S3Config:
+        from app.blobs_s3 import S3Config
+
+        assert self.blob_store is not None
+        match = _S3_URL.match(self.blob_store)
+        assert match is not None
+        prefix = (match.group("prefix") or "").strip("/")
+        return S3Config(
+            bucket=match.group("bucket"),
+            prefix=f"{prefix}/" if prefix else "",
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            access_key_id=_secret(self.s3_access_key_id),
+            secret_access_key=_secret(self.s3_secret_access_key),
+            path_style=self.s3_path_style,
+            max_attempts=self.s3_max_attempts,
+            timeout_s=self.s3_timeout_s,
+            max_connections=self.threadpool_size,
+        )
+
     def encoder_config(self) -> EncoderConfig:
         # Imported here: the encoder module loads torch, which key management never needs.
         from retrieval.encoder import EncoderConfig
@@ -335,4 +414,6 @@ class Settings(BaseSettings):
             detector_threshold=self.region_detector_threshold,
             max_regions=self.region_max,
             device=self.device,
+            encoding=self.region_encoding,
+            pooled_side=self.region_pooled_side,
         )

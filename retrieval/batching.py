@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from retrieval.errors import Overloaded
+from retrieval.regions import Box
 
 
 class TensorEncoder(Protocol):
@@ -90,6 +91,18 @@ class BatchingEncoder:
     @property
     def input_size(self) -> int | None:
         return getattr(self.encoder, "input_size", None)
+
+    def encode_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> np.ndarray:
+        """The whole photo's vector then each box's, pooled from one forward pass when the
+        encoder can (``encode_regions``), else from crops through the batching queue."""
+        pooled = getattr(self.encoder, "encode_regions", None)
+        if pooled is not None and getattr(self.encoder, "pools_regions", False):
+            # One photo's pass, outside the queue: its regions are its own batch.
+            vectors: np.ndarray = pooled(image, boxes, side)
+            return vectors
+        return self.encode_images([image, *(image.crop(box) for box in boxes)])
 
     @property
     def queue_depth(self) -> int:

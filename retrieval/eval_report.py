@@ -22,7 +22,10 @@ class CollageReport:
     present_top4_rate: float
     present_accepted_rate: float | None  # None: no collage had such a concept
     absent_rejected_rate: float | None
+    rule_present_accepted_rate: float | None  # the label-free decision rule's
+    rule_absent_rejected_rate: float | None
     median_query_ms: float
+    median_query_cpu_ms: float
     present_scores: list[float] = field(repr=False)
     absent_scores: list[float] = field(repr=False)
 
@@ -48,7 +51,14 @@ class EvalReport:
     negative_accuracy: float
     balanced_accuracy: float
     average_precision: float
+    # The label-free decision rule (retrieval/decision.py), same queries.
+    rule_positive_accuracy: float
+    rule_negative_accuracy: float
+    rule_balanced_accuracy: float
+    rule_thresholds: dict[str, float]
+    rule_unseparable: list[str]  # concepts the rule never accepts (random weights?)
     median_query_ms: float
+    median_query_cpu_ms: float
     collage: CollageReport | None
     conditions: dict[str, Any]
     mistakes: list[dict[str, Any]] = field(repr=False)
@@ -86,6 +96,12 @@ def format_table(report: EvalReport) -> str:
     ]
     if report.meaningless:
         lines.append(f"!! {MEANINGLESS} !!")
+    if report.rule_unseparable:
+        lines.append(
+            f"!! {len(report.rule_unseparable)} of {report.concepts} concepts do not stand out "
+            "from other photos: the decision rule never accepts them (random weights?) !!"
+        )
+    thresholds = sorted(report.rule_thresholds.values())
     rows: list[tuple[str, str]] = [
         ("single photos", ""),
         ("  recall@1", f"{report.recall_at_1:.3f}"),
@@ -95,8 +111,13 @@ def format_table(report: EvalReport) -> str:
         ("  positives accepted", f"{report.positive_accuracy:.3f}"),
         ("  negatives rejected", f"{report.negative_accuracy:.3f}"),
         ("  balanced accuracy", f"{report.balanced_accuracy:.3f}"),
+        ("  decision rule: thresholds min / median / max", _spread(thresholds)),
+        ("  decision rule: positives accepted", f"{report.rule_positive_accuracy:.3f}"),
+        ("  decision rule: negatives rejected", f"{report.rule_negative_accuracy:.3f}"),
+        ("  decision rule: balanced accuracy", f"{report.rule_balanced_accuracy:.3f}"),
         ("  average precision", f"{report.average_precision:.3f}"),
         ("  median ms / query", f"{report.median_query_ms:.1f}"),
+        ("  median CPU ms / query", f"{report.median_query_cpu_ms:.1f}"),
     ]
     if report.collage is not None:
         collage = report.collage
@@ -105,7 +126,10 @@ def format_table(report: EvalReport) -> str:
             ("  present concept in top 4", f"{collage.present_top4_rate:.3f}"),
             ("  present accepted", _rate(collage.present_accepted_rate)),
             ("  absent rejected", _rate(collage.absent_rejected_rate)),
+            ("  decision rule: present accepted", _rate(collage.rule_present_accepted_rate)),
+            ("  decision rule: absent rejected", _rate(collage.rule_absent_rejected_rate)),
             ("  median ms / query", f"{collage.median_query_ms:.1f}"),
+            ("  median CPU ms / query", f"{collage.median_query_cpu_ms:.1f}"),
         ]
     width = max(len(name) for name, _ in rows) + 2
     lines += ["", *(f"{name:<{width}}{value:>8}".rstrip() for name, value in rows)]
@@ -198,6 +222,12 @@ def save_plots(report: EvalReport, out_dir: str | Path) -> list[Path]:
     curve_path = out / "precision_recall.png"
     figure.savefig(curve_path, dpi=100)
     return [scores_path, curve_path]
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{values[0]:.3f} / {values[len(values) // 2]:.3f} / {values[-1]:.3f}"
 
 
 def _rate(value: float | None) -> str:

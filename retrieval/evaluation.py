@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from retrieval.background import background_photos
+from retrieval.decision import DecisionRule, fit_decision
 from retrieval.encoder import RANDOM_WEIGHTS
 from retrieval.eval_data import category_words, draw_collages, load_concepts
 from retrieval.eval_report import (
@@ -35,10 +37,10 @@ from retrieval.eval_report import (
 from retrieval.index import UserIndex
 from retrieval.matching import search_concepts
 from retrieval.regions import RegionConfig, RegionProposer, open_region_proposer
+from retrieval.torchvision_encoder import TorchvisionEncoder
 
 if TYPE_CHECKING:
     from retrieval.encoder import Encoder
-    from retrieval.torchvision_encoder import TorchvisionEncoder
 
 __all__ = ["CollageReport", "EvalReport", "evaluate", "format_table", "run_eval", "save_plots"]
 
@@ -65,7 +67,9 @@ def evaluate(
     for the one concept it matches best, and a concept no region wins scores
     NOT_MATCHED and is never found. ``threshold`` is the score a concept needs
     to count as recognised; None takes the one that maximises balanced accuracy
-    on the single-photo queries.
+    on the single-photo queries. Beside that fixed threshold, every figure is
+    also given for the label-free decision rule (retrieval/decision.py), fitted
+    on the reference photos and the background before any query is seen.
     Collages (``collage_count``, drawn with ``seed``) need four concepts with
     held-out photos. Raises ValueError for a folder with fewer than two concepts
     or no held-out photo at all.
@@ -84,12 +88,23 @@ def evaluate(
     if not held_out:
         raise ValueError(f"no concept in {dataset_dir} has more than {references} photos")
     index = UserIndex(encoder.dim)
+    reference_vectors, reference_labels = [], []
     for name, images in photos.items():
         start = len(index)
         vectors = encoder.encode_images(images[:references])
         index.add(range(start, start + len(vectors)), [name] * len(vectors), vectors)
+        reference_vectors.append(vectors)
+        reference_labels += [name] * len(vectors)
+    rule = fit_decision(
+        np.concatenate(reference_vectors),
+        reference_labels,
+        encoder.encode_images(background_photos()),
+    )
     proposer = open_region_proposer(regions)
     search = _Search(index, encoder, proposer, category_words(photos), aggregation, list(photos))
+    search.pooled, search.pooled_side = regions.encoding == "pooled", regions.pooled_side
+    accepted: list[bool] = []
+    rejected: list[bool] = []
 
     positives: list[float] = []
     negatives: list[float] = []
@@ -102,6 +117,10 @@ def evaluate(
             ranks.append(ranked.index(name) if name in ranked else len(scores))
             positives.append(scores[name])
             negatives.extend(score for label, score in scores.items() if label != name)
+            accepted.append(rule.present(name, scores[name]))
+            rejected.extend(
+                not rule.present(label, score) for label, score in scores.items() if label != name
+            )
             if not ranked or ranked[0] != name:
                 found = ranked[0] if ranked else None
                 mistakes.append(
@@ -120,7 +139,9 @@ def evaluate(
     negative_accuracy = float(np.mean(np.asarray(negatives) < chosen))
     collage_report = None
     if collages and len(held_out) >= 4 and collage_count > 0:
-        collage_report = _collages(search, held_out, chosen, count=collage_count, seed=seed)
+        collage_report = _collages(search, held_out, chosen, rule, count=collage_count, seed=seed)
+    rule_accepted, rule_rejected = float(np.mean(accepted)), float(np.mean(rejected))
+    unseparable = sorted(n for n, t in rule.thresholds.items() if not t.separable)
     return EvalReport(
         dataset=str(dataset_dir),
         model_id=encoder.model_id,
@@ -139,7 +160,13 @@ def evaluate(
         negative_accuracy=negative_accuracy,
         balanced_accuracy=(positive_accuracy + negative_accuracy) / 2,
         average_precision=average_precision(positives, negatives),
+        rule_positive_accuracy=rule_accepted,
+        rule_negative_accuracy=rule_rejected,
+        rule_balanced_accuracy=(rule_accepted + rule_rejected) / 2,
+        rule_thresholds={n: t.threshold for n, t in rule.thresholds.items()},
+        rule_unseparable=unseparable,
         median_query_ms=single_ms,
+        median_query_cpu_ms=statistics.median(search.cpu_ms),
         collage=collage_report,
         conditions={
             "device": str(encoder.device),
@@ -199,11 +226,19 @@ class _Search:
         self.index, self.encoder, self.proposer = index, encoder, proposer
         self.categories, self.aggregation, self.labels = categories, aggregation, labels
         self.times_ms: list[float] = []
+        self.cpu_ms: list[float] = []  # this process's CPU (all its threads)
+        self.pooled = False
+        self.pooled_side = 320
 
     def __call__(self, image: Image.Image) -> dict[str, float]:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         regions = self.proposer.propose(image, self.categories)
-        vectors = self.encoder.encode_tensors([self.encoder.preprocess(r.image) for r in regions])
+        if self.pooled and len(regions) > 1 and isinstance(self.encoder, TorchvisionEncoder):
+            boxes = [region.box for region in regions[1:] if region.box is not None]
+            vectors = self.encoder.encode_regions(image, boxes, self.pooled_side)
+        else:
+            tensors = [self.encoder.preprocess(region.image) for region in regions]
+            vectors = self.encoder.encode_tensors(tensors)
         matches = search_concepts(
             self.index,
             vectors,
@@ -212,6 +247,7 @@ class _Search:
             aggregation=self.aggregation,
         )
         self.times_ms.append((time.perf_counter() - start) * 1000)
+        self.cpu_ms.append((time.process_time() - cpu_start) * 1000)
         scores = dict.fromkeys(self.labels, NOT_MATCHED)
         scores.update((match.label, match.score) for match in matches)
         return scores
@@ -221,6 +257,7 @@ def _collages(
     search: _Search,
     held_out: dict[str, list[Image.Image]],
     threshold: float,
+    rule: DecisionRule,
     *,
     count: int,
     seed: int,
@@ -229,18 +266,27 @@ def _collages(
     found = 0
     present: list[float] = []
     absent: list[float] = []
+    accepted: list[bool] = []
+    rejected: list[bool] = []
     for collage, chosen in draw_collages(held_out, count=count, seed=seed):
         scores = search(collage)
         top4 = _ranked(scores)[:4]
         found += sum(name in top4 for name in chosen)
         present.extend(scores[name] for name in chosen)
         absent.extend(score for label, score in scores.items() if label not in chosen)
+        accepted.extend(rule.present(name, scores[name]) for name in chosen)
+        rejected.extend(
+            not rule.present(label, score) for label, score in scores.items() if label not in chosen
+        )
     return CollageReport(
         collages=count,
         present_top4_rate=found / (4 * count),
         present_accepted_rate=_share(np.asarray(present) >= threshold),
         absent_rejected_rate=_share(np.asarray(absent) < threshold),
+        rule_present_accepted_rate=_share(np.asarray(accepted, dtype=bool)),
+        rule_absent_rejected_rate=_share(np.asarray(rejected, dtype=bool)),
         median_query_ms=statistics.median(search.times_ms[start:]),
+        median_query_cpu_ms=statistics.median(search.cpu_ms[start:]),
         present_scores=present,
         absent_scores=absent,
     )

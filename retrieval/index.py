@@ -103,6 +103,15 @@ class UserIndex:
                 for label, vector_ids in ids.items()
             }
 
+    def vectors(self) -> tuple[np.ndarray, list[str]]:
+        """Every vector (rows, in id order) and its label."""
+        with self._lock:
+            ids = sorted(self._labels)
+            labels = [self._labels[vector_id] for vector_id in ids]
+            rows = [self._index.reconstruct(vector_id) for vector_id in ids]
+        matrix = np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+        return matrix, labels
+
     def best_scores(self, queries: np.ndarray, labels: Iterable[str]) -> dict[str, float]:
         """For each label, its best score over its vectors and all queries (exact)."""
         wanted = set(labels)

@@ -115,16 +115,6 @@ def best_per_label(hits_per_region: Sequence[Sequence[Hit]]) -> dict[str, Visual
 
 Aggregation = Literal["best", "winner"]
 
-# Thresholds that balance accepting present concepts and refusing absent ones,
-# by model (see bench/RESULTS.md); others get RAPPORT_MIN_SCORE's fallback.
-MIN_SCORES = {"torchvision/mobilenet_v2": 0.70}
-FALLBACK_MIN_SCORE = 0.75
-
-
-def default_min_score(model_id: str) -> float:
-    """The ``min_score`` a model's retrievals get when a request names none."""
-    return MIN_SCORES.get(model_id.split(":", 1)[0], FALLBACK_MIN_SCORE)
-
 
 def search_concepts(
     index: UserIndex,

@@ -21,6 +21,7 @@ from retrieval.hub import require_hub
 
 Box = tuple[int, int, int, int]
 RegionKind = Literal["whole", "grid", "detector"]
+RegionEncoding = Literal["crop", "pooled"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class RegionConfig:
     open-vocabulary detector (OWLv2 / OWL-ViT through transformers, a hub id or
     a local folder in ``detector_model``) scoring at least ``detector_threshold``
     for the caller's category words or one of ``generic_words``.
+    ``encoding``: ``crop`` encodes each region's crop (one forward pass per
+    region); ``pooled`` averages one pass's feature map inside each box, for
+    encoders that have one (``encode_regions``), and crops for the others.
     """
 
     kind: RegionKind = "whole"
@@ -52,6 +56,8 @@ class RegionConfig:
     generic_words: tuple[str, ...] = ("object", "animal", "person")
     min_box_pixels: int = 16
     device: str = "auto"
+    encoding: RegionEncoding = "crop"
+    pooled_side: int = 320
 
 
 class RegionProposer(Protocol):

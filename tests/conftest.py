@@ -26,6 +26,7 @@ from app.main import build_services, create_app
 from app.services import Services
 from app.settings import Settings
 from retrieval import Encoder, EncoderConfig
+from tests.s3_server import S3Server
 
 TINY = EncoderConfig(model="rapport-test-tiny", pretrained="none", device="cpu")
 POSTGRES_URL = os.environ.get(
@@ -199,9 +200,31 @@ def start_server(encoder: Encoder) -> Iterator[object]:
         server.services.close()
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """The S3 API on a loopback port (moto's server), shared by the session's tests."""
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path / "data")
+def blob_store(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings of the photo store: the local folder, or (param "s3") a fresh bucket on
+    the loopback S3 server. Tests opt into both with ``BOTH_BLOB_STORES``."""
+    if getattr(request, "param", "folder") == "folder":
+        return {}
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return s3.settings(s3.new_bucket())
+
+
+# Runs a test on the local photo folder and on S3 (through the fixtures above).
+BOTH_BLOB_STORES = pytest.mark.parametrize("blob_store", ["folder", "s3"], indirect=True)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, blob_store: dict[str, Any]) -> Settings:
+    return make_settings(database_url, tmp_path / "data", **blob_store)
 
 
 @pytest.fixture

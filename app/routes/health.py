@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from app.deps import ServicesDep
+from app.errors import BlobStoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -22,13 +27,25 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "not ready", "content": {"application/json": {}}}},
 )
 def readyz(services: ServicesDep) -> JSONResponse:
-    """The database answers and the encoder is loaded."""
+    """The database and the photo store answer, and the encoder is loaded."""
     try:
         with services.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception:
         return JSONResponse({"status": "not ready", "database": "unreachable"}, status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok", "encoder": services.encoder.model_id})
+    try:
+        services.blobs.check()
+    except BlobStoreUnavailable as error:
+        logger.warning("not ready: %s", error.detail)
+        return JSONResponse({"status": "not ready", "photo_store": "unreachable"}, status_code=503)
+    return JSONResponse(
+        {
+            "status": "ready",
+            "database": "ok",
+            "photo_store": "ok",
+            "encoder": services.encoder.model_id,
+        }
+    )
 
 
 @router.get("/metrics", response_class=Response)

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 class ChatQuery:
     turns: Sequence[ChatTurn]
     top_k: int
-    min_score: float
+    min_score: float | None
     options: GenerationOptions
 
 

@@ -61,7 +61,7 @@ class ChatDefaults:
     """What a chat request leaves unsaid, and its bounds, from the service's settings."""
 
     top_k: int
-    min_score: float
+    min_score: float | None
     max_new_tokens: int
     limits: ChatLimits
 

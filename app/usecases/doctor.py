@@ -20,7 +20,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import repository as repo
-from app.blobs import LocalBlobStore
+from app.blobs import BlobStore
 from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
 from app.settings import Settings
@@ -37,7 +37,7 @@ class Storage:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    blobs: LocalBlobStore
+    blobs: BlobStore
     model_id: str
 
     @classmethod

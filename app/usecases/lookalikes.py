@@ -16,7 +16,7 @@ import numpy as np
 
 from app.repository import ConceptSummary
 from app.services import Services
-from app.usecases.retrieve import cached_concepts, cached_index
+from app.usecases.retrieve import cached_concepts, cached_index, decision_for
 from retrieval import UserIndex
 
 
@@ -29,8 +29,9 @@ class LooksLike:
     score: float
 
 
-def threshold(services: Services) -> float:
-    """The score from which a concept is flagged: the setting, else the default min_score."""
+def threshold(services: Services) -> float | None:
+    """The score from which a concept is flagged: the setting, else the default min_score;
+    None: the other concept's own threshold under the decision rule."""
     value = services.settings.looks_like_min_score
     return services.default_min_score if value is None else value
 
@@ -51,11 +52,11 @@ def looks_like(
     if not vectors:
         return {}
     names: dict[str, ConceptSummary] = cached_concepts(services, user_id, version)
-    minimum = threshold(services)
+    decide = decision_for(services, user_id, version, index, threshold(services))
     found = {}
     for concept_id, own in vectors.items():
         best = _best_other(index, concept_id, own)
-        if best is not None and best[1] >= minimum and best[0] in names:
+        if best is not None and decide(*best)[0] and best[0] in names:
             found[concept_id] = LooksLike(best[0], names[best[0]].name, round(best[1], 6))
     return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,10 +13,13 @@ from sqlalchemy.orm import Session
 from app import repository as repo
 from app.blobs import blob_key, sha256_hex
 from app.db.models import Embedding, ImageRow
+from app.errors import BlobStoreUnavailable, PhotoFileMissing
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,18 +97,40 @@ def store_photos(
     return images, embeddings
 
 
+def read_photo(services: Services, image: ImageRow) -> bytes:
+    """The stored bytes of a photo; PhotoFileMissing (and a log line) if the store lost them."""
+    try:
+        return services.blobs.get(image.blob_key)
+    except FileNotFoundError:
+        logger.error(
+            "photo %s of concept %s has no file (blob %s): run `rapport doctor`",
+            image.id,
+            image.concept_id,
+            image.blob_key,
+        )
+        raise PhotoFileMissing(
+            "this photo's file is missing on the server; the operator has been told "
+            "(`rapport doctor` reports such photos)"
+        ) from None
+
+
 def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> None:
     """Delete the blobs among ``keys`` that no photo row references any more.
 
     Runs under the user's row lock, as every write of blobs for that user does,
     so a blob being written for a concurrent upload of the same photo is kept.
+    A store that cannot delete them now leaves unreferenced blobs only, which
+    ``rapport doctor --repair`` removes: the rows' change stands (it committed).
     """
     with services.sessions() as session:
         if not repo.relock_user(session=session, user_id=user_id):
             return
-        in_use = repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
-        for key in set(keys) - in_use:
-            services.blobs.delete(key)
+        unused = set(keys) - repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
+        try:
+            for key in sorted(unused):
+                services.blobs.delete(key)
+        except BlobStoreUnavailable:
+            logger.warning("%d unreferenced photos left for `rapport doctor --repair`", len(unused))
         session.commit()
 
 

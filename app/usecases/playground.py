@@ -11,9 +11,9 @@ from app import repository as repo
 from app.repository import ConceptSummary
 from app.services import Services
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
-from app.usecases.retrieve import cached_concepts, cached_index
+from app.usecases.retrieve import cached_concepts, cached_index, decision_for, kept_matches
 from retrieval import name_key, named_in
-from retrieval.matching import best_per_label, search_concepts
+from retrieval.matching import best_per_label
 from retrieval.prompt import ImagePart
 from retrieval.regions import Box
 
@@ -132,9 +132,8 @@ def _explain(
         if m.label in concepts
     ][:SHOWN_SCORES]
     aggregation = services.settings.region_aggregation if len(proposed) > 1 else "best"
-    kept = search_concepts(
-        index, vectors, top_k=query.top_k, min_score=query.min_score, aggregation=aggregation
-    )
+    decide = decision_for(services, user_id, version, index, query.min_score)
+    kept = kept_matches(index, vectors, decide, top_k=query.top_k, aggregation=aggregation)
     return regions, scores, [m.label for m in kept if m.label in concepts]
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +17,7 @@ from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
 from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
-from retrieval.matching import search_concepts
+from retrieval.matching import Aggregation, VisualMatch, search_concepts
 from retrieval.regions import Box, Region
 
 # A concept named in a question with no photo to compare against.
@@ -28,7 +29,7 @@ class RetrieveQuery:
     image: bytes | None
     text: str | None
     top_k: int
-    min_score: float
+    min_score: float | None  # None: the decision rule (retrieval/decision.py)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Match:
     score: float
     source: Literal["image", "text"]
     box: Box | None = None  # where in the photo, in uploaded-photo pixels; None: the whole
+    present: bool | None = None  # seen in the photo? None: no photo was sent
+    threshold: float | None = None  # the score it needed (None: never by its photos)
 
 
 def retrieve(
@@ -55,10 +58,11 @@ def retrieve(
     query: RetrieveQuery,
     timings: Timings | None = None,
 ) -> list[Match]:
-    """Concepts seen in the photo (best first, top_k, above min_score), then those named.
+    """Concepts seen in the photo (best first, top_k), then those named.
 
-    A concept named in the text is always included; its score is its similarity
-    to the photo, or NAMED_ONLY_SCORE when no photo was sent.
+    Seen means: the decision rule says present, or, when ``min_score`` is set,
+    the score reaches it. A concept named in the text is always included; its
+    score is its similarity to the photo, or NAMED_ONLY_SCORE when no photo was sent.
     """
     if query.image is None and not query.text:
         raise InvalidRequest("send an image, a text, or both")
@@ -89,7 +93,7 @@ def find_matches(
     photos: Sequence[QueryPhoto],
     text: str | None,
     top_k: int,
-    min_score: float,
+    min_score: float | None,
     timings: Timings | None = None,
 ) -> list[Match]:
     """``retrieve`` for decoded photos: each is cut into regions (settings), all of them
@@ -115,22 +119,20 @@ def find_matches(
     vectors = None
     if photos:
         with timings.stage("regions"):
-            for photo in photos:
-                proposed = services.regions.propose(photo.image, categories)
+            proposals = [services.regions.propose(photo.image, categories) for photo in photos]
+            for photo, proposed in zip(photos, proposals, strict=True):
                 regions += [(region, photo.scale) for region in proposed]
         with timings.stage("encode"):
-            vectors = services.encoder.encode_images([region.image for region, _ in regions])
+            vectors = _encode(services, photos, proposals)
     scores: dict[str, tuple[float, Literal["image", "text"], Box | None]] = {}
     index = None
+    decide: Decide = _fixed(min_score)
     if vectors is not None:
         with timings.stage("search"):
-            index = services.user_index_cache.get(
-                services.index_key(user_id), version, lambda: _load_index(services, user_id)
-            )
+            index = cached_index(services, user_id, version)
+            decide = decision_for(services, user_id, version, index, min_score)
             aggregation = services.settings.region_aggregation if len(regions) > 1 else "best"
-            for match in search_concepts(
-                index, vectors, top_k=top_k, min_score=min_score, aggregation=aggregation
-            ):
+            for match in kept_matches(index, vectors, decide, top_k=top_k, aggregation=aggregation):
                 region, scale = regions[match.region]
                 scores[match.label] = (match.score, "image", _scaled(region.box, scale))
     if not scores and not text:
@@ -151,9 +153,68 @@ def find_matches(
             score = visual.get(concept_id, 0.0) if vectors is not None else NAMED_ONLY_SCORE
             scores[concept_id] = (score, "text", None)
     # A concept deleted since the index was built is left out.
-    matches = [Match(concepts[c], *hit) for c, hit in scores.items() if c in concepts]
+    matches = [
+        Match(
+            concepts[c],
+            *hit,
+            *(decide(c, hit[0]) if vectors is not None else (None, None)),
+        )
+        for c, hit in scores.items()
+        if c in concepts
+    ]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
     return matches
+
+
+def _encode(
+    services: Services, photos: Sequence[QueryPhoto], proposals: list[list[Region]]
+) -> np.ndarray:
+    """Every region's vector, in order: crops in one batch, or pooled per photo."""
+    settings = services.settings
+    if settings.region_encoding == "pooled" and any(len(p) > 1 for p in proposals):
+        return np.concatenate(
+            [
+                services.encoder.encode_regions(
+                    photo.image,
+                    [region.box for region in proposed[1:] if region.box is not None],
+                    settings.region_pooled_side,
+                )
+                for photo, proposed in zip(photos, proposals, strict=True)
+            ]
+        )
+    return services.encoder.encode_images([r.image for proposed in proposals for r in proposed])
+
+
+# (concept, score) -> (present, the score it needed)
+Decide = Callable[[str, float], tuple[bool, float | None]]
+
+
+def decision_for(
+    services: Services, user_id: int, version: int, index: UserIndex, min_score: float | None
+) -> Decide:
+    """How presence is decided: the fixed ``min_score`` when set, else the user's
+    decision rule at ``version`` (retrieval/decision.py, fitted once per version)."""
+    if min_score is not None:
+        return _fixed(min_score)
+    rule = services.decisions.rule_for(
+        services.index_key(user_id), version, index.vectors, services.background
+    )
+    return lambda label, score: (rule.present(label, score), rule.threshold(label))
+
+
+def kept_matches(
+    index: UserIndex, vectors: np.ndarray, decide: Decide, *, top_k: int, aggregation: Aggregation
+) -> list[VisualMatch]:
+    """The ``top_k`` best concepts that ``decide`` says are present, best first."""
+    hits = search_concepts(
+        index, vectors, top_k=len(index), min_score=-math.inf, aggregation=aggregation
+    )
+    return [match for match in hits if decide(match.label, match.score)[0]][:top_k]
+
+
+def _fixed(min_score: float | None) -> Decide:
+    """The caller's fixed threshold: present iff the score reaches it."""
+    return lambda label, score: (min_score is not None and score >= min_score, min_score)
 
 
 def _scaled(box: Box | None, scale: float) -> Box | None:

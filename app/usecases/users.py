@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from app import repository as repo
+from app.errors import BlobStoreUnavailable
 from app.repository import UserCounts
 from app.services import Services
 from app.usecases.photos import user_namespace
 from retrieval.errors import NotFound
+
+logger = logging.getLogger(__name__)
 
 
 def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> None:
@@ -20,7 +25,15 @@ def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> 
         session.commit()
     services.user_index_cache.discard(services.index_key(user_id))
     # User ids are never reused, so nothing can be writing into this folder any more.
-    services.blobs.delete_namespace(user_namespace(tenant_id=tenant_id, user_id=user_id))
+    namespace = user_namespace(tenant_id=tenant_id, user_id=user_id)
+    try:
+        services.blobs.delete_namespace(namespace)
+    except BlobStoreUnavailable:
+        # The user is gone (committed): a retry would find nobody. What is left of the
+        # photos is unreferenced, and `rapport doctor --repair` deletes it.
+        logger.error(
+            "photos of erased user %s left in the store: run `rapport doctor --repair`", namespace
+        )
 
 
 def list_users(

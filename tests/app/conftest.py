@@ -22,9 +22,14 @@ def backend() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def openai_server(
-    start_server: Any, database_url: str, tmp_path: Path, backend: FakeOpenAI
+    start_server: Any,
+    database_url: str,
+    tmp_path: Path,
+    backend: FakeOpenAI,
+    blob_store: dict[str, Any],
 ) -> LiveServer:
-    return start_server(openai_settings(database_url, tmp_path, backend))  # type: ignore[no-any-return]
+    settings = openai_settings(database_url, tmp_path, backend, **blob_store)
+    return start_server(settings)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

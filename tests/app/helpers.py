@@ -72,8 +72,7 @@ def stored(services: Services) -> dict[str, int]:
             name: session.scalar(select(func.count()).select_from(table)) or 0
             for name, table in (("concepts", Concept), ("images", ImageRow), ("vectors", Embedding))
         }
-    root: Path = services.blobs.root
-    counts["blobs"] = sum(1 for p in root.rglob("*") if p.is_file())
+    counts["blobs"] = sum(1 for _ in services.blobs.files())
     return counts
 
 

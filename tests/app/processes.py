@@ -51,11 +51,11 @@ def free_port() -> int:
 class ServeProcess:
     """``rapport serve`` in a child process, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log: Path, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        with log.open("w") as output:
+        with log.open("a") as output:  # a restart on the same log appends
             self.process = subprocess.Popen(
                 [*RAPPORT, "serve", "--port", str(self.port), *args],
                 env=env,

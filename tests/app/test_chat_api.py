@@ -22,7 +22,7 @@ from tests.app.helpers import (
     sse_events,
     texts,
 )
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import BOTH_BLOB_STORES, LiveServer, make_settings
 from tests.fake_openai_server import FakeOpenAI
 
 
@@ -48,6 +48,7 @@ def test_without_a_generator_chat_returns_the_personalized_prompt(server: LiveSe
     assert text.rstrip().endswith("What is <bo> doing?")
 
 
+@BOTH_BLOB_STORES
 def test_the_openai_backend_receives_the_concept_and_its_photo(
     openai_server: LiveServer, backend: FakeOpenAI
 ) -> None:

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests import factories
-from tests.app.helpers import assert_problem, register, register_subject
-from tests.conftest import LiveServer
+from tests.app.helpers import assert_problem, register, register_subject, stored
+from tests.conftest import BOTH_BLOB_STORES, LiveServer
 
 
 def test_register_returns_the_concept_with_its_photos(api: httpx.Client) -> None:
@@ -65,9 +64,13 @@ def test_patch_renames_and_refuses_a_taken_name(api: httpx.Client) -> None:
     assert api.get(url).json()["name"] == "<bo>"
 
 
-def test_photos_can_be_added_read_and_deleted_but_not_the_last(api: httpx.Client) -> None:
-    concept = register(api, "alice", "bo", [factories.photo("dog", 0)]).json()
-    base = f"/v1/users/alice/concepts/{concept['id']}"
+@BOTH_BLOB_STORES
+@pytest.mark.parametrize("user", ["alice", "zoë-渡辺 🐕"])
+def test_photos_can_be_added_read_and_deleted_but_not_the_last(
+    api: httpx.Client, server: LiveServer, user: str
+) -> None:
+    concept = register(api, user, "bo", [factories.photo("dog", 0)]).json()
+    base = f"/v1/users/{user}/concepts/{concept['id']}"
     added = api.post(f"{base}/images", files=[("images", ("x.jpg", factories.photo("dog", 1)))])
     assert added.status_code == 201, added.text
     images = added.json()["images"]
@@ -80,20 +83,22 @@ def test_photos_can_be_added_read_and_deleted_but_not_the_last(api: httpx.Client
     assert_problem(api.get(f"{base}/images/{images[1]['id']}"), 404)
     assert_problem(api.delete(f"{base}/images/{images[0]['id']}"), 409)
     assert len(api.get(base).json()["images"]) == 1
+    assert stored(server.services)["blobs"] == 1  # the deleted photo's blob went with it
 
 
+@BOTH_BLOB_STORES
 def test_a_photo_whose_file_is_gone_answers_a_clear_500(
     api: httpx.Client, server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     concept = register(api, "alice", "bo", [factories.photo("dog", 0)]).json()
     url = f"/v1/users/alice/concepts/{concept['id']}/images/{concept['images'][0]['id']}"
     blobs = server.services.blobs
-    for stored in list(blobs.files()):
-        (Path(blobs.root) / stored.key).unlink()
-    with caplog.at_level(logging.ERROR, logger="app.usecases.concept_reads"):
+    for file in list(blobs.files()):
+        blobs.remove_file(file.key)
+    with caplog.at_level(logging.ERROR, logger="app.usecases.photos"):
         body = assert_problem(api.get(url), 500)
     assert body["title"] == "Photo file missing" and "rapport doctor" in body["detail"]
-    assert str(blobs.root) not in body["detail"]  # no server paths
+    assert blobs.description.split()[-1] not in body["detail"]  # no server paths or URLs
     assert any("rapport doctor" in record.getMessage() for record in caplog.records)
 
 
@@ -114,10 +119,12 @@ def test_validation_errors_are_problem_documents(api: httpx.Client) -> None:
     assert_problem(api.get("/v1/users/alice/concepts", params={"limit": 0}), 422)
 
 
-def test_health_and_readiness(server: object) -> None:
-    with server.client() as client:  # type: ignore[attr-defined]
+@BOTH_BLOB_STORES
+def test_health_and_readiness(server: LiveServer) -> None:
+    with server.client() as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["encoder"] == "rapport-test-tiny:none"
+        assert ready.json()["photo_store"] == "ok"
         assert client.get("/openapi.json").json()["info"]["title"] == "rapport"

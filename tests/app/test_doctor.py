@@ -12,25 +12,39 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
+from app.blobs import LocalBlobStore
+from app.blobs_s3 import S3BlobStore
 from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
 from app.usecases.doctor import Storage, check, repair
 from app.usecases.reindex import reindex_all
 from tests.app.helpers import register_subject, stored
 from tests.app.processes import rapport_env, run_cli
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import BOTH_BLOB_STORES, LiveServer, make_settings
+from tests.s3_server import as_env, backdate, put_raw
 
 HOUR = 3600.0
 
 
-def plant(services: Services, name: str, *, age_s: float = 0.0) -> Path:
-    """A file under the photo folder that no row references, ``age_s`` seconds old."""
-    path = services.blobs.root / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"left behind by a crash")
-    then = time.time() - age_s
-    os.utime(path, (then, then))
-    return path
+def plant(services: Services, name: str, *, age_s: float = 0.0) -> str:
+    """A file in the photo store that no row references, ``age_s`` seconds old."""
+    blobs = services.blobs
+    if isinstance(blobs, LocalBlobStore):
+        path = blobs.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind by a crash")
+        then = time.time() - age_s
+        os.utime(path, (then, then))
+    else:
+        assert isinstance(blobs, S3BlobStore)
+        key = blobs.config.prefix + name
+        put_raw(blobs.endpoint, blobs.config.bucket, key, b"left behind by a crash")
+        backdate(blobs.config.bucket, key, age_s)
+    return name
+
+
+def exists(services: Services, name: str) -> bool:
+    return name in {stored.key for stored in services.blobs.files()}
 
 
 def image_rows(services: Services, concept_id: str) -> list[ImageRow]:
@@ -49,6 +63,7 @@ def test_a_consistent_service_has_no_problems(server: LiveServer, api: httpx.Cli
     assert report.lines() == ["database and photo folder agree"]
 
 
+@BOTH_BLOB_STORES
 def test_doctor_finds_and_repairs_what_a_crash_leaves(
     server: LiveServer, api: httpx.Client, database_url: str
 ) -> None:
@@ -79,9 +94,7 @@ def test_doctor_finds_and_repairs_what_a_crash_leaves(
             )
 
     report = check(Storage.of(services))
-    assert sorted(report.orphan_blobs) == sorted(
-        str(p.relative_to(services.blobs.root)) for p in (old_orphan, erased_user)
-    )
+    assert sorted(report.orphan_blobs) == sorted([old_orphan, erased_user])
     assert len(report.young_orphan_blobs) == 1 and len(report.temp_files) == 1
     assert report.missing_blobs == [missing.id]
     assert report.images_without_vector == 1
@@ -91,14 +104,15 @@ def test_doctor_finds_and_repairs_what_a_crash_leaves(
     assert any(missing.id in line for line in report.problems)
 
     repaired = repair(Storage.of(services))
-    assert not old_orphan.exists() and not old_temp.exists() and not erased_user.exists()
-    assert young_orphan.exists()  # may belong to a registration in flight
+    assert not any(exists(services, name) for name in (old_orphan, old_temp, erased_user))
+    assert exists(services, young_orphan)  # may belong to a registration in flight
     assert repaired.concepts_without_images == [] and repaired.vectors_without_image == 0
     assert repaired.repaired and repaired.notes
     # What only an operator can fix stays reported.
     assert repaired.missing_blobs == [missing.id] and repaired.images_without_vector == 1
 
-    assert repair(Storage.of(services), grace_s=0).orphan_blobs == [] and not young_orphan.exists()
+    assert repair(Storage.of(services), grace_s=0).orphan_blobs == []
+    assert not exists(services, young_orphan)
     services.blobs.put(missing.blob_key, photo)
     assert reindex_all(services) == 1
     assert check(Storage.of(services), grace_s=0).problems == []
@@ -106,15 +120,20 @@ def test_doctor_finds_and_repairs_what_a_crash_leaves(
     assert stored(services)["concepts"] == 2
 
 
-def test_the_doctor_command(start_server: Any, sqlite_url: str, tmp_path: Path) -> None:
-    server: LiveServer = start_server(make_settings(sqlite_url, tmp_path / "data"))
+@BOTH_BLOB_STORES
+def test_the_doctor_command(
+    start_server: Any, sqlite_url: str, tmp_path: Path, blob_store: dict[str, Any]
+) -> None:
+    server: LiveServer = start_server(make_settings(sqlite_url, tmp_path / "data", **blob_store))
     api = server.client(server.new_key("acme"))
     services = server.services
     dog = register_subject(api, "alice", "dog", count=2)
     orphan = plant(services, f"t1/u1/ab/{'ab' * 32}", age_s=2 * HOUR)
     gone, kept = image_rows(services, dog["id"])
     services.blobs.delete(gone.blob_key)
-    env = rapport_env(services.settings.data_dir, RAPPORT_DATABASE_URL=sqlite_url)
+    env = rapport_env(
+        services.settings.data_dir, RAPPORT_DATABASE_URL=sqlite_url, **as_env(blob_store)
+    )
     result = run_cli(["doctor", "--repair"], env)
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
@@ -129,5 +148,5 @@ def test_the_doctor_command(start_server: Any, sqlite_url: str, tmp_path: Path) 
     # The command knows the configured model's id without loading it: the vectors match.
     assert not any("no vector of the configured model" in line for line in lines)
     assert lines[-1] == "problems remain" and "Traceback" not in result.stderr
-    assert not orphan.exists()
+    assert not exists(services, orphan)
     assert api.get(f"/v1/users/alice/concepts/{dog['id']}/images/{kept.id}").status_code == 200

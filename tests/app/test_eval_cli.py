@@ -37,6 +37,11 @@ def test_eval_writes_the_report_and_plots_and_says_random_weights_are_meaningles
         assert (out / name).read_bytes().startswith(b"\x89PNG")
         assert f"wrote {out}/{name}" in result.stdout
     assert (out / "table.txt").read_text() in result.stdout
+    # The decision rule is reported beside the threshold, and flags the setup too.
+    assert "decision rule: balanced accuracy" in result.stdout
+    assert f"{len(SUBJECTS)} of {len(SUBJECTS)} concepts do not stand out" in result.stdout
+    assert report["rule_unseparable"] == sorted(SUBJECTS)
+    assert report["collage"]["rule_present_accepted_rate"] == 0.0
     assert not data.exists(), "eval needs no database or data folder"
 
 

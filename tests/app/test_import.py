@@ -18,7 +18,7 @@ from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import stored
 from tests.app.processes import RAPPORT, rapport_env, run_cli
-from tests.conftest import make_settings
+from tests.conftest import BOTH_BLOB_STORES, make_settings
 
 
 def copy_photos(subject: str, folder: Path, count: int, first: int = 0) -> None:
@@ -44,11 +44,15 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
+@BOTH_BLOB_STORES
 def test_import_registers_every_folder_reports_each_bad_file_and_resumes(
-    start_server: Any, database_url: str, tmp_path: Path, tree: Path
+    start_server: Any, database_url: str, tmp_path: Path, tree: Path, blob_store: dict[str, Any]
 ) -> None:
     # Two photos a request: <bo> is registered with two, then given its third.
-    server = start_server(make_settings(database_url, tmp_path / "data", max_images_per_request=2))
+    settings = make_settings(
+        database_url, tmp_path / "data", max_images_per_request=2, **blob_store
+    )
+    server = start_server(settings)
     calls: list[tuple[int, int]] = []
 
     def run(progress: Any = None) -> Any:
@@ -100,6 +104,7 @@ def test_import_registers_every_folder_reports_each_bad_file_and_resumes(
     later = run()
     assert (later.created, later.extended, later.photos_added) == ([], ["<bo>"], 1)
     assert stored(server.services)["images"] == before["images"] + 1
+    assert stored(server.services)["blobs"] == before["blobs"] + 1
 
 
 def test_a_rap_database_imports_with_image_paths_relative_to_it(

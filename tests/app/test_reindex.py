@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from sqlalchemy import select
@@ -13,13 +14,18 @@ from app.usecases.reindex import reindex_all
 from retrieval import Encoder, EncoderConfig
 from tests import factories
 from tests.app.helpers import matched_names, register_subject, retrieve
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import BOTH_BLOB_STORES, LiveServer, make_settings
 
 
+@BOTH_BLOB_STORES
 def test_reindex_after_a_model_change(
-    start_server: object, encoder: Encoder, database_url: str, tmp_path: Path
+    start_server: object,
+    encoder: Encoder,
+    database_url: str,
+    tmp_path: Path,
+    blob_store: dict[str, Any],
 ) -> None:
-    settings = make_settings(database_url, tmp_path / "data")
+    settings = make_settings(database_url, tmp_path / "data", **blob_store)
     old: LiveServer = start_server(settings)  # type: ignore[operator]
     key = old.new_key("acme")
     register_subject(old.client(key), "alice", "dog")
@@ -31,7 +37,9 @@ def test_reindex_after_a_model_change(
     torch.save({k: v + 0.01 for k, v in encoder._model.state_dict().items()}, weights)
     other = Encoder.from_config(EncoderConfig(model="rapport-test-tiny", pretrained=str(weights)))
     assert other.model_id != encoder.model_id
-    new_settings = make_settings(database_url, tmp_path / "data", clip_pretrained=str(weights))
+    new_settings = make_settings(
+        database_url, tmp_path / "data", clip_pretrained=str(weights), **blob_store
+    )
     services = build_services(new_settings, encoder=other)
     server = LiveServer(services).start()
     try:

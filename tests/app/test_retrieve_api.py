@@ -6,6 +6,7 @@ import httpx
 
 from tests import factories
 from tests.app.helpers import assert_problem, matched_names, register_subject, retrieve
+from tests.conftest import BOTH_BLOB_STORES
 
 
 def test_a_registered_photo_finds_its_concept_first(api: httpx.Client) -> None:
@@ -74,6 +75,7 @@ def test_every_change_is_visible_to_the_next_retrieval(api: httpx.Client) -> Non
     assert retrieve(api, "alice", factories.photo("dog", 0), text="bo").json()["matches"] == []
 
 
+@BOTH_BLOB_STORES
 def test_erasing_a_user_removes_everything(api: httpx.Client, server: object) -> None:
     from tests.app.helpers import stored
 

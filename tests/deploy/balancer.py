@@ -24,12 +24,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def loopback_config(replica_ports: list[int], port: int) -> str:
+def loopback_config(replica_ports: list[int], port: int, *, names: list[str] | None = None) -> str:
     """docker/haproxy.cfg with static loopback servers instead of DNS, bound to loopback."""
     config = (ROOT / "docker/haproxy.cfg").read_text()
     config = re.sub(r"^resolvers dns\n(?:    .*\n)+", "", config, flags=re.M)
     config = config.replace("    bind :8000\n", f"    bind 127.0.0.1:{port}\n")
-    servers = "".join(f"    server r{i} 127.0.0.1:{p}\n" for i, p in enumerate(replica_ports))
+    names = names or [f"r{i}" for i in range(len(replica_ports))]
+    servers = "".join(
+        f"    server {name} 127.0.0.1:{p}\n" for name, p in zip(names, replica_ports, strict=True)
+    )
     config, count = re.subn(r"^    server-template .*\n", servers, config, flags=re.M)
     assert count == 1, "docker/haproxy.cfg has no server-template line"
     return config

