@@ -186,10 +186,13 @@ def doctor(repair: bool) -> None:
     try:
         # Only the configured model's id is needed, not the model: no weights are loaded.
         model_id = model_id_of(settings.encoder_config())
-        blobs = open_blob_store(settings)
-    except _START_ERRORS as error:
+    except ModelLoadError as error:
         raise StartupError(error.detail) from None
-    open_database(settings)
+    open_database(settings)  # first: a database it cannot use leaves no photo folder behind
+    try:
+        blobs = open_blob_store(settings)
+    except BlobStoreUnavailable as error:
+        raise StartupError(error.detail) from None
     photos = settings.blob_store or settings.resolved_blob_dir
     click.echo(f"using {where(settings)}, photos {photos}, model {model_id}")
     engine = make_engine(settings.resolved_database_url)

@@ -139,9 +139,10 @@ def test_the_doctor_command(
     lines = result.stdout.splitlines()
     # It says which settings it used: run without the server's environment, that shows.
     data = services.settings.data_dir
+    photos = services.settings.blob_store or (data / "blobs").resolve()
     assert lines[0] == (
-        f"using data folder {data.resolve()}, database {sqlite_url}, photos "
-        f"{(data / 'blobs').resolve()}, model rapport-test-tiny:none"
+        f"using data folder {data.resolve()}, database {sqlite_url}, photos {photos}, "
+        "model rapport-test-tiny:none"
     )
     assert "repaired: deleted 1 unreferenced files" in lines
     assert any(line.startswith("problem: 1 photos whose file is missing") for line in lines)
