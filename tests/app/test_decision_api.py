@@ -55,13 +55,13 @@ def test_real_features_the_rule_decides_per_concept(
     # A photo of something else: nothing is present (no threshold for the model was typed).
     assert retrieve(client, "alice", held_out("candle")).json()["matches"] == []
     # Named but not seen: included, and says so.
-    (named,) = retrieve(client, "alice", held_out("candle"), text="is my cat here?").json()[
+    (named,) = retrieve(client, "alice", held_out("candle"), text="is my <cat> here?").json()[
         "matches"
     ]
     assert named["source"] == "text" and named["present"] is False
     assert named["score"] < named["threshold"]
     # No photo: nothing to decide.
-    (only,) = retrieve(client, "alice", None, text="where is my cat?").json()["matches"]
+    (only,) = retrieve(client, "alice", None, text="where is my <cat>?").json()["matches"]
     assert only["present"] is None and only["threshold"] is None
     # min_score overrides the rule: a fixed threshold, reported as such.
     overridden = retrieve(client, "alice", held_out("candle"), min_score=0.3).json()["matches"]

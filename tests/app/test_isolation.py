@@ -59,7 +59,7 @@ def test_foreign_ids_answer_exactly_like_missing_ones(
         assert _normalised(got, concept, image) == _normalised(expected, MISSING), name
     listed = intruder.get(f"/v1/users/{user}/concepts")
     assert listed.json() == {"items": [], "next_cursor": None}
-    found = retrieve(intruder, user, factories.photo("dog", 0), min_score=-1, text="dog")
+    found = retrieve(intruder, user, factories.photo("dog", 0), min_score=-1, text="<dog>")
     assert found.json() == {"matches": []}
     assert intruder.delete(f"/v1/users/{user}").status_code == 204
     # The owner still has everything, unchanged.
@@ -74,5 +74,5 @@ def test_same_user_id_in_two_tenants_are_two_users(api: httpx.Client, server: ob
     register_subject(other, "alice", "cat")
     assert [c["name"] for c in api.get("/v1/users/alice/concepts").json()["items"]] == ["dog"]
     assert [c["name"] for c in other.get("/v1/users/alice/concepts").json()["items"]] == ["cat"]
-    found = retrieve(other, "alice", factories.photo("dog", 0), min_score=-1, text="dog")
+    found = retrieve(other, "alice", factories.photo("dog", 0), min_score=-1, text="<dog>")
     assert [m["concept"]["name"] for m in found.json()["matches"]] == ["cat"]
