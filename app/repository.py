@@ -57,15 +57,16 @@ def lock_user(
     )
     # With ``create``, an erase of the user committing between the insert and the
     # update (PostgreSQL, read committed) leaves nothing to update: insert again.
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    add_user = (
+        insert(User)
+        .values(tenant_id=tenant_id, external_id=external_id, version=0)
+        .on_conflict_do_nothing()
+    )
     for _ in range(3 if create else 1):
         if create:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            session.execute(
-                insert(User)
-                .values(tenant_id=tenant_id, external_id=external_id, version=0)
-                .on_conflict_do_nothing()
-            )
+            session.execute(add_user)
         row = session.execute(bump).one_or_none()
         if row is not None:
             user_id, version = row

@@ -68,17 +68,30 @@ def list_concepts(
     return views, (page[-1].id if len(concepts) > limit else None)
 
 
-def read_image(
+def _image_row(
     services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
-) -> tuple[bytes, str]:
-    """The stored bytes of one photo and their media type."""
+) -> ImageRow:
+    """The user's photo row, or ConceptNotFound / ImageNotFound (a foreign id alike)."""
     with services.sessions() as session:
         user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-        image = repo.get_image(
+        return repo.get_image(
             session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
         )
+
+
+def read_image(
+    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
+) -> tuple[bytes, str]:
+    """The stored bytes of one photo and their media type."""
+    image = _image_row(
+        services,
+        tenant_id=tenant_id,
+        external_user_id=external_user_id,
+        concept_id=concept_id,
+        image_id=image_id,
+    )
     return read_blob(services, image.blob_key, image_id=image_id, concept_id=concept_id), (
         image.media_type
     )
@@ -95,13 +108,13 @@ def read_thumbnail(
 ) -> tuple[Thumbnail, str]:
     """The photo downscaled to at most ``size`` pixels a side (never larger than stored),
     from the thumbnail cache when it is there; with an ETag naming its content and size."""
-    with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-        if user is None:
-            raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-        image = repo.get_image(
-            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
-        )
+    image = _image_row(
+        services,
+        tenant_id=tenant_id,
+        external_user_id=external_user_id,
+        concept_id=concept_id,
+        image_id=image_id,
+    )
     etag = f'"{image.sha256[:32]}-{size}"'
     key = (image.blob_key, size)
     thumbnail = services.thumbnails.get(key)
