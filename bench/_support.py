@@ -11,13 +11,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 DATASET = Path(
     os.environ.get("RAPPORT_TEST_DATASET", ROOT.parent / "shared/datasets/dreambooth-512")
 )
@@ -62,11 +64,25 @@ class Served:
     """``rapport serve`` on a fresh data folder, in a child process; ``root`` may name
     another checkout of rapport (a baseline) to serve instead of this one."""
 
-    def __init__(self, workers: str = "1", root: Path = ROOT, **env: str) -> None:
+    def __init__(
+        self,
+        workers: str = "1",
+        root: Path = ROOT,
+        *,
+        env: Mapping[str, str] | None = None,
+        **settings: str,
+    ) -> None:
         self.data = tempfile.mkdtemp(prefix="rapport-bench-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
         # The limiter stays on (its cost is part of every request) but never throttles.
-        self.env.update({"RAPPORT_DATA_DIR": self.data, "RAPPORT_RATE_LIMIT_RPS": "1000000", **env})
+        self.env.update(
+            {
+                "RAPPORT_DATA_DIR": self.data,
+                "RAPPORT_RATE_LIMIT_RPS": "1000000",
+                **(env or {}),
+                **settings,
+            }
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(Path(self.data) / "serve.log", "w")  # noqa: SIM115
@@ -188,3 +204,8 @@ def run_load(
         thread.join()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def returning(value: T) -> Callable[[], T]:
+    """A load function for a cache, giving back ``value`` already built."""
+    return lambda: value

@@ -25,7 +25,7 @@ from sqlalchemy import select, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _postgres import add_user, bench_database, new_tenant, unit
-from _support import conditions, median, percentile
+from _support import conditions, median, percentile, returning
 
 from app import repository as repo
 from app.db.engine import make_engine, make_sessionmaker
@@ -115,7 +115,7 @@ def measure_memory(dim: int, size: int, count: int) -> None:
     for user in range(count):
         index = UserIndex(dim)
         index.add(range(size), labels, vectors)
-        cache.get((user, MODEL), 1, lambda index=index: index)
+        cache.get((user, MODEL), 1, returning(index))
     gc.collect()
     print(cache.stats().nbytes / count, (rss_bytes() - before) / count)
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _support import conditions, median, percentile
+from _support import conditions, median, percentile, returning
 
 from app import repository as repo
 from app.db.engine import make_engine, make_sessionmaker
@@ -110,7 +110,7 @@ def cold_load(dim: int, rng: np.random.Generator) -> None:
                     )
         session.commit()
         users = {
-            size: session.scalar(select(User.id).where(User.external_id == f"u{size}"))
+            size: session.scalars(select(User.id).where(User.external_id == f"u{size}")).one()
             for size in (10, 1000, 10_000)
         }
     for size, user_id in users.items():
@@ -141,7 +141,7 @@ def many_users(dim: int, users: int, per_user: int, rng: np.random.Generator) ->
             index.add(
                 range(per_user), [f"c{i // 4}" for i in range(per_user)], unit(per_user, dim, rng)
             )
-            cache.get(built, 0, lambda index=index: index)
+            cache.get(built, 0, returning(index))
             built += 1
         gc.collect()
         times = []

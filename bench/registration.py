@@ -36,7 +36,9 @@ def main() -> None:
         if "RAPPORT_DATABASE_URL" in os.environ
         else {}
     )
-    served = Served(RAPPORT_CLIP_MODEL=args.model, RAPPORT_CLIP_PRETRAINED=args.pretrained, **extra)
+    served = Served(
+        RAPPORT_CLIP_MODEL=args.model, RAPPORT_CLIP_PRETRAINED=args.pretrained, env=extra
+    )
     try:
         print(f"{'clients':>7} {'concepts/s':>11} {'photos/s':>9} {'p50 ms':>8} {'p95 ms':>8}")
         for run, clients in enumerate(int(c) for c in args.clients.split(",")):

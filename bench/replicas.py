@@ -46,7 +46,7 @@ def start_replicas(url: str, count: int) -> list[Served]:
         "RAPPORT_ACCESS_LOG": "false",
         "RAPPORT_MIN_SCORE": "-1",
     }
-    return [Served("1", **shared) for _ in range(count)]
+    return [Served("1", env=shared) for _ in range(count)]
 
 
 def multipart(photo: bytes) -> tuple[bytes, str]:
@@ -219,7 +219,7 @@ def run(
             )
             cpu = cpu_seconds([*pids, balancer.process.pid]) + own_cpu() - cpu
             after = [scrape(r.url) for r in replicas]
-            photos, batches = (
+            encoded, batches = (
                 sum(
                     a[f"rapport_encoder_batch_size_{k}"] - b[f"rapport_encoder_batch_size_{k}"]
                     for a, b in zip(after, before, strict=True)
@@ -227,7 +227,7 @@ def run(
                 for k in ("sum", "count")
             )
             rounds[name].append(
-                Round(rate, latencies, errors, cpu / len(latencies), photos / batches)
+                Round(rate, latencies, errors, cpu / len(latencies), encoded / batches)
             )
             if name == "3 replicas":
                 for i in range(len(replicas)):

@@ -88,7 +88,7 @@ def main() -> None:
         name: forward_cpu_ms(args.model, jpegs[0], int(run_env.get("RAPPORT_TORCH_THREADS", 0)))
         for name, (_, run_env) in runs.items()
     }
-    servers = {name: Served(root=root, **run_env) for name, (root, run_env) in runs.items()}
+    servers = {name: Served(root=root, env=run_env) for name, (root, run_env) in runs.items()}
 
     def call(client, n):  # type: ignore[no-untyped-def]
         photo = jpegs[n % len(jpegs)]

@@ -227,6 +227,6 @@ def assert_every_concept_is_whole(url: str, model_id: str) -> None:
             assert db.scalar(select(func.count(Concept.id)).where(without_images)) == 0
             assert db.scalar(select(func.count(ImageRow.id)).where(~has_vector)) == 0
             assert db.scalar(select(func.count(Embedding.id)).where(without_image)) == 0
-            assert db.scalar(select(func.count(Concept.id))) > 0
+            assert db.execute(select(func.count(Concept.id))).scalar_one() > 0
     finally:
         engine.dispose()

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from app.blobs import LocalBlobStore
 from tests import factories
 from tests.app.helpers import assert_problem, matched_names, register, retrieve, stored
 from tests.conftest import LiveServer, make_settings
@@ -104,9 +105,9 @@ def test_odd_user_ids_are_just_ids(api: httpx.Client, server: LiveServer, user: 
     assert matched_names(found) == ["<ボ>"]
     # Nothing of this user is visible under the plain name or another spelling.
     assert api.get("/v1/users/etc/concepts").json()["items"] == []
-    assert all(
-        p.is_relative_to(server.services.blobs.root) for p in server.services.blobs.root.rglob("*")
-    )
+    blobs = server.services.blobs
+    assert isinstance(blobs, LocalBlobStore)
+    assert all(p.is_relative_to(blobs.root) for p in blobs.root.rglob("*"))
 
 
 def test_oversized_text_fields_are_refused(api: httpx.Client) -> None:

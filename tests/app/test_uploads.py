@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,9 +124,7 @@ def test_exif_orientation_is_applied(client: httpx.Client, small_limits: LiveSer
     assert float(as_uploaded @ displayed) < found["score"]
 
 
-def _roundtrip(image: Image.Image) -> object:
-    import io
-
+def _roundtrip(image: Image.Image) -> io.BytesIO:
     return io.BytesIO(factories.encode(image, "JPEG", quality=95))
 
 

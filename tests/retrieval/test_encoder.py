@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -82,7 +83,8 @@ def test_cuda_runs_in_half_precision_and_agrees_with_cpu(encoder: Encoder) -> No
         EncoderConfig(model="rapport-test-tiny", pretrained="none", device="cuda")
     )
     # open_clip's fp16 keeps some parameters (embeddings, norms) in fp32; the layers are fp16.
-    assert gpu._model.visual.conv1.weight.dtype == torch.float16
+    model: Any = gpu._model
+    assert model.visual.conv1.weight.dtype == torch.float16
     images = [decode_image(factories.photo(subject, 0)).image for subject in ("dog", "cat")]
     on_gpu = gpu.encode_images(images)
     assert on_gpu.dtype == np.float32

@@ -59,6 +59,7 @@ def test_exif_orientation_is_applied(orientation: int) -> None:
     assert decoded.image.size == (60, 30)
     # The left edge is dark and the right edge bright once displayed upright.
     left, right = decoded.image.getpixel((2, 15)), decoded.image.getpixel((57, 15))
+    assert isinstance(left, tuple) and isinstance(right, tuple)
     assert left[0] < 60 < 200 < right[0]
 
 

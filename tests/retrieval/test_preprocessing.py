@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import open_clip
 import pytest
 import torch
@@ -73,5 +75,6 @@ def test_the_encoder_sends_uint8_pixels_and_normalises_per_batch(encoder: Encode
     # Same vectors as the model fed through open_clip's own per-photo pipeline.
     reference = open_clip.image_transform(64, is_train=False)(image).unsqueeze(0)
     with torch.inference_mode():
-        expected = torch.nn.functional.normalize(encoder._model.encode_image(reference), dim=-1)
+        model: Any = encoder._model
+        expected = torch.nn.functional.normalize(model.encode_image(reference), dim=-1)
     assert torch.allclose(torch.from_numpy(encoder.encode_tensors([pixels])), expected, atol=1e-5)
