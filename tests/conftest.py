@@ -54,6 +54,21 @@ def _postgres_admin() -> object:
 
 
 @pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis (``RAPPORT_TEST_REDIS_URL``); skipped where there is none, except in CI."""
+    import redis
+
+    url = os.environ.get("RAPPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"Redis at {url} is not reachable: {error}")
+    return url
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight LLaVA saved as a checkpoint folder, loaded like a real one."""
     from tests.tiny_mllm import save_tiny_llava

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from app.repository import stored_bytes
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import assert_problem, register, stored
 from tests.conftest import LiveServer, make_settings
-
-REDIS_URL = os.environ.get("RAPPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def limited(database_url: str, tmp_path: Path, **extra: Any) -> Any:
@@ -29,22 +24,10 @@ def limited(database_url: str, tmp_path: Path, **extra: Any) -> Any:
     return make_settings(database_url, tmp_path / "data", **(values | extra))
 
 
-@pytest.fixture(scope="module")
-def redis_up() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {error}")
-
-
 def test_rate_limit_is_shared_by_every_process_through_redis(
-    redis_up: None, start_server: Any, database_url: str, tmp_path: Path
+    redis_url: str, start_server: Any, database_url: str, tmp_path: Path
 ) -> None:
-    settings = limited(database_url, tmp_path, redis_url=REDIS_URL)
+    settings = limited(database_url, tmp_path, redis_url=redis_url)
     a: LiveServer = start_server(settings)
     b: LiveServer = start_server(settings)
     key, other = a.new_key("acme"), a.new_key("globex")

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests import factories
 from tests.app.helpers import decoded, image_urls, matched_names, register, retrieve
@@ -25,25 +24,21 @@ from tests.s3_server import S3Server
 
 pytestmark = [pytest.mark.replicas, pytest.mark.postgres]
 
-REDIS_URL = os.environ.get("RAPPORT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SOAK_S = float(os.environ.get("RAPPORT_TEST_SOAK_S", "25"))
 EXACT = 0.9999
 
 
 @pytest.fixture(scope="module")
 def cluster(
-    postgres_template: str, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+    postgres_template: str,
+    s3_server: S3Server,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     if haproxy_missing():
         if os.environ.get("CI"):
             raise AssertionError("haproxy is not installed (.ci/run installs it)")
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as error:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {error}")
     workdir: Path = tmp_path_factory.mktemp("replicas")
     with fresh_postgres(postgres_template) as database_url:
         # High rate limits: the soak measures failover, not the limiter (shared through Redis).
@@ -51,7 +46,7 @@ def cluster(
             workdir,
             database_url,
             s3_server,
-            REDIS_URL,
+            redis_url,
             RAPPORT_RATE_LIMIT_RPS="10000",
             RAPPORT_RATE_LIMIT_BURST="10000",
         )
