@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas import ConceptBrief, MinScore, TopK
-from app.usecases.chat import ChatAnswer, ChatQuery, PreparedChat
-from app.usecases.chat_input import ChatDefaults, RawTurn
+from app.usecases.chat import ChatAnswer
+from app.usecases.chat_input import ChatInput, RawTurn
 from app.usecases.retrieve import Match
 from retrieval import Generation
 
@@ -77,14 +78,14 @@ class ChatRequest(BaseModel):
             raise ValueError("image goes with question; in messages, use image_url parts")
         return self
 
-    def to_query(self, defaults: ChatDefaults) -> ChatQuery:
-        """The query; its photos are fetched and decoded by ``defaults`` (blocking)."""
+    def to_input(self) -> ChatInput:
+        """The request's turns and options (photo references stay strings)."""
         if self.messages is not None:
-            raw = [message.to_raw() for message in self.messages]
+            raw = tuple(message.to_raw() for message in self.messages)
         else:
             photos = (self.image,) if self.image else ()
-            raw = [RawTurn(role="user", texts=(self.question or "",), photos=photos)]
-        return defaults.query(
+            raw = (RawTurn(role="user", texts=(self.question or "",), photos=photos),)
+        return ChatInput(
             raw,
             top_k=self.top_k,
             min_score=self.min_score,
@@ -133,18 +134,16 @@ class ChatOut(BaseModel):
     )
 
     @classmethod
-    def from_answer(
-        cls, answer: ChatAnswer, *, model: str, prompt: list[dict[str, Any]] | None
-    ) -> ChatOut:
+    def from_answer(cls, answer: ChatAnswer) -> ChatOut:
         return cls(
             answer=answer.generation.text,
-            concepts=concepts_of(answer.prepared),
+            concepts=used_concepts(answer.prepared.used),
             usage=UsageOut.from_generation(answer.generation),
-            model=model,
+            model=answer.model,
             finish_reason=answer.generation.finish_reason,
-            prompt=prompt,
+            prompt=answer.prompt_messages,
         )
 
 
-def concepts_of(prepared: PreparedChat) -> list[UsedConcept]:
-    return [UsedConcept.from_match(match) for match in prepared.used]
+def used_concepts(matches: Iterable[Match]) -> list[UsedConcept]:
+    return [UsedConcept.from_match(match) for match in matches]

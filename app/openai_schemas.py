@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.chat_schemas import ChatMessage, MaxNewTokens, Temperature, UsageOut, UsedConcept
+from app.chat_schemas import (
+    ChatMessage,
+    MaxNewTokens,
+    Temperature,
+    UsageOut,
+    UsedConcept,
+    used_concepts,
+)
 from app.schemas import MinScore, TopK
-from app.usecases.chat import ChatQuery
-from app.usecases.chat_input import ChatDefaults
+from app.usecases.chat import ChatAnswer
+from app.usecases.chat_input import ChatInput
 
 
 class StreamOptions(BaseModel):
@@ -42,14 +49,20 @@ class CompletionRequest(BaseModel):
     top_k: TopK | None = None
     min_score: MinScore | None = None
 
-    def to_query(self, defaults: ChatDefaults) -> ChatQuery:
-        return defaults.query(
-            [message.to_raw() for message in self.messages],
+    def to_input(self) -> ChatInput:
+        """The request's turns and options (photo references stay strings)."""
+        return ChatInput(
+            tuple(message.to_raw() for message in self.messages),
             top_k=self.top_k,
             min_score=self.min_score,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
         )
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk (``stream_options.include_usage``)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 class AssistantMessage(BaseModel):
@@ -76,36 +89,26 @@ class Completion(BaseModel):
     usage: UsageOut
     rapport: RapportInfo
 
+    @classmethod
+    def from_answer(cls, answer: ChatAnswer) -> Completion:
+        generation = answer.generation
+        return cls(
+            id=completion_id(),
+            created=now(),
+            model=answer.model,
+            choices=[
+                Choice(
+                    message=AssistantMessage(content=generation.text),
+                    finish_reason=generation.finish_reason,
+                )
+            ],
+            usage=UsageOut.from_generation(generation),
+            rapport=RapportInfo(concepts=used_concepts(answer.prepared.used)),
+        )
+
 
 def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def chunk(
-    *,
-    id: str,
-    created: int,
-    model: str,
-    delta: dict[str, Any],
-    finish_reason: str | None = None,
-    usage: UsageOut | None = None,
-    choices: bool = True,
-    **extra: Any,
-) -> dict[str, Any]:
-    """One ``chat.completion.chunk`` as OpenAI streams them."""
-    body: dict[str, Any] = {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-        if choices
-        else [],
-        **extra,
-    }
-    if usage is not None:
-        body["usage"] = usage.model_dump()
-    return body
 
 
 def now() -> int:

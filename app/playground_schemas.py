@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.chat_schemas import ChatDefaults, ChatRequest
+from app.chat_schemas import ChatRequest
 from app.schemas import ConceptBrief, MinScore, TopK
 from app.usecases.chat import ChatQuery
+from app.usecases.chat_input import ChatInput
 from app.usecases.playground import Preview
 from retrieval.prompt import ImagePart, TextPart
 
@@ -25,11 +26,11 @@ class PlaygroundRequest(BaseModel):
     top_k: TopK | None = None
     min_score: MinScore | None = None
 
-    def to_query(self, defaults: ChatDefaults) -> ChatQuery:
-        """Blocking (decodes, may fetch the photo): call it off the event loop."""
+    def to_input(self) -> ChatInput:
+        """The question and its photo as a one-turn chat (the photo reference stays a string)."""
         return ChatRequest(
             question=self.question, image=self.image, top_k=self.top_k, min_score=self.min_score
-        ).to_query(defaults)
+        ).to_input()
 
 
 class RegionOut(BaseModel):

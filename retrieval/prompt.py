@@ -1,7 +1,8 @@
 """RAP's prompt: the query photo, each retrieved concept, then the question.
 
-One prompt builder (``build_prompt``) and one renderer per kind of generator
-(``to_openai_messages``, ``to_transformers_conversation``).
+``choose_concepts`` picks the concepts a prompt includes, ``compose_prompt`` lays
+out exactly those, and ``build_prompt`` does both; one renderer per kind of
+generator (``to_openai_messages``, ``to_transformers_conversation``).
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ _TAG_OPENER = re.compile(r"<(?=\s*/?\s*\w)")
 
 @dataclass(frozen=True)
 class PromptConcept:
-    """A retrieved concept: reference photos are RGB, best first."""
+    """A retrieved concept: reference photos are RGB, best first; ``id`` is the caller's
+    own id for it, carried into ``Prompt.concepts`` so nobody matches them back by name."""
 
     name: str
     description: str
     reference_images: tuple[Image.Image, ...]
     score: float
     box: tuple[int, int, int, int] | None = None
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,25 +110,31 @@ def build_prompt(
     *,
     query_turn: int | None = None,
 ) -> Prompt:
-    """RAP's prompt for a conversation and the concepts retrieved for it.
+    """RAP's prompt for a conversation and the concepts retrieved for it: those named in
+    the query turn first, then the best scores, up to ``config.max_concepts``
+    (``choose_concepts``), laid out by ``compose_prompt``."""
+    query_turn = _query_turn(turns, concepts, query_turn)
+    chosen = choose_concepts(concepts, turns[query_turn].text, config.max_concepts)
+    return compose_prompt(turns, chosen, config, query_turn=query_turn)
+
+
+def compose_prompt(
+    turns: Sequence[ChatTurn],
+    chosen: Sequence[PromptConcept],
+    config: PromptConfig = PromptConfig(),
+    *,
+    query_turn: int | None = None,
+) -> Prompt:
+    """RAP's prompt with exactly the ``chosen`` concepts, in their order.
 
     With concepts, rapport's instruction opens the prompt (the client's leading
     system turns follow it in the same system message), and the concept block
     goes into ``query_turn`` (default: ``latest_query_turn``, else the last user
-    turn) right after its own photos and before its text. Concepts named in that
-    turn are kept first, then the best scores, up to ``config.max_concepts``.
+    turn) right after its own photos and before its text.
     Without concepts the prompt is the conversation as it is.
     Raises InvalidRequest when the conversation has no user turn.
     """
-    user_turns = [i for i, turn in enumerate(turns) if turn.role == "user"]
-    if not user_turns:
-        raise InvalidRequest("the conversation needs at least one user turn")
-    if query_turn is None:
-        query_turn = latest_query_turn(turns, (c.name for c in concepts))
-        query_turn = user_turns[-1] if query_turn is None else query_turn
-    elif not 0 <= query_turn < len(turns) or turns[query_turn].role != "user":
-        raise InvalidRequest(f"turn {query_turn} is not a user turn")
-    chosen = choose_concepts(concepts, turns[query_turn].text, config.max_concepts)
+    query_turn = _query_turn(turns, chosen, query_turn)
     if not chosen:
         return Prompt(tuple(_message(turn) for turn in turns), ())
 
@@ -160,6 +169,20 @@ def build_prompt(
         else:
             messages.append(_message(turn))
     return Prompt(tuple(messages), tuple(chosen))
+
+
+def _query_turn(
+    turns: Sequence[ChatTurn], concepts: Sequence[PromptConcept], query_turn: int | None
+) -> int:
+    user_turns = [i for i, turn in enumerate(turns) if turn.role == "user"]
+    if not user_turns:
+        raise InvalidRequest("the conversation needs at least one user turn")
+    if query_turn is None:
+        found = latest_query_turn(turns, (c.name for c in concepts))
+        return user_turns[-1] if found is None else found
+    if not 0 <= query_turn < len(turns) or turns[query_turn].role != "user":
+        raise InvalidRequest(f"turn {query_turn} is not a user turn")
+    return query_turn
 
 
 def concept_text(concept: PromptConcept) -> str:

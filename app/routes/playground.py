@@ -3,10 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from app.chat_schemas import ChatDefaults
 from app.deps import CallerDep, ServicesDep, UserId
 from app.openapi import USER_DATA_ERRORS
 from app.playground_schemas import PlaygroundOut, PlaygroundRequest
+from app.usecases.chat_input import read_query
 from app.usecases.playground import preview
 
 router = APIRouter(prefix="/v1/users", tags=["retrieval"], responses=USER_DATA_ERRORS)
@@ -18,7 +18,7 @@ async def playground(
 ) -> PlaygroundOut:
     """Dry-run /chat: the photo's regions and scores, the concepts found and named, and the
     exact prompt, without calling the generator."""
-    query = await run_in_threadpool(request.to_query, ChatDefaults.of(services))
+    query = await run_in_threadpool(read_query, services, request.to_input())
     result = await run_in_threadpool(
         preview, services, tenant_id=caller.tenant_id, external_user_id=user_id, query=query
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from PIL import Image
 
@@ -19,12 +20,11 @@ from retrieval import (
     GenerationOptions,
     Prompt,
     PromptConcept,
-    build_prompt,
     latest_query_turn,
+    to_openai_messages,
 )
-from retrieval.errors import InvalidRequest
 from retrieval.generators import Stream
-from retrieval.prompt import choose_concepts
+from retrieval.prompt import choose_concepts, compose_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class PreparedChat:
 class ChatAnswer:
     prepared: PreparedChat
     generation: Generation
+    model: str  # the generator's
+    # The prompt as OpenAI messages, when there is no generator to answer it.
+    prompt_messages: list[dict[str, Any]] | None = None
 
 
 def prepare_chat(
@@ -56,11 +59,11 @@ def prepare_chat(
 
     Retrieval runs on the latest user turn that has a photo or names a concept;
     without a user id (an OpenAI request with no ``user``) nothing is retrieved.
+    The concepts are chosen once, here; the prompt carries exactly those.
     """
-    _check_options(services, query.options)
     turns = list(query.turns)
     if external_user_id is None:
-        return PreparedChat(prompt=build_prompt(turns, []), used=[])
+        return PreparedChat(prompt=compose_prompt(turns, []), used=[])
     with services.sessions() as session:
         found = repo.user_version(
             session=session, tenant_id=tenant_id, external_id=external_user_id
@@ -68,7 +71,7 @@ def prepare_chat(
     names = [c.name for c in cached_concepts(services, *found).values()] if found else []
     query_turn = latest_query_turn(turns, names)
     if query_turn is None:
-        return PreparedChat(prompt=build_prompt(turns, []), used=[])
+        return PreparedChat(prompt=compose_prompt(turns, []), used=[])
     turn = turns[query_turn]
     matches = find_matches(
         services,
@@ -80,30 +83,40 @@ def prepare_chat(
         min_score=query.min_score,
     )
     config = services.settings.prompt_config()
-    by_name = {match.concept.name: match for match in matches}
+    by_id: dict[str | None, Match] = {match.concept.id: match for match in matches}
     # Choose first, so that only the photos of concepts that go into the prompt are read.
     chosen = choose_concepts(
-        [PromptConcept(m.concept.name, m.concept.description, (), m.score, m.box) for m in matches],
+        [
+            PromptConcept(m.concept.name, m.concept.description, (), m.score, m.box, m.concept.id)
+            for m in matches
+        ],
         turn.text,
         config.max_concepts,
     )
-    used = [by_name[concept.name] for concept in chosen]
+    used = [by_id[concept.id] for concept in chosen]
     concepts = [
         replace(concept, reference_images=photos)
         for concept, photos in zip(chosen, _reference_photos(services, used), strict=True)
     ]
-    prompt = build_prompt(turns, concepts, config, query_turn=query_turn)
+    prompt = compose_prompt(turns, concepts, config, query_turn=query_turn)
     return PreparedChat(prompt=prompt, used=used)
 
 
 def answer_chat(
     services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
 ) -> ChatAnswer:
-    """The whole personalized answer (blocking: run it off the event loop)."""
+    """The whole personalized answer (blocking: run it off the event loop); without a
+    generator, the answer comes with the prompt it would have been given."""
     prepared = prepare_chat(
         services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
     )
-    return ChatAnswer(prepared, services.generator.generate(prepared.prompt, query.options))
+    generator = services.generator
+    generation = generator.generate(prepared.prompt, query.options)
+    messages = None
+    if generator.name == "none":
+        image_max_side = services.settings.generator_image_max_side
+        messages = to_openai_messages(prepared.prompt, image_max_side=image_max_side)
+    return ChatAnswer(prepared, generation, generator.model, messages)
 
 
 def stream_chat(
@@ -122,12 +135,6 @@ def require_generator(services: Services) -> None:
             "this service has no MLLM (RAPPORT_GENERATOR=none); use "
             "POST /v1/users/{user_id}/chat to get the personalized prompt instead"
         )
-
-
-def _check_options(services: Services, options: GenerationOptions) -> None:
-    limit = services.settings.max_new_tokens_limit
-    if options.max_new_tokens > limit:
-        raise InvalidRequest(f"max_new_tokens is {options.max_new_tokens}; the limit is {limit}")
 
 
 def _reference_photos(

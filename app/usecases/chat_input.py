@@ -33,6 +33,17 @@ class RawTurn:
 
 
 @dataclass(frozen=True)
+class ChatInput:
+    """A chat request as sent: its turns, and the options it sets (None: the default)."""
+
+    turns: tuple[RawTurn, ...]
+    top_k: int | None = None
+    min_score: float | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
 class ChatLimits:
     """The bounds of one chat request (from settings)."""
 
@@ -63,6 +74,7 @@ class ChatDefaults:
     top_k: int
     min_score: float | None
     max_new_tokens: int
+    max_new_tokens_limit: int
     limits: ChatLimits
 
     @classmethod
@@ -72,28 +84,33 @@ class ChatDefaults:
             top_k=settings.default_top_k,
             min_score=services.default_min_score,
             max_new_tokens=settings.default_max_new_tokens,
+            max_new_tokens_limit=settings.max_new_tokens_limit,
             limits=ChatLimits.of(services),
         )
 
-    def query(
-        self,
-        raw: Sequence[RawTurn],
-        *,
-        top_k: int | None,
-        min_score: float | None,
-        max_new_tokens: int | None,
-        temperature: float | None,
-    ) -> ChatQuery:
-        """The query, its photos fetched and decoded under ``limits`` (blocking)."""
+    def query(self, request: ChatInput) -> ChatQuery:
+        """The query, its photos fetched and decoded under ``limits`` (blocking).
+
+        Raises InvalidRequest for ``max_new_tokens`` over the limit, before any photo.
+        """
+        max_new_tokens = request.max_new_tokens or self.max_new_tokens
+        if max_new_tokens > self.max_new_tokens_limit:
+            raise InvalidRequest(
+                f"max_new_tokens is {max_new_tokens}; the limit is {self.max_new_tokens_limit}"
+            )
         return ChatQuery(
-            turns=read_turns(raw, self.limits),
-            top_k=top_k or self.top_k,
-            min_score=self.min_score if min_score is None else min_score,
+            turns=read_turns(request.turns, self.limits),
+            top_k=request.top_k or self.top_k,
+            min_score=self.min_score if request.min_score is None else request.min_score,
             options=GenerationOptions(
-                max_new_tokens=max_new_tokens or self.max_new_tokens,
-                temperature=temperature or 0.0,
+                max_new_tokens=max_new_tokens, temperature=request.temperature or 0.0
             ),
         )
+
+
+def read_query(services: Services, request: ChatInput) -> ChatQuery:
+    """``request`` with the service's defaults and bounds (blocking: fetches may wait)."""
+    return ChatDefaults.of(services).query(request)
 
 
 def read_turns(raw: Sequence[RawTurn], limits: ChatLimits) -> list[ChatTurn]:

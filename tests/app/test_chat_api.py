@@ -159,6 +159,16 @@ def test_chat_validation(server: LiveServer) -> None:
     assert_problem(client.post("/v1/users/alice/chat", json=no_user), 422)
 
 
+def test_max_new_tokens_over_the_limit_is_refused_before_any_photo_is_read(
+    server: LiveServer,
+) -> None:
+    client = server.client(server.new_key("acme"))
+    # Fetched, this photo would be refused (400, not public): the token cap comes first.
+    request = {"question": "hi", "image": "http://127.0.0.1/dog.jpg", "max_new_tokens": 100_000}
+    problem = assert_problem(client.post("/v1/users/alice/chat", json=request), 422)
+    assert "max_new_tokens" in problem["detail"]
+
+
 def test_the_transformers_generator_end_to_end(
     start_server: Any, database_url: str, tmp_path: Path, tiny_llava_dir: Path
 ) -> None:
