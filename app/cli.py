@@ -302,8 +302,8 @@ def eval_(
 ) -> None:
     """Measure the configured encoder's retrieval quality on a folder of concept folders."""
     from app.main import load_encoder
+    from retrieval.config import RegionConfig
     from retrieval.evaluation import format_table, run_eval
-    from retrieval.regions import RegionConfig
 
     settings = load_settings()
     logger.info("rapport %s eval: model %s", version(), _model_named(settings))

@@ -11,16 +11,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "retrieval.encoder": ("TEST_MODEL", "Encoder", "EncoderConfig"),
+    "retrieval.encoder": ("TEST_MODEL", "Encoder"),
+    "retrieval.config": ("EncoderConfig", "GeneratorConfig", "ImageLimits", "PromptConfig"),
     "retrieval.errors": ("GeneratorTimeout", "GeneratorUnavailable", "RapportError"),
-    "retrieval.images": ("DecodedImage", "ImageLimits", "decode_image"),
+    "retrieval.images": ("DecodedImage", "decode_image"),
     "retrieval.index": ("Hit", "UserIndex", "UserIndexCache"),
-    "retrieval.matching": ("best_per_label", "name_key", "named_in", "search_concepts"),
+    "retrieval.matching": ("best_per_label", "search_concepts"),
+    "retrieval.names": ("name_key", "named_in"),
     "retrieval.generators": (
         "Generation",
         "GenerationOptions",
         "Generator",
-        "GeneratorConfig",
         "Usage",
         "open_generator",
     ),
@@ -28,7 +29,6 @@ _EXPORTS = {
         "ChatTurn",
         "Prompt",
         "PromptConcept",
-        "PromptConfig",
         "build_prompt",
         "latest_query_turn",
         "to_openai_messages",
@@ -80,24 +80,24 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from retrieval.encoder import TEST_MODEL, Encoder, EncoderConfig
+    from retrieval.config import EncoderConfig, GeneratorConfig, ImageLimits, PromptConfig
+    from retrieval.encoder import TEST_MODEL, Encoder
     from retrieval.errors import GeneratorTimeout, GeneratorUnavailable, RapportError
     from retrieval.generators import (
         Generation,
         GenerationOptions,
         Generator,
-        GeneratorConfig,
         Usage,
         open_generator,
     )
-    from retrieval.images import DecodedImage, ImageLimits, decode_image
+    from retrieval.images import DecodedImage, decode_image
     from retrieval.index import Hit, UserIndex, UserIndexCache
-    from retrieval.matching import best_per_label, name_key, named_in, search_concepts
+    from retrieval.matching import best_per_label, search_concepts
+    from retrieval.names import name_key, named_in
     from retrieval.prompt import (
         ChatTurn,
         Prompt,
         PromptConcept,
-        PromptConfig,
         build_prompt,
         latest_query_turn,
         to_openai_messages,

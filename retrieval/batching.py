@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
 from retrieval.regions import Box
 
@@ -34,14 +35,6 @@ class TensorEncoder(Protocol):
     def preprocess(self, image: Image.Image) -> torch.Tensor: ...
     def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray: ...
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    queue_size: int = 256
-    torch_threads: int = 0  # intra-op threads of the forward passes; 0: torch's default
 
 
 @dataclass(frozen=True)

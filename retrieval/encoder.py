@@ -6,14 +6,15 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
 from PIL import Image
 
+from retrieval.config import RANDOM_WEIGHTS, EncoderConfig, EncoderFamily
+from retrieval.devices import resolve_device
 from retrieval.errors import ModelLoadError
 from retrieval.hub import open_clip_weights
 from retrieval.preprocessing import Preprocessing
@@ -25,26 +26,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 TEST_MODEL = "rapport-test-tiny"
-RANDOM_WEIGHTS = "none"
-EncoderFamily = Literal["open_clip", "torchvision"]
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Which open_clip model to build and where.
-
-    ``pretrained`` is an open_clip tag (e.g. ``laion2b_s34b_b79k``), a path to a
-    local weights file, or ``"none"`` for seeded random weights (tests only).
-    ``device`` is ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
-    ``family="torchvision"`` names an image-only torchvision classifier instead
-    (e.g. ``mobilenet_v2``, weights from a local file); build it with ``open_encoder``.
-    """
-
-    model: str = "ViT-B-32"
-    pretrained: str = "laion2b_s34b_b79k"
-    device: str = "auto"
-    batch_size: int = 32
-    family: EncoderFamily = "open_clip"
 
 
 def open_encoder(config: EncoderConfig) -> Encoder | TorchvisionEncoder:
@@ -73,12 +54,6 @@ def model_id_of(config: EncoderConfig) -> str:
     if config.model not in open_clip.list_models():
         raise ModelLoadError(f"unknown model {config.model!r}")
     return f"{config.model}:{_weights_source(open_clip, config)[1]}"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class Encoder:

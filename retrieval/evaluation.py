@@ -15,15 +15,15 @@ import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import torch
 from PIL import Image
 
 from retrieval.background import background_photos
+from retrieval.config import RANDOM_WEIGHTS, Aggregation, RegionConfig
 from retrieval.decision import DecisionRule, fit_decision
-from retrieval.encoder import RANDOM_WEIGHTS
 from retrieval.eval_data import category_words, draw_collages, load_concepts
 from retrieval.eval_report import (
     NOT_MATCHED,
@@ -36,7 +36,7 @@ from retrieval.eval_report import (
 )
 from retrieval.index import UserIndex
 from retrieval.matching import search_concepts
-from retrieval.regions import RegionConfig, RegionProposer, open_region_proposer
+from retrieval.regions import RegionProposer, open_region_proposer
 from retrieval.torchvision_encoder import TorchvisionEncoder
 
 if TYPE_CHECKING:
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CollageReport", "EvalReport", "evaluate", "format_table", "run_eval", "save_plots"]
 
-Aggregation = Literal["best", "winner"]
 WHOLE_PHOTO = RegionConfig(kind="whole")
 
 

@@ -21,7 +21,9 @@ import torch
 from PIL import Image
 
 from retrieval import efficientnet_encoder
-from retrieval.encoder import RANDOM_WEIGHTS, EncoderConfig, forward_in_batches, resolve_device
+from retrieval.config import RANDOM_WEIGHTS, EncoderConfig
+from retrieval.devices import resolve_device
+from retrieval.encoder import forward_in_batches
 from retrieval.errors import ModelLoadError, TextSearchUnsupported
 from retrieval.preprocessing import Preprocessing
 from retrieval.regions import Box

@@ -16,8 +16,9 @@ from app.services import Services
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
 from retrieval import UserIndex, name_key, named_in
+from retrieval.config import Aggregation
 from retrieval.errors import InvalidRequest
-from retrieval.matching import Aggregation, VisualMatch, search_concepts
+from retrieval.matching import VisualMatch, search_concepts
 from retrieval.regions import Box, Region
 
 # A concept named in a question with no photo to compare against.

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from retrieval import Encoder, decode_image
-from retrieval.batching import BatchingConfig, BatchingEncoder, BatchStats
+from retrieval.batching import BatchingEncoder, BatchStats
+from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
 from tests import factories
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image, ImageOps
 
 from retrieval import Encoder, EncoderConfig
+from retrieval.config import RegionConfig
 from retrieval.eval_data import category_words, draw_collages, load_concepts
 from retrieval.eval_report import NOT_MATCHED, average_precision, balancing_threshold
 from retrieval.evaluation import EvalReport, evaluate, format_table, run_eval
-from retrieval.regions import RegionConfig
 from tests import factories
 from tests.retrieval.test_regions import build_tiny_detector
 from tests.retrieval.test_torchvision_encoder import mobilenet_config

@@ -12,8 +12,9 @@ import torch
 from huggingface_hub import constants
 
 from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.config import RegionConfig
 from retrieval.errors import ModelLoadError
-from retrieval.regions import DetectorRegions, RegionConfig
+from retrieval.regions import DetectorRegions
 from tests import factories
 from tests.app.processes import free_port
 
