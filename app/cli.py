@@ -179,7 +179,7 @@ def doctor(repair: bool) -> None:
     from app.blobs import open_blob_store
     from app.db.engine import make_engine, make_sessionmaker
     from app.usecases import doctor as checks
-    from retrieval.encoder import model_id_of
+    from retrieval.encoders import model_id_of
 
     settings = load_settings()
     log_start("doctor", settings)

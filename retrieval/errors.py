@@ -77,12 +77,6 @@ class ModelLoadError(RapportError):
     title = "Model could not be loaded"
 
 
-class TextSearchUnsupported(RapportError):
-    """The configured encoder has no text tower (an image-only model)."""
-
-    title = "Text search unsupported"
-
-
 class GeneratorUnavailable(RapportError):
     """The multimodal LLM could not answer (backend down, failing or answering nonsense)."""
 

@@ -15,7 +15,7 @@ import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -34,13 +34,10 @@ from retrieval.eval_report import (
     format_table,
     save_plots,
 )
+from retrieval.image_encoder import ImageEncoder
 from retrieval.index import UserIndex
 from retrieval.matching import search_concepts
 from retrieval.regions import RegionProposer, open_region_proposer
-from retrieval.torchvision_encoder import TorchvisionEncoder
-
-if TYPE_CHECKING:
-    from retrieval.encoder import Encoder
 
 __all__ = ["CollageReport", "EvalReport", "evaluate", "format_table", "run_eval", "save_plots"]
 
@@ -49,7 +46,7 @@ WHOLE_PHOTO = RegionConfig(kind="whole")
 
 def evaluate(
     dataset_dir: str | Path,
-    encoder: Encoder | TorchvisionEncoder,
+    encoder: ImageEncoder,
     *,
     references: int = 3,
     regions: RegionConfig = WHOLE_PHOTO,
@@ -182,7 +179,7 @@ def evaluate(
 def run_eval(
     dataset_dir: str | Path,
     out_dir: str | Path,
-    encoder: Encoder | TorchvisionEncoder,
+    encoder: ImageEncoder,
     *,
     plots: bool = True,
     **options: Any,
@@ -216,7 +213,7 @@ class _Search:
     def __init__(
         self,
         index: UserIndex,
-        encoder: Encoder | TorchvisionEncoder,
+        encoder: ImageEncoder,
         proposer: RegionProposer,
         categories: list[str],
         aggregation: Aggregation,
@@ -232,7 +229,7 @@ class _Search:
     def __call__(self, image: Image.Image) -> dict[str, float]:
         start, cpu_start = time.perf_counter(), time.process_time()
         regions = self.proposer.propose(image, self.categories)
-        if self.pooled and len(regions) > 1 and isinstance(self.encoder, TorchvisionEncoder):
+        if self.pooled and len(regions) > 1 and self.encoder.pools_regions:
             boxes = [region.box for region in regions[1:] if region.box is not None]
             vectors = self.encoder.encode_regions(image, boxes, self.pooled_side)
         else:

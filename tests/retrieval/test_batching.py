@@ -34,8 +34,9 @@ class GatedEncoder:
         self.batches.append(len(tensors))
         return self.inner.encode_tensors(tensors)
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.encode_texts(texts)
+    @property
+    def pools_regions(self) -> bool:
+        return False
 
 
 def photos(count: int) -> list[Image.Image]:
