@@ -18,10 +18,11 @@ from urllib.parse import unquote_to_bytes
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.domain_errors import NotFound
 from app.errors import RateLimited, Unauthorized, render
 from app.keys import Caller, authenticate
 from app.services import Services
-from retrieval.errors import InvalidRequest, NotFound, RapportError
+from retrieval.errors import InvalidRequest, RapportError
 
 ADMIN_PREFIX = "/v1/admin"
 

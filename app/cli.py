@@ -179,7 +179,7 @@ def doctor(repair: bool) -> None:
     from app.blobs import open_blob_store
     from app.db.engine import make_engine, make_sessionmaker
     from app.usecases import doctor as checks
-    from retrieval.encoder import model_id_of
+    from retrieval.encoders import model_id_of
 
     settings = load_settings()
     log_start("doctor", settings)
@@ -274,7 +274,13 @@ PLOTS_HINT = (
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
 @click.option("--references", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option("--regions", default="whole", show_default=True, type=click.Choice(["whole", "grid"]))
+@click.option(
+    "--regions",
+    default=None,
+    type=click.Choice(["whole", "grid"]),
+    help="how query photos are cut into regions  [default: RAPPORT_REGIONS and its "
+    "RAPPORT_REGION_* settings, as the service uses them: whole unless set]",
+)
 @click.option(
     "--aggregation",
     default=None,
@@ -284,26 +290,27 @@ PLOTS_HINT = (
 )
 @click.option(
     "--region-encoding",
-    default="crop",
-    show_default=True,
+    default=None,
     type=click.Choice(["crop", "pooled"]),
-    help="grid regions: crops, or pooled from one pass (torchvision conv nets)",
+    help="grid regions: crops, or pooled from one pass (torchvision conv nets)  "
+    "[default: RAPPORT_REGION_ENCODING: crop unless set]",
 )
 @click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
 @click.option("--seed", default=0, show_default=True, help="draws the collages")
 def eval_(
     dataset: str,
     out: str,
-    regions: str,
-    region_encoding: Literal["crop", "pooled"],
+    regions: Literal["whole", "grid"] | None,
+    region_encoding: Literal["crop", "pooled"] | None,
     collages: int,
     aggregation: str | None,
     **options: object,
 ) -> None:
     """Measure the configured encoder's retrieval quality on a folder of concept folders."""
+    from dataclasses import replace
+
     from app.main import load_encoder
     from retrieval.evaluation import format_table, run_eval
-    from retrieval.regions import RegionConfig
 
     settings = load_settings()
     logger.info("rapport %s eval: model %s", version(), _model_named(settings))
@@ -318,8 +325,11 @@ def eval_(
             dataset,
             out,
             load_encoder(settings),
-            regions=RegionConfig(
-                kind="grid" if regions == "grid" else "whole", encoding=region_encoding
+            # The service's regions and aggregation unless the options say otherwise.
+            regions=replace(
+                settings.region_config(),
+                kind=regions or settings.regions,
+                encoding=region_encoding or settings.region_encoding,
             ),
             aggregation=aggregation or settings.region_aggregation,
             collages=collages > 0,

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sql_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import domain_errors
 from app.openai_errors import is_openai_path, openai_error
 from retrieval import errors
 
@@ -96,8 +97,8 @@ STATUS: dict[type[errors.RapportError], int] = {
     QuotaExceeded: 409,
     errors.GeneratorTimeout: 504,
     errors.GeneratorUnavailable: 502,
-    errors.NotFound: 404,
-    errors.Conflict: 409,
+    domain_errors.NotFound: 404,
+    domain_errors.Conflict: 409,
     errors.InvalidRequest: 422,
     errors.PayloadTooLarge: 413,
     errors.TooManyPixels: 413,

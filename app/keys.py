@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKey, Tenant, utcnow
-from retrieval.errors import Conflict, InvalidRequest
+from app.domain_errors import Conflict
+from retrieval.errors import InvalidRequest
 
 KEY_PREFIX = "rk_"
 

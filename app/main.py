@@ -40,21 +40,21 @@ from app.routes.console import console_router, docs_router
 from app.services import Services
 from app.settings import Settings
 from app.thumbnails import ThumbnailCache
-from retrieval import Encoder, Generator, UserIndexCache, open_generator
+from retrieval import Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
 from retrieval.decision import BackgroundVectors, DecisionCache
-from retrieval.encoder import open_encoder
+from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
+from retrieval.image_encoder import ImageEncoder
 from retrieval.index import VersionedCache
 from retrieval.regions import RegionProposer, open_region_proposer
-from retrieval.torchvision_encoder import TorchvisionEncoder
 
 logger = logging.getLogger(__name__)
 
 
 def build_services(
     settings: Settings,
-    encoder: Encoder | TorchvisionEncoder | None = None,
+    encoder: ImageEncoder | None = None,
     generator: Generator | None = None,
 ) -> Services:
     """Open the database and blob store, load the encoder and the generator (the slow part)."""
@@ -143,7 +143,7 @@ def _generator_named(settings: Settings) -> str:
     return f"{settings.generator} {settings.generator_model}{where}"
 
 
-def load_encoder(settings: Settings) -> Encoder | TorchvisionEncoder:
+def load_encoder(settings: Settings) -> ImageEncoder:
     """The configured encoder, or ModelLoadError with a message that says how to fix it."""
     try:
         return open_encoder(settings.encoder_config())

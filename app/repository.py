@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db.models import Concept, Embedding, ImageRow, User
-from retrieval.errors import ConceptNotFound, ImageNotFound, Overloaded
+from app.domain_errors import ConceptNotFound, ImageNotFound
+from retrieval.errors import Overloaded
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,30 @@ import secrets
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from retrieval.images import ImageLimits
+from retrieval.config import (
+    Aggregation,
+    BatchingConfig,
+    EncoderConfig,
+    EncoderFamily,
+    GeneratorConfig,
+    GeneratorDtype,
+    GeneratorKind,
+    ImageLimits,
+    PromptConfig,
+    PromptMode,
+    RegionConfig,
+    RegionEncoding,
+    RegionKind,
+    check_device,
+)
 
 if TYPE_CHECKING:
     from app.blobs_s3 import S3Config
-    from retrieval.batching import BatchingConfig
-    from retrieval.encoder import EncoderConfig
-    from retrieval.generators import GeneratorConfig
-    from retrieval.prompt import PromptConfig
-    from retrieval.regions import RegionConfig
 
 MiB = 1024 * 1024
 MIN_SECRET_CHARS = 32
@@ -75,7 +85,7 @@ class Settings(BaseSettings):
         default=None, description="enables /v1/admin for tenant and key management"
     )
 
-    encoder_family: Literal["open_clip", "torchvision"] = "open_clip"
+    encoder_family: EncoderFamily = "open_clip"
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
     device: str = "auto"
@@ -110,13 +120,13 @@ class Settings(BaseSettings):
         "rapport's label-free decision rule (README, 'How rapport decides a concept is present')",
     )
     decision_cache_bytes: Annotated[int, Field(ge=0)] = 16 * MiB
-    regions: Literal["whole", "grid", "detector"] = "whole"
+    regions: RegionKind = "whole"
     region_grid_scales: tuple[int, ...] = (2, 3)
-    region_aggregation: Literal["best", "winner"] = "winner"
+    region_aggregation: Aggregation = "winner"
     region_detector_model: str = "google/owlv2-base-patch16-ensemble"
     region_detector_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
     region_max: Annotated[int, Field(ge=1, le=64)] = 8
-    region_encoding: Literal["crop", "pooled"] = Field(
+    region_encoding: RegionEncoding = Field(
         default="crop",
         description="crop: one forward pass per region; pooled: one pass per photo, regions "
         "averaged from its feature map (torchvision conv nets; others fall back to crops)",
@@ -125,19 +135,19 @@ class Settings(BaseSettings):
     index_cache_bytes: Annotated[int, Field(ge=0)] = 512 * MiB
     concept_cache_bytes: Annotated[int, Field(ge=0)] = 64 * MiB
 
-    generator: Literal["transformers", "openai", "none"] = "none"
+    generator: GeneratorKind = "none"
     generator_model: str = ""
     generator_base_url: str = ""
     generator_api_key: SecretStr | None = None
     generator_device: str = "auto"
-    generator_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    generator_dtype: GeneratorDtype = "auto"
     generator_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     generator_image_max_side: Annotated[int, Field(ge=64, le=8192)] = 1024
     default_max_new_tokens: Annotated[int, Field(ge=1, le=32768)] = 256
     max_new_tokens_limit: Annotated[int, Field(ge=1, le=32768)] = 2048
     prompt_max_concepts: Annotated[int, Field(ge=0, le=20)] = 3
     prompt_max_reference_images: Annotated[int, Field(ge=0, le=10)] = 1
-    prompt_mode: Literal["rap", "visual"] = "rap"
+    prompt_mode: PromptMode = "rap"
 
     redis_url: str | None = Field(
         default=None,
@@ -216,9 +226,7 @@ class Settings(BaseSettings):
     @field_validator("device", "generator_device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value != "auto" and value != "cpu" and not value.startswith("cuda"):
-            raise ValueError("device must be auto, cpu or cuda[:N]")
-        return value
+        return check_device(value)
 
     @field_validator("blob_store")
     @classmethod
@@ -357,9 +365,6 @@ class Settings(BaseSettings):
         )
 
     def encoder_config(self) -> EncoderConfig:
-        # Imported here: the encoder module loads torch, which key management never needs.
-        from retrieval.encoder import EncoderConfig
-
         return EncoderConfig(
             family=self.encoder_family,
             model=self.clip_model,
@@ -372,8 +377,6 @@ class Settings(BaseSettings):
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
 
     def generator_config(self) -> GeneratorConfig:
-        from retrieval.generators import GeneratorConfig
-
         return GeneratorConfig(
             kind=self.generator,
             model=self.generator_model,
@@ -386,8 +389,6 @@ class Settings(BaseSettings):
         )
 
     def prompt_config(self) -> PromptConfig:
-        from retrieval.prompt import PromptConfig
-
         return PromptConfig(
             max_concepts=self.prompt_max_concepts,
             max_reference_images=self.prompt_max_reference_images,
@@ -395,8 +396,6 @@ class Settings(BaseSettings):
         )
 
     def batching_config(self) -> BatchingConfig:
-        from retrieval.batching import BatchingConfig
-
         return BatchingConfig(
             max_batch=self.encode_batch_size,
             max_wait_ms=self.encode_max_wait_ms,
@@ -405,8 +404,6 @@ class Settings(BaseSettings):
         )
 
     def region_config(self) -> RegionConfig:
-        from retrieval.regions import RegionConfig
-
         return RegionConfig(
             kind=self.regions,
             grid_scales=self.region_grid_scales,

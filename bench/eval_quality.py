@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from retrieval.config import EncoderConfig, RegionConfig
 from retrieval.efficientnet_encoder import packaged_weights
-from retrieval.encoder import EncoderConfig
 from retrieval.evaluation import evaluate, run_eval
-from retrieval.regions import RegionConfig
 from retrieval.torchvision_encoder import TorchvisionEncoder
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dreambooth-512"

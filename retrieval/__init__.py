@@ -1,73 +1,47 @@
-"""rapport's retrieval library: encoders, per-user indexes, matching, prompts, generators.
+"""rapport's retrieval library: encoders, per-user indexes, search, prompts, generators.
 
-It knows nothing of HTTP, SQL or settings: callers pass explicit config objects.
-Names are imported on first use, so that importing a light part (errors, image
-decoding) does not load torch.
+It knows nothing of HTTP, SQL or settings: callers pass explicit config objects
+(retrieval/config.py). ``__all__`` is the surface the service uses from here;
+the rest it imports from the submodules. Names are imported on first use, so
+that importing a light part (config, errors, image decoding) does not load torch.
 """
 
+# ruff: noqa: F401  (the TYPE_CHECKING imports are the exports; __all__ is built at run time)
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "retrieval.encoder": ("TEST_MODEL", "Encoder", "EncoderConfig"),
-    "retrieval.errors": ("GeneratorTimeout", "GeneratorUnavailable", "RapportError"),
-    "retrieval.images": ("DecodedImage", "ImageLimits", "decode_image"),
-    "retrieval.index": ("Hit", "UserIndex", "UserIndexCache"),
-    "retrieval.matching": ("best_per_label", "name_key", "named_in", "search_concepts"),
-    "retrieval.generators": (
-        "Generation",
-        "GenerationOptions",
-        "Generator",
+    "retrieval.batching": ("BatchingEncoder",),
+    "retrieval.config": (
+        "BatchingConfig",
+        "EncoderConfig",
         "GeneratorConfig",
-        "Usage",
-        "open_generator",
+        "ImageLimits",
+        "PromptConfig",
+        "RegionConfig",
     ),
+    "retrieval.encoder": ("Encoder",),
+    "retrieval.encoders": ("open_encoder",),
+    "retrieval.generators": ("Generation", "GenerationOptions", "Generator", "open_generator"),
+    "retrieval.image_encoder": ("ImageEncoder",),
+    "retrieval.images": ("DecodedImage", "decode_image"),
+    "retrieval.index": ("UserIndex", "UserIndexCache"),
+    "retrieval.names": ("name_key", "named_in"),
     "retrieval.prompt": (
         "ChatTurn",
         "Prompt",
         "PromptConcept",
-        "PromptConfig",
         "build_prompt",
         "latest_query_turn",
         "to_openai_messages",
-        "to_transformers_conversation",
     ),
+    "retrieval.regions": ("open_region_proposer",),
+    "retrieval.search": ("SearchOptions", "search_photos"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = [
-    "TEST_MODEL",
-    "ChatTurn",
-    "DecodedImage",
-    "Encoder",
-    "EncoderConfig",
-    "Generation",
-    "GenerationOptions",
-    "Generator",
-    "GeneratorConfig",
-    "GeneratorTimeout",
-    "GeneratorUnavailable",
-    "Hit",
-    "ImageLimits",
-    "Prompt",
-    "PromptConcept",
-    "PromptConfig",
-    "RapportError",
-    "Usage",
-    "UserIndex",
-    "UserIndexCache",
-    "best_per_label",
-    "build_prompt",
-    "decode_image",
-    "latest_query_turn",
-    "name_key",
-    "named_in",
-    "open_generator",
-    "search_concepts",
-    "to_openai_messages",
-    "to_transformers_conversation",
-]
+__all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str) -> Any:
@@ -79,27 +53,30 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-if TYPE_CHECKING:
-    from retrieval.encoder import TEST_MODEL, Encoder, EncoderConfig
-    from retrieval.errors import GeneratorTimeout, GeneratorUnavailable, RapportError
-    from retrieval.generators import (
-        Generation,
-        GenerationOptions,
-        Generator,
+if TYPE_CHECKING:  # the same names, for type checkers (a test keeps both lists equal)
+    from retrieval.batching import BatchingEncoder
+    from retrieval.config import (
+        BatchingConfig,
+        EncoderConfig,
         GeneratorConfig,
-        Usage,
-        open_generator,
+        ImageLimits,
+        PromptConfig,
+        RegionConfig,
     )
-    from retrieval.images import DecodedImage, ImageLimits, decode_image
-    from retrieval.index import Hit, UserIndex, UserIndexCache
-    from retrieval.matching import best_per_label, name_key, named_in, search_concepts
+    from retrieval.encoder import Encoder
+    from retrieval.encoders import open_encoder
+    from retrieval.generators import Generation, GenerationOptions, Generator, open_generator
+    from retrieval.image_encoder import ImageEncoder
+    from retrieval.images import DecodedImage, decode_image
+    from retrieval.index import UserIndex, UserIndexCache
+    from retrieval.names import name_key, named_in
     from retrieval.prompt import (
         ChatTurn,
         Prompt,
         PromptConcept,
-        PromptConfig,
         build_prompt,
         latest_query_turn,
         to_openai_messages,
-        to_transformers_conversation,
     )
+    from retrieval.regions import open_region_proposer
+    from retrieval.search import SearchOptions, search_photos

@@ -17,31 +17,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
+from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
+from retrieval.image_encoder import ImageEncoder
 from retrieval.regions import Box
-
-
-class TensorEncoder(Protocol):
-    model_id: str
-    dim: int
-
-    def preprocess(self, image: Image.Image) -> torch.Tensor: ...
-    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray: ...
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    queue_size: int = 256
-    torch_threads: int = 0  # intra-op threads of the forward passes; 0: torch's default
 
 
 @dataclass(frozen=True)
@@ -54,7 +38,8 @@ class BatchStats:
 
 
 class BatchingEncoder:
-    """An encoder whose ``encode_images`` calls are batched across threads.
+    """An ``ImageEncoder`` whose calls are batched across threads into the wrapped one's
+    forward passes.
 
     ``start()`` it before use and ``stop()`` it at shutdown; ``on_batch`` is
     called from the worker after every forward pass.
@@ -62,7 +47,7 @@ class BatchingEncoder:
 
     def __init__(
         self,
-        encoder: TensorEncoder,
+        encoder: ImageEncoder,
         config: BatchingConfig = BatchingConfig(),
         *,
         on_batch: Callable[[BatchStats], None] | None = None,
@@ -85,23 +70,28 @@ class BatchingEncoder:
         return self.encoder.dim
 
     @property
-    def supports_text(self) -> bool:
-        return bool(getattr(self.encoder, "supports_text", True))
+    def device(self) -> torch.device:
+        return self.encoder.device
 
     @property
-    def input_size(self) -> int | None:
-        return getattr(self.encoder, "input_size", None)
+    def input_size(self) -> int:
+        return self.encoder.input_size
+
+    @property
+    def pools_regions(self) -> bool:
+        return self.encoder.pools_regions
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.encoder.preprocess(image)
 
     def encode_regions(
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
     ) -> np.ndarray:
         """The whole photo's vector then each box's, pooled from one forward pass when the
         encoder can (``encode_regions``), else from crops through the batching queue."""
-        pooled = getattr(self.encoder, "encode_regions", None)
-        if pooled is not None and getattr(self.encoder, "pools_regions", False):
+        if self.encoder.pools_regions:
             # One photo's pass, outside the queue: its regions are its own batch.
-            vectors: np.ndarray = pooled(image, boxes, side)
-            return vectors
+            return self.encoder.encode_regions(image, boxes, side)
         return self.encode_images([image, *(image.crop(box) for box in boxes)])
 
     @property
@@ -162,8 +152,11 @@ class BatchingEncoder:
             self._ready.notify()
         return futures
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode_texts(texts)
+    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+        """Vectors for preprocessed photos, in order, through the queue (blocks)."""
+        if not tensors:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([future.result() for future in self.submit(tensors)])
 
     def _next_batch(self) -> list[tuple[torch.Tensor, Future[np.ndarray]]]:
         with self._ready:

@@ -1,124 +1,32 @@
-"""CLIP encoders (open_clip): photos and text to L2-normalised vectors."""
+"""CLIP encoders (open_clip): photos to L2-normalised vectors with the image tower."""
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
 
-import numpy as np
 import torch
-from PIL import Image
 
+from retrieval.config import RANDOM_WEIGHTS, EncoderConfig
+from retrieval.devices import resolve_device
 from retrieval.errors import ModelLoadError
 from retrieval.hub import open_clip_weights
+from retrieval.image_encoder import (
+    BatchedImageEncoder,
+    seeded,
+    warn_random_weights,
+    weights_file_id,
+)
 from retrieval.preprocessing import Preprocessing
-
-if TYPE_CHECKING:
-    from retrieval.torchvision_encoder import TorchvisionEncoder
-
-logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 TEST_MODEL = "rapport-test-tiny"
-RANDOM_WEIGHTS = "none"
-EncoderFamily = Literal["open_clip", "torchvision"]
 
 
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Which open_clip model to build and where.
+class Encoder(BatchedImageEncoder):
+    """Encodes photos into unit-norm vectors with an open_clip model's image tower.
 
-    ``pretrained`` is an open_clip tag (e.g. ``laion2b_s34b_b79k``), a path to a
-    local weights file, or ``"none"`` for seeded random weights (tests only).
-    ``device`` is ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
-    ``family="torchvision"`` names an image-only torchvision classifier instead
-    (e.g. ``mobilenet_v2``, weights from a local file); build it with ``open_encoder``.
+    Build it with ``Encoder.from_config`` (or ``retrieval.encoders.open_encoder``).
     """
-
-    model: str = "ViT-B-32"
-    pretrained: str = "laion2b_s34b_b79k"
-    device: str = "auto"
-    batch_size: int = 32
-    family: EncoderFamily = "open_clip"
-
-
-def open_encoder(config: EncoderConfig) -> Encoder | TorchvisionEncoder:
-    """Build the encoder ``config.family`` names, or raise ModelLoadError saying why."""
-    if config.family == "open_clip":
-        return Encoder.from_config(config)
-    if config.family == "torchvision":
-        from retrieval.torchvision_encoder import TorchvisionEncoder
-
-        return TorchvisionEncoder.from_config(config)
-    raise ModelLoadError(
-        f"unknown encoder family {config.family!r}; known: {', '.join(get_args(EncoderFamily))}"
-    )
-
-
-def model_id_of(config: EncoderConfig) -> str:
-    """The id an encoder built from ``config`` gives its vectors, without building it
-    (a local weights file is hashed); ModelLoadError as ``open_encoder`` would raise it."""
-    if config.family == "torchvision":
-        from retrieval.torchvision_encoder import torchvision_model_id
-
-        return torchvision_model_id(config)
-    import open_clip
-
-    open_clip.add_model_config(MODEL_CONFIG_DIR)
-    if config.model not in open_clip.list_models():
-        raise ModelLoadError(f"unknown model {config.model!r}")
-    return f"{config.model}:{_weights_source(open_clip, config)[1]}"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class Encoder:
-    """Encodes photos and text into one space; every vector has unit L2 norm.
-
-    Build it with ``Encoder.from_config``. Safe to call from several threads:
-    forward passes are serialised, since concurrent passes on one device only
-    compete for the same cores.
-    """
-
-    def __init__(
-        self,
-        *,
-        model: torch.nn.Module,
-        preprocessing: Preprocessing,
-        tokenizer: object,
-        model_id: str,
-        dim: int,
-        device: torch.device,
-        dtype: torch.dtype,
-        batch_size: int,
-    ) -> None:
-        self._model = model
-        self._preprocessing = preprocessing
-        self._tokenizer = tokenizer
-        self.model_id = model_id
-        self.dim = dim
-        self.device = device
-        self._dtype = dtype
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-
-    @property
-    def supports_text(self) -> bool:
-        return True
-
-    @property
-    def input_size(self) -> int:
-        """The side of the square the model sees; photos need no more pixels than this."""
-        return min(_image_size(self._model))
 
     @classmethod
     def from_config(cls, config: EncoderConfig) -> Encoder:
@@ -141,28 +49,22 @@ class Encoder:
         if pretrained is not None and pretrained == weights_id:  # a tag, not a file
             pretrained, keywords = open_clip_weights(open_clip, config.model, pretrained)
         try:
-            with torch.random.fork_rng(devices=[]):
-                # Random weights are seeded so that every process builds the same
-                # model and vectors stay comparable across workers and restarts.
-                torch.manual_seed(0)
-                model, _, preprocess = open_clip.create_model_and_transforms(
+            model, _, preprocess = seeded(
+                lambda: open_clip.create_model_and_transforms(
                     config.model,
                     pretrained=pretrained,
                     precision=precision,
                     device=device,
                     **keywords,
                 )
+            )
         except Exception as error:
             raise ModelLoadError(
                 f"could not load weights {config.pretrained!r} for {config.model}: "
                 f"{type(error).__name__}: {error}"
             ) from error
         if pretrained is None:
-            logger.warning(
-                "encoder %s runs on RANDOM weights: retrieval results are meaningless "
-                "(fine for tests, never for users)",
-                config.model,
-            )
+            warn_random_weights(config.model)
         model.eval()
         with torch.inference_mode():
             probe = torch.zeros((1, 3, *_image_size(model)), device=device)
@@ -170,72 +72,29 @@ class Encoder:
         return cls(
             model=model,
             preprocessing=Preprocessing.from_transforms(preprocess),
-            tokenizer=open_clip.get_tokenizer(config.model),
             model_id=f"{config.model}:{weights_id}",
             dim=dim,
             device=device,
             dtype=_dtype(precision),
             batch_size=config.batch_size,
+            # The side of the square the model sees; photos need no more pixels than this.
+            input_size=min(_image_size(model)),
         )
 
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """One RGB photo resized and cropped for the model (``uint8`` pixels); the
-        arithmetic that finishes it runs per batch in ``encode_tensors``."""
-        return self._preprocessing.pixels(image)
-
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Vectors (float32, shape (n, dim), unit norm) for RGB photos, in order."""
-        return self.encode_tensors([self.preprocess(image) for image in images])
-
-    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
-        """Vectors for already preprocessed photos (see ``preprocess``)."""
-        return forward_in_batches(
-            tensors,
-            forward=self._model.encode_image,  # type: ignore[arg-type]
-            collate=lambda chunk: self._preprocessing.batch(chunk, self.device, self._dtype),
-            dim=self.dim,
-            batch_size=self._batch_size,
-            lock=self._lock,
-        )
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors (float32, shape (n, dim), unit norm) for texts, in order."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        tokens = self._tokenizer(list(texts))  # type: ignore[operator]
-        with self._lock, torch.inference_mode():
-            features = self._model.encode_text(tokens.to(self.device))  # type: ignore[operator]
-            return _normalise(features)
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        features: torch.Tensor = self._model.encode_image(batch)  # type: ignore[operator]
+        return features
 
 
-def forward_in_batches(
-    tensors: Sequence[torch.Tensor],
-    *,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    collate: Callable[[Sequence[torch.Tensor]], torch.Tensor],
-    dim: int,
-    batch_size: int,
-    lock: threading.Lock,
-) -> np.ndarray:
-    """Unit-norm float32 vectors of ``forward`` over ``tensors``, ``batch_size`` at a time;
-    ``collate`` turns a chunk of preprocessed photos into the model's input batch.
+def model_id_of(config: EncoderConfig) -> str:
+    """The id an open_clip encoder built from ``config`` gives its vectors, without
+    building it (a local weights file is hashed); ModelLoadError as ``from_config``."""
+    import open_clip
 
-    One forward pass runs at a time (``lock``): concurrent passes on one device
-    only compete for the same cores.
-    """
-    if not tensors:
-        return np.zeros((0, dim), dtype=np.float32)
-    chunks = []
-    for start in range(0, len(tensors), batch_size):
-        chunk = tensors[start : start + batch_size]
-        with lock, torch.inference_mode():
-            chunks.append(_normalise(forward(collate(chunk))))
-    return np.concatenate(chunks)
-
-
-def _normalise(features: torch.Tensor) -> np.ndarray:
-    features = torch.nn.functional.normalize(features.float(), dim=-1)
-    return features.cpu().numpy().astype(np.float32, copy=False)
+    open_clip.add_model_config(MODEL_CONFIG_DIR)
+    if config.model not in open_clip.list_models():
+        raise ModelLoadError(f"unknown model {config.model!r}")
+    return f"{config.model}:{_weights_source(open_clip, config)[1]}"
 
 
 def _dtype(precision: str) -> torch.dtype:
@@ -256,9 +115,7 @@ def _weights_source(open_clip: object, config: EncoderConfig) -> tuple[str | Non
         return None, RANDOM_WEIGHTS
     path = Path(config.pretrained).expanduser()
     if path.is_file():
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        return str(path), f"sha256-{digest[:16]}"
+        return str(path), weights_file_id(path)
     if path.suffix in (".pt", ".pth", ".bin", ".safetensors") or "/" in config.pretrained:
         raise ModelLoadError(f"weights file {config.pretrained!r} does not exist")
     tags = open_clip.list_pretrained_tags_by_model(config.model)  # type: ignore[attr-defined]

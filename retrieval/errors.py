@@ -1,4 +1,5 @@
-"""Domain errors. The service maps each class to an HTTP status in one table.
+"""The library's errors. The service maps each class to an HTTP status in one table
+(its own domain errors, such as a concept not found, live in app/domain_errors.py).
 
 Every error carries a short ``title`` (stable, safe to show) and a ``detail``
 message written for the client; neither ever includes internals.
@@ -15,30 +16,6 @@ class RapportError(Exception):
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or self.title
         super().__init__(self.detail)
-
-
-class NotFound(RapportError):
-    title = "Not found"
-
-
-class ConceptNotFound(NotFound):
-    title = "Concept not found"
-
-
-class ImageNotFound(NotFound):
-    title = "Image not found"
-
-
-class Conflict(RapportError):
-    title = "Conflict"
-
-
-class ConceptNameTaken(Conflict):
-    title = "Concept name already used"
-
-
-class LastImage(Conflict):
-    title = "Cannot delete the last image of a concept"
 
 
 class InvalidRequest(RapportError):
@@ -75,12 +52,6 @@ class ModelLoadError(RapportError):
     """A model could not be built or its weights could not be loaded."""
 
     title = "Model could not be loaded"
-
-
-class TextSearchUnsupported(RapportError):
-    """The configured encoder has no text tower (an image-only model)."""
-
-    title = "Text search unsupported"
 
 
 class GeneratorUnavailable(RapportError):

@@ -9,21 +9,20 @@ rank in the top 4, the others stay below the threshold.
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from PIL import Image
 
 from retrieval.background import background_photos
+from retrieval.config import RANDOM_WEIGHTS, Aggregation, RegionConfig
 from retrieval.decision import DecisionRule, fit_decision
-from retrieval.encoder import RANDOM_WEIGHTS
 from retrieval.eval_data import category_words, draw_collages, load_concepts
 from retrieval.eval_report import (
     NOT_MATCHED,
@@ -34,23 +33,19 @@ from retrieval.eval_report import (
     format_table,
     save_plots,
 )
+from retrieval.image_encoder import ImageEncoder
 from retrieval.index import UserIndex
-from retrieval.matching import search_concepts
-from retrieval.regions import RegionConfig, RegionProposer, open_region_proposer
-from retrieval.torchvision_encoder import TorchvisionEncoder
-
-if TYPE_CHECKING:
-    from retrieval.encoder import Encoder
+from retrieval.regions import RegionProposer, open_region_proposer
+from retrieval.search import SearchOptions, search_photos
 
 __all__ = ["CollageReport", "EvalReport", "evaluate", "format_table", "run_eval", "save_plots"]
 
-Aggregation = Literal["best", "winner"]
 WHOLE_PHOTO = RegionConfig(kind="whole")
 
 
 def evaluate(
     dataset_dir: str | Path,
-    encoder: Encoder | TorchvisionEncoder,
+    encoder: ImageEncoder,
     *,
     references: int = 3,
     regions: RegionConfig = WHOLE_PHOTO,
@@ -62,14 +57,16 @@ def evaluate(
 ) -> EvalReport:
     """Measure how well ``encoder`` and ``regions`` find the concepts of ``dataset_dir``.
 
-    ``aggregation="best"`` scores a concept by its best hit over all regions
-    (what ``search_concepts`` serves); ``"winner"`` lets each region count only
-    for the one concept it matches best, and a concept no region wins scores
-    NOT_MATCHED and is never found. ``threshold`` is the score a concept needs
-    to count as recognised; None takes the one that maximises balanced accuracy
-    on the single-photo queries. Beside that fixed threshold, every figure is
-    also given for the label-free decision rule (retrieval/decision.py), fitted
-    on the reference photos and the background before any query is seen.
+    Each query goes through ``search_photos``, the service's own pipeline.
+    ``aggregation="best"`` scores a concept by its best hit over all regions;
+    ``"winner"`` lets each region count only for the one concept it matches
+    best, and a concept no region wins scores NOT_MATCHED and is never found
+    (a query of one region is scored ``"best"``, as the service does).
+    ``threshold`` is the score a concept needs to count as recognised; None
+    takes the one that maximises balanced accuracy on the single-photo queries.
+    Beside that fixed threshold, every figure is also given for the label-free
+    decision rule (retrieval/decision.py), fitted on the reference photos and
+    the background before any query is seen.
     Collages (``collage_count``, drawn with ``seed``) need four concepts with
     held-out photos. Raises ValueError for a folder with fewer than two concepts
     or no held-out photo at all.
@@ -100,9 +97,8 @@ def evaluate(
         reference_labels,
         encoder.encode_images(background_photos()),
     )
-    proposer = open_region_proposer(regions)
-    search = _Search(index, encoder, proposer, category_words(photos), aggregation, list(photos))
-    search.pooled, search.pooled_side = regions.encoding == "pooled", regions.pooled_side
+    options = SearchOptions.of(regions, aggregation, category_words(photos))
+    search = _Search(index, encoder, open_region_proposer(regions), options, list(photos))
     accepted: list[bool] = []
     rejected: list[bool] = []
 
@@ -183,7 +179,7 @@ def evaluate(
 def run_eval(
     dataset_dir: str | Path,
     out_dir: str | Path,
-    encoder: Encoder | TorchvisionEncoder,
+    encoder: ImageEncoder,
     *,
     plots: bool = True,
     **options: Any,
@@ -212,44 +208,28 @@ def run_eval(
 
 
 class _Search:
-    """One query: propose regions, encode them in one batch, a score for every concept."""
+    """One query through ``search_photos``: a score for every concept, and its time."""
 
     def __init__(
         self,
         index: UserIndex,
-        encoder: Encoder | TorchvisionEncoder,
+        encoder: ImageEncoder,
         proposer: RegionProposer,
-        categories: list[str],
-        aggregation: Aggregation,
+        options: SearchOptions,
         labels: list[str],
     ) -> None:
         self.index, self.encoder, self.proposer = index, encoder, proposer
-        self.categories, self.aggregation, self.labels = categories, aggregation, labels
+        self.options, self.labels = options, labels
         self.times_ms: list[float] = []
         self.cpu_ms: list[float] = []  # this process's CPU (all its threads)
-        self.pooled = False
-        self.pooled_side = 320
 
     def __call__(self, image: Image.Image) -> dict[str, float]:
         start, cpu_start = time.perf_counter(), time.process_time()
-        regions = self.proposer.propose(image, self.categories)
-        if self.pooled and len(regions) > 1 and isinstance(self.encoder, TorchvisionEncoder):
-            boxes = [region.box for region in regions[1:] if region.box is not None]
-            vectors = self.encoder.encode_regions(image, boxes, self.pooled_side)
-        else:
-            tensors = [self.encoder.preprocess(region.image) for region in regions]
-            vectors = self.encoder.encode_tensors(tensors)
-        matches = search_concepts(
-            self.index,
-            vectors,
-            top_k=len(self.labels),
-            min_score=-math.inf,
-            aggregation=self.aggregation,
-        )
+        found = search_photos(self.index, self.encoder, self.proposer, [image], self.options)
         self.times_ms.append((time.perf_counter() - start) * 1000)
         self.cpu_ms.append((time.process_time() - cpu_start) * 1000)
         scores = dict.fromkeys(self.labels, NOT_MATCHED)
-        scores.update((match.label, match.score) for match in matches)
+        scores.update((match.label, match.score) for match in found.matches)
         return scores
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from retrieval.config import ImageLimits
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
 
 ORIENTATION = 0x0112  # the EXIF tag
@@ -27,14 +28,6 @@ MEDIA_TYPES = {
     "MPO": "image/jpeg",
 }
 _JPEG_FAMILY = ("JPEG", "MPO")
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Caps applied to one uploaded image."""
-
-    max_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
 
 
 @dataclass(frozen=True)

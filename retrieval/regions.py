@@ -10,18 +10,17 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import Protocol, get_args
 
 import torch
 from PIL import Image
 
-from retrieval.encoder import resolve_device
+from retrieval.config import RegionConfig, RegionKind
+from retrieval.devices import resolve_device
 from retrieval.errors import ModelLoadError
 from retrieval.hub import require_hub
 
 Box = tuple[int, int, int, int]
-RegionKind = Literal["whole", "grid", "detector"]
-RegionEncoding = Literal["crop", "pooled"]
 
 
 @dataclass(frozen=True)
@@ -30,34 +29,6 @@ class Region:
 
     box: Box | None
     image: Image.Image
-
-
-@dataclass(frozen=True)
-class RegionConfig:
-    """How query photos are cut into regions.
-
-    ``whole``: the photo only. ``grid``: the photo, then for each n in
-    ``grid_scales`` an n x n grid of tiles that overlap by ``grid_overlap`` of a
-    tile. ``detector``: the photo, then up to ``max_regions`` boxes of an
-    open-vocabulary detector (OWLv2 / OWL-ViT through transformers, a hub id or
-    a local folder in ``detector_model``) scoring at least ``detector_threshold``
-    for the caller's category words or one of ``generic_words``.
-    ``encoding``: ``crop`` encodes each region's crop (one forward pass per
-    region); ``pooled`` averages one pass's feature map inside each box, for
-    encoders that have one (``encode_regions``), and crops for the others.
-    """
-
-    kind: RegionKind = "whole"
-    grid_scales: tuple[int, ...] = (2, 3)
-    grid_overlap: float = 0.25
-    detector_model: str = "google/owlv2-base-patch16-ensemble"
-    detector_threshold: float = 0.1
-    max_regions: int = 8
-    generic_words: tuple[str, ...] = ("object", "animal", "person")
-    min_box_pixels: int = 16
-    device: str = "auto"
-    encoding: RegionEncoding = "crop"
-    pooled_side: int = 320
 
 
 class RegionProposer(Protocol):

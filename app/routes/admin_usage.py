@@ -9,9 +9,9 @@ from sqlalchemy import select
 from app import repository as repo
 from app.db.models import Tenant
 from app.deps import ServicesDep
+from app.domain_errors import NotFound
 from app.openapi import problems
 from app.routes.admin import TenantName, require_admin
-from retrieval.errors import NotFound
 
 router = APIRouter(
     prefix="/v1/admin",

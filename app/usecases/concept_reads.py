@@ -8,12 +8,12 @@ from dataclasses import dataclass, replace
 
 from app import repository as repo
 from app.db.models import Concept, ImageRow
+from app.domain_errors import ConceptNotFound, ImageNotFound
 from app.errors import PhotoFileMissing
 from app.services import Services
 from app.thumbnails import Thumbnail, make_thumbnail
 from app.usecases.lookalikes import LooksLike, looks_like
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval.errors import ConceptNotFound, ImageNotFound
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app import repository as repo
 from app.db.models import Concept, Embedding, utcnow
+from app.domain_errors import ConceptNameTaken, ConceptNotFound, LastImage
 from app.errors import QuotaExceeded, StorageQuotaExceeded
 from app.services import Services
 from app.text_fields import concept_name
@@ -23,7 +24,7 @@ from app.usecases.photos import (
     store_photos,
 )
 from retrieval import UserIndex, name_key
-from retrieval.errors import ConceptNameTaken, ConceptNotFound, InvalidRequest, LastImage
+from retrieval.errors import InvalidRequest
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from app import repository as repo
 from app.db.models import utcnow
+from app.domain_errors import NotFound
 from app.services import Services
 from app.usecases.concept_reads import read_blob
-from retrieval.errors import NotFound
 
 SUFFIXES = {
     "image/jpeg": ".jpg",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.blobs import sha256_hex
+from app.domain_errors import Conflict, NotFound
 from app.errors import QuotaExceeded
 from app.keys import get_or_create_tenant
 from app.services import Services
@@ -21,7 +22,7 @@ from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
 from retrieval import decode_image, name_key
 from retrieval.common_words import is_bare_word_matchable
-from retrieval.errors import Conflict, ImageRejected, InvalidRequest, NotFound, RapportError
+from retrieval.errors import ImageRejected, InvalidRequest, RapportError
 
 Progress = Callable[[int, int], None]
 # What one write of one concept can fail with; the import goes on with the next concept.

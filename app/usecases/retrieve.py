@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -16,9 +16,11 @@ from app.services import Services
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
 from retrieval import UserIndex, name_key, named_in
+from retrieval.config import Aggregation
 from retrieval.errors import InvalidRequest
-from retrieval.matching import Aggregation, VisualMatch, search_concepts
-from retrieval.regions import Box, Region
+from retrieval.matching import VisualMatch, search_concepts
+from retrieval.regions import Box
+from retrieval.search import RegionMatch, SearchOptions, search_photos
 
 # A concept named in a question with no photo to compare against.
 NAMED_ONLY_SCORE = 1.0
@@ -115,26 +117,28 @@ def find_matches(
             if photos and services.settings.regions == "detector"
             else []
         )
-    regions: list[tuple[Region, float]] = []
-    vectors = None
-    if photos:
-        with timings.stage("regions"):
-            proposals = [services.regions.propose(photo.image, categories) for photo in photos]
-            for photo, proposed in zip(photos, proposals, strict=True):
-                regions += [(region, photo.scale) for region in proposed]
-        with timings.stage("encode"):
-            vectors = _encode(services, photos, proposals)
     scores: dict[str, tuple[float, Literal["image", "text"], Box | None]] = {}
     index = None
+    vectors = None
     decide: Decide = _fixed(min_score)
-    if vectors is not None:
+    if photos:
         with timings.stage("search"):
             index = cached_index(services, user_id, version)
             decide = decision_for(services, user_id, version, index, min_score)
-            aggregation = services.settings.region_aggregation if len(regions) > 1 else "best"
-            for match in kept_matches(index, vectors, decide, top_k=top_k, aggregation=aggregation):
-                region, scale = regions[match.region]
-                scores[match.label] = (match.score, "image", _scaled(region.box, scale))
+        settings = services.settings
+        searched = search_photos(
+            index,
+            services.encoder,
+            services.regions,
+            [photo.image for photo in photos],
+            SearchOptions.of(settings.region_config(), settings.region_aggregation, categories),
+            stage=timings.stage,
+        )
+        vectors = searched.vectors
+        with timings.stage("search"):
+            for match in _present(searched.matches, decide, top_k=top_k):
+                box = _scaled(match.box, photos[match.photo].scale)
+                scores[match.label] = (match.score, "image", box)
     if not scores and not text:
         return []
     with timings.stage("db"):
@@ -166,24 +170,7 @@ def find_matches(
     return matches
 
 
-def _encode(
-    services: Services, photos: Sequence[QueryPhoto], proposals: list[list[Region]]
-) -> np.ndarray:
-    """Every region's vector, in order: crops in one batch, or pooled per photo."""
-    settings = services.settings
-    if settings.region_encoding == "pooled" and any(len(p) > 1 for p in proposals):
-        return np.concatenate(
-            [
-                services.encoder.encode_regions(
-                    photo.image,
-                    [region.box for region in proposed[1:] if region.box is not None],
-                    settings.region_pooled_side,
-                )
-                for photo, proposed in zip(photos, proposals, strict=True)
-            ]
-        )
-    return services.encoder.encode_images([r.image for proposed in proposals for r in proposed])
-
+M = TypeVar("M", VisualMatch, RegionMatch)
 
 # (concept, score) -> (present, the score it needed)
 Decide = Callable[[str, float], tuple[bool, float | None]]
@@ -205,11 +192,17 @@ def decision_for(
 def kept_matches(
     index: UserIndex, vectors: np.ndarray, decide: Decide, *, top_k: int, aggregation: Aggregation
 ) -> list[VisualMatch]:
-    """The ``top_k`` best concepts that ``decide`` says are present, best first."""
+    """The ``top_k`` best concepts that ``decide`` says are present, best first (for the
+    console's explanation of one photo's regions; retrieval uses ``search_photos``)."""
     hits = search_concepts(
         index, vectors, top_k=len(index), min_score=-math.inf, aggregation=aggregation
     )
-    return [match for match in hits if decide(match.label, match.score)[0]][:top_k]
+    return _present(hits, decide, top_k=top_k)
+
+
+def _present(matches: Sequence[M], decide: Decide, *, top_k: int) -> list[M]:
+    """The ``top_k`` first of ``matches`` (best first) that ``decide`` says are present."""
+    return [match for match in matches if decide(match.label, match.score)[0]][:top_k]
 
 
 def _fixed(min_score: float | None) -> Decide:

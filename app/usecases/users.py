@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from app import repository as repo
+from app.domain_errors import NotFound
 from app.errors import BlobStoreUnavailable
 from app.repository import UserCounts
 from app.services import Services
 from app.usecases.photos import user_namespace
-from retrieval.errors import NotFound
 
 logger = logging.getLogger(__name__)
 

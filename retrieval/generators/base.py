@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Generator as _PythonGenerator
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
+from retrieval.config import GENERATOR_KINDS, GeneratorConfig
 from retrieval.prompt import Prompt
 
-GENERATOR_KINDS = ("transformers", "openai", "none")
+__all__ = [
+    "GENERATOR_KINDS",
+    "Generation",
+    "GenerationOptions",
+    "Generator",
+    "GeneratorConfig",
+    "Stream",
+    "Usage",
+]
 
 
 @dataclass(frozen=True)
@@ -32,29 +41,6 @@ class Generation:
 
 Stream = _PythonGenerator[str | Generation, None, None]
 """Text deltas, then exactly one Generation; ``close()`` it to stop generating early."""
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Which multimodal LLM answers, and where.
-
-    ``kind``: ``"transformers"`` (in process; ``model`` is a Hugging Face id or a
-    local directory), ``"openai"`` (any OpenAI-compatible server at ``base_url``,
-    e.g. vLLM; ``model`` is the served model name) or ``"none"`` (no answer).
-    ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
-    ``dtype``: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``,
-    ``"float16"`` or ``"bfloat16"``. ``timeout_s``: the longest wait for the
-    backend to answer or send the next bytes of an answer.
-    """
-
-    kind: Literal["transformers", "openai", "none"] = "none"
-    model: str = ""
-    base_url: str = ""
-    api_key: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    timeout_s: float = 60.0
-    image_max_side: int = 1024
 
 
 class Generator(Protocol):

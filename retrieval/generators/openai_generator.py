@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
+from retrieval.config import GeneratorConfig
 from retrieval.errors import GeneratorTimeout, GeneratorUnavailable, ModelLoadError
-from retrieval.generators.base import Generation, GenerationOptions, GeneratorConfig, Stream, Usage
+from retrieval.generators.base import Generation, GenerationOptions, Stream, Usage
 from retrieval.prompt import Prompt, to_openai_messages
 
 logger = logging.getLogger(__name__)

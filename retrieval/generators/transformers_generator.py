@@ -18,9 +18,10 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from retrieval.encoder import resolve_device
+from retrieval.config import GeneratorConfig
+from retrieval.devices import resolve_device
 from retrieval.errors import GeneratorUnavailable, ModelLoadError
-from retrieval.generators.base import Generation, GenerationOptions, GeneratorConfig, Stream, Usage
+from retrieval.generators.base import Generation, GenerationOptions, Stream, Usage
 from retrieval.prompt import Prompt, to_transformers_conversation
 
 logger = logging.getLogger(__name__)

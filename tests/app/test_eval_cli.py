@@ -81,5 +81,5 @@ def test_eval_help_shows_every_default(tmp_path: Path) -> None:
     result = run_cli(["eval", "--help"], rapport_env(tmp_path))
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "[default: whole]" in text
+    assert "[default: RAPPORT_REGIONS" in text and "[default: RAPPORT_REGION_ENCODING" in text
     assert "[default: RAPPORT_REGION_AGGREGATION" in text

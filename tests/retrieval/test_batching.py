@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from retrieval import Encoder, decode_image
-from retrieval.batching import BatchingConfig, BatchingEncoder, BatchStats
+from retrieval.batching import BatchingEncoder, BatchStats
+from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
 from tests import factories
 
@@ -33,8 +34,9 @@ class GatedEncoder:
         self.batches.append(len(tensors))
         return self.inner.encode_tensors(tensors)
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.encode_texts(texts)
+    @property
+    def pools_regions(self) -> bool:
+        return False
 
 
 def photos(count: int) -> list[Image.Image]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from retrieval import EncoderConfig, decode_image
 from retrieval.efficientnet_encoder import MEAN, STD, EfficientNetLite0, packaged_weights
-from retrieval.encoder import open_encoder
+from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
 from retrieval.regions import GridRegions
 from retrieval.torchvision_encoder import TorchvisionEncoder

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from retrieval import Encoder, EncoderConfig, decode_image
-from retrieval.encoder import model_id_of
+from retrieval.encoders import model_id_of
 from retrieval.errors import ModelLoadError
 from tests import factories
 
@@ -20,9 +20,6 @@ def test_vectors_are_unit_norm_and_batch_independent(encoder: Encoder) -> None:
     assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
     one_by_one = np.concatenate([encoder.encode_images([image]) for image in images])
     assert np.allclose(batch, one_by_one, atol=1e-5)
-    texts = encoder.encode_texts(["a dog", "a cat"])
-    assert texts.shape == (2, encoder.dim)
-    assert np.allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
     assert encoder.encode_images([]).shape == (0, encoder.dim)
 
 
@@ -91,5 +88,3 @@ def test_cuda_runs_in_half_precision_and_agrees_with_cpu(encoder: Encoder) -> No
     assert np.allclose(np.linalg.norm(on_gpu, axis=1), 1.0, atol=1e-3)
     # fp16 on the GPU, uint8 pixels normalised there: the same vectors as on the CPU.
     assert np.all(np.sum(on_gpu * encoder.encode_images(images), axis=1) > 0.99)
-    texts = gpu.encode_texts(["a dog"])
-    assert np.sum(texts * encoder.encode_texts(["a dog"])) > 0.99

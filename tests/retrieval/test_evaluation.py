@@ -12,10 +12,11 @@ import torch
 from PIL import Image, ImageOps
 
 from retrieval import Encoder, EncoderConfig
+from retrieval.config import RegionConfig
 from retrieval.eval_data import category_words, draw_collages, load_concepts
 from retrieval.eval_report import NOT_MATCHED, average_precision, balancing_threshold
 from retrieval.evaluation import EvalReport, evaluate, format_table, run_eval
-from retrieval.regions import RegionConfig
+from retrieval.regions import Box
 from tests import factories
 from tests.retrieval.test_regions import build_tiny_detector
 from tests.retrieval.test_torchvision_encoder import mobilenet_config
@@ -124,8 +125,17 @@ class CountingEncoder:
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self.inner.preprocess(image)
 
+    @property
+    def pools_regions(self) -> bool:
+        return False
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self.inner.encode_images(images)
+        return self.encode_tensors([self.preprocess(image) for image in images])
+
+    def encode_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> np.ndarray:
+        return self.encode_images([image, *(image.crop(box) for box in boxes)])
 
     def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
         self.batches.append(len(tensors))
@@ -135,7 +145,9 @@ class CountingEncoder:
 def test_all_regions_of_a_query_are_encoded_in_one_batch(dataset: Path, encoder: Encoder) -> None:
     counting = CountingEncoder(encoder)
     graded = evaluate(dataset, counting, regions=GRID2, collages=False)  # type: ignore[arg-type]
-    assert counting.batches == [1 + 4] * graded.queries
+    # One batch per concept's references and one for the background, then one per query.
+    assert len(counting.batches) == graded.concepts + 1 + graded.queries
+    assert counting.batches[-graded.queries :] == [1 + 4] * graded.queries
 
 
 def test_pooled_regions_take_one_pass_per_query(dataset: Path) -> None:
@@ -156,16 +168,28 @@ def test_pooled_regions_take_one_pass_per_query(dataset: Path) -> None:
     assert graded.median_query_cpu_ms > 0
 
 
-def test_winner_aggregation_finds_one_concept_per_region(dataset: Path, encoder: Encoder) -> None:
-    graded = evaluate(dataset, encoder, aggregation="winner", collages=False)
-    # One region (the whole photo) wins exactly one concept per query.
-    assert graded.recall_at_3 == graded.recall_at_1
-    matched_negatives = sum(score > NOT_MATCHED for score in graded.negative_scores)
-    assert (
-        matched_negatives
-        == len(graded.mistakes)
-        == round(graded.queries * (1 - graded.recall_at_1))
-    )
+def test_one_region_is_scored_best_whatever_the_aggregation(
+    dataset: Path, encoder: Encoder, report: EvalReport
+) -> None:
+    # As the service serves it: "winner" would keep only the whole photo's top concept.
+    graded = evaluate(dataset, encoder, aggregation="winner", collage_count=3)
+    assert graded.aggregation == "winner"
+    assert graded.positive_scores == report.positive_scores
+    assert graded.negative_scores == report.negative_scores
+
+
+def test_winner_aggregation_scores_only_concepts_a_region_wins(
+    dataset: Path, encoder: Encoder
+) -> None:
+    best = evaluate(dataset, encoder, regions=GRID2, aggregation="best", collages=False)
+    winner = evaluate(dataset, encoder, regions=GRID2, aggregation="winner", collages=False)
+    assert all(score > NOT_MATCHED for score in best.negative_scores)
+    # Five regions per query, each won by one concept: at most five found, usually fewer.
+    scores = winner.positive_scores + winner.negative_scores
+    assert sum(score == NOT_MATCHED for score in scores) > 0
+    for mine, theirs in zip(winner.positive_scores, best.positive_scores, strict=True):
+        # A region's score, at most the concept's best over all regions.
+        assert mine <= theirs + 1e-6
 
 
 def test_detector_regions_evaluate_with_category_words(dataset: Path, encoder: Encoder) -> None:
@@ -174,7 +198,7 @@ def test_detector_regions_evaluate_with_category_words(dataset: Path, encoder: E
     counting = CountingEncoder(encoder)
     graded = evaluate(dataset, counting, regions=regions, collages=False)  # type: ignore[arg-type]
     assert graded.regions["detector_model"] == str(folder)
-    assert all(1 <= batch <= 1 + 2 for batch in counting.batches)
+    assert all(1 <= batch <= 1 + 2 for batch in counting.batches[-graded.queries :])
 
 
 def test_category_words_come_from_folder_names() -> None:
@@ -251,7 +275,7 @@ BACKBONES = {
 @pytest.fixture(scope="module", params=sorted(BACKBONES))
 def real_reports(request: pytest.FixtureRequest) -> dict[str, EvalReport]:
     from retrieval.efficientnet_encoder import packaged_weights
-    from retrieval.encoder import open_encoder
+    from retrieval.encoders import open_encoder
 
     if request.param == "mobilenet_v2":
         weights = factories.mobilenet_weights()

@@ -6,14 +6,13 @@ import io
 import pytest
 from PIL import Image
 
+from retrieval.config import DEFAULT_INSTRUCTION, PromptConfig
 from retrieval.errors import InvalidRequest
 from retrieval.prompt import (
-    DEFAULT_INSTRUCTION,
     ChatTurn,
     ImagePart,
     Prompt,
     PromptConcept,
-    PromptConfig,
     TextPart,
     build_prompt,
     compose_prompt,

@@ -9,8 +9,8 @@ import torchvision
 from PIL import Image
 
 from retrieval import Encoder, EncoderConfig, decode_image
-from retrieval.encoder import open_encoder
-from retrieval.errors import ModelLoadError, RapportError, TextSearchUnsupported
+from retrieval.encoders import open_encoder
+from retrieval.errors import ModelLoadError
 from retrieval.torchvision_encoder import TorchvisionEncoder
 from tests import factories
 from tests.conftest import TINY
@@ -70,14 +70,6 @@ def test_preprocess_gives_imagenet_input_for_any_shape(mobilenet: TorchvisionEnc
     assert vectors.shape == (1, 1280)
 
 
-def test_text_search_is_refused_clearly(mobilenet: TorchvisionEncoder) -> None:
-    assert mobilenet.supports_text is False
-    with pytest.raises(TextSearchUnsupported, match="photos only") as caught:
-        mobilenet.encode_texts(["a dog"])
-    assert isinstance(caught.value, RapportError)
-    assert caught.value.title == "Text search unsupported"
-
-
 def test_random_weights_are_seeded_and_say_so(mobilenet: TorchvisionEncoder) -> None:
     again = TorchvisionEncoder.from_config(RANDOM_MOBILENET)
     assert again.model_id == mobilenet.model_id == "torchvision/mobilenet_v2:none"
@@ -115,7 +107,7 @@ def test_other_torchvision_models_drop_their_head() -> None:
 def test_open_encoder_dispatches_on_family(encoder: Encoder) -> None:
     built = open_encoder(TINY)
     assert isinstance(built, Encoder) and built.model_id == encoder.model_id
-    assert built.supports_text is True
+    assert not built.pools_regions  # crops: open_clip has no pooled feature map here
 
 
 @pytest.mark.parametrize(
