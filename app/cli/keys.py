@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.cli_support import load_settings, log_start, open_database
+from app.cli.support import load_settings, log_start, open_database
 from app.settings import Settings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import ValidationError
@@ -12,7 +13,12 @@ from sqlalchemy import exc as sql_errors
 
 from app import version
 from app.db.engine import shown_url
+from app.errors import BlobStoreUnavailable
 from app.settings import Settings
+from retrieval.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 logger = logging.getLogger("rapport")
 
@@ -118,3 +124,22 @@ def database_problem(settings: Settings, error: BaseException) -> str:
     if isinstance(error, sql_errors.ArgumentError | sql_errors.NoSuchModuleError):
         return f"{named} is not a usable SQLAlchemy URL: {text}"
     return f"cannot use {named}: {type(cause).__name__}: {text}"
+
+
+# What stops a start: the model or the photo store named by the settings is unusable.
+START_ERRORS = (ModelLoadError, BlobStoreUnavailable)
+
+
+def build_services_or_exit(settings: Settings) -> Services:
+    """The service's parts, or one line and exit status 2 if the model or store is unusable."""
+    from app.main import build_services
+
+    try:
+        return build_services(settings)
+    except START_ERRORS as error:
+        raise StartupError(error.detail) from None
+
+
+def model_named(settings: Settings) -> str:
+    """The configured encoder as ``family:model:pretrained``, for start-up lines."""
+    return f"{settings.encoder_family}:{settings.clip_model}:{settings.clip_pretrained}"
