@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from app import repository as repo
 from app.db.models import Tenant
 from app.deps import ServicesDep
 from app.openapi import problems
+from app.repository import tenants as tenant_rows
 from app.routes.admin import TenantName, require_admin
 from retrieval.errors import NotFound
 
@@ -36,5 +36,7 @@ def tenant_usage(name: TenantName, services: ServicesDep) -> UsageOut:
         tenant = session.scalar(select(Tenant).where(Tenant.name == name))
         if tenant is None:
             raise NotFound(f"no tenant {name!r}")
-        users, concepts, photos, size = repo.tenant_usage(session=session, tenant_id=tenant.id)
+        users, concepts, photos, size = tenant_rows.tenant_usage(
+            session=session, tenant_id=tenant.id
+        )
     return UsageOut(users=users, concepts=concepts, photos=photos, bytes=size)

@@ -9,9 +9,13 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import repository as repo
 from app.db.models import Concept, Embedding, utcnow
 from app.errors import QuotaExceeded, StorageQuotaExceeded
+from app.repository import concepts as concept_rows
+from app.repository import images as image_rows
+from app.repository import tenants as tenant_rows
+from app.repository import users as user_rows
+from app.repository import vectors as vector_rows
 from app.services import Services
 from app.text_fields import concept_name
 from app.usecases.concept_reads import ConceptView, with_looks_like
@@ -58,15 +62,15 @@ def create_concept(
     key = _checked_name(name)
     photos = prepare_photos(services, uploads)
     with services.sessions() as session:
-        lock = repo.lock_user(
+        lock = user_rows.lock_user(
             session=session, tenant_id=tenant_id, external_id=external_user_id, create=True
         )
         if lock is None:  # only without create; kept for the type checker, never an assert
             raise ConceptNotFound("no such user")
-        if repo.name_in_use(session=session, user_id=lock.user_id, name_key=key):
+        if concept_rows.name_in_use(session=session, user_id=lock.user_id, name_key=key):
             raise ConceptNameTaken(f"this user already has a concept named {name!r}")
         limit = services.settings.max_concepts_per_user
-        if repo.count_concepts(session=session, user_id=lock.user_id) >= limit:
+        if concept_rows.count_concepts(session=session, user_id=lock.user_id) >= limit:
             raise QuotaExceeded(f"this user has the most concepts allowed ({limit})")
         _check_photo_quotas(services, session, tenant_id=tenant_id, existing=0, photos=photos)
         concept = Concept(
@@ -110,8 +114,10 @@ def add_images(
     photos = prepare_photos(services, uploads)
     with services.sessions() as session:
         lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
-        existing = repo.count_images(session=session, concept_id=concept.id)
+        concept = concept_rows.get_concept(
+            session=session, user_id=lock.user_id, concept_id=concept_id
+        )
+        existing = image_rows.count_images(session=session, concept_id=concept.id)
         _check_photo_quotas(
             services, session, tenant_id=tenant_id, existing=existing, photos=photos
         )
@@ -128,7 +134,7 @@ def add_images(
             )
             concept.updated_at = utcnow()
             session.commit()
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        images = image_rows.images_of(session=session, concept_ids=[concept.id])[concept.id]
     services.user_index_cache.apply(
         services.index_key(lock.user_id),
         from_version=lock.from_version,
@@ -148,10 +154,12 @@ def update_concept(
 ) -> ConceptView:
     with services.sessions() as session:
         lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
+        concept = concept_rows.get_concept(
+            session=session, user_id=lock.user_id, concept_id=concept_id
+        )
         if changes.name is not None:
             key = _checked_name(changes.name)
-            if repo.name_in_use(
+            if concept_rows.name_in_use(
                 session=session, user_id=lock.user_id, name_key=key, except_id=concept.id
             ):
                 raise ConceptNameTaken(f"this user already has a concept named {changes.name!r}")
@@ -162,7 +170,7 @@ def update_concept(
             concept.category = changes.category or None
         concept.updated_at = utcnow()
         _commit(session, concept.name)
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        images = image_rows.images_of(session=session, concept_ids=[concept.id])[concept.id]
     # Names live in SQL, not in the index: the cached index stays valid at the new version.
     services.user_index_cache.apply(
         services.index_key(lock.user_id),
@@ -178,9 +186,11 @@ def delete_concept(
 ) -> None:
     with services.sessions() as session:
         lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
-        vector_ids = repo.embedding_ids(session=session, image_ids=[i.id for i in images])
+        concept = concept_rows.get_concept(
+            session=session, user_id=lock.user_id, concept_id=concept_id
+        )
+        images = image_rows.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        vector_ids = vector_rows.embedding_ids(session=session, image_ids=[i.id for i in images])
         session.delete(concept)
         session.commit()
     services.user_index_cache.apply(
@@ -197,14 +207,14 @@ def delete_image(
 ) -> None:
     with services.sessions() as session:
         lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        image = repo.get_image(
+        image = image_rows.get_image(
             session=session, user_id=lock.user_id, concept_id=concept_id, image_id=image_id
         )
-        if repo.count_images(session=session, concept_id=concept_id) <= 1:
+        if image_rows.count_images(session=session, concept_id=concept_id) <= 1:
             raise LastImage("a concept keeps at least one photo; delete the concept instead")
-        vector_ids = repo.embedding_ids(session=session, image_ids=[image.id])
+        vector_ids = vector_rows.embedding_ids(session=session, image_ids=[image.id])
         session.delete(image)
-        repo.get_concept(
+        concept_rows.get_concept(
             session=session, user_id=lock.user_id, concept_id=concept_id
         ).updated_at = utcnow()
         session.commit()
@@ -235,11 +245,11 @@ def _check_photo_quotas(
         )
     if settings.max_tenant_bytes:
         adding = sum(
-            repo.stored_bytes(size_bytes=len(photo.data), dims=[photo.vector.shape[0]])
+            tenant_rows.stored_bytes(size_bytes=len(photo.data), dims=[photo.vector.shape[0]])
             for photo in photos
         )
         if (
-            repo.tenant_bytes(session=session, tenant_id=tenant_id) + adding
+            tenant_rows.tenant_bytes(session=session, tenant_id=tenant_id) + adding
             > settings.max_tenant_bytes
         ):
             raise StorageQuotaExceeded(
@@ -250,14 +260,14 @@ def _check_photo_quotas(
 
 def _lock_existing(
     session: Session, tenant_id: int, external_user_id: str, concept_id: str
-) -> repo.UserLock:
-    lock = repo.lock_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+) -> user_rows.UserLock:
+    lock = user_rows.lock_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
     if lock is None:
         raise ConceptNotFound(f"no concept {concept_id!r} for this user")
     return lock
 
 
-def _flagged(services: Services, lock: repo.UserLock, view: ConceptView) -> ConceptView:
+def _flagged(services: Services, lock: user_rows.UserLock, view: ConceptView) -> ConceptView:
     return with_looks_like(services, user_id=lock.user_id, version=lock.to_version, views=[view])[0]
 
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import repository as repo
 from app.blobs import BlobStore
 from app.db.models import Concept, Embedding, ImageRow
+from app.repository import images as image_rows
+from app.repository import users as user_rows
 from app.services import Services
 from app.settings import Settings
 
@@ -182,7 +183,7 @@ def _remove_unreferenced(storage: Storage, keys: Sequence[str], grace: float) ->
             # Under the owner's lock no write of theirs is in flight: what no committed row
             # references now is garbage. (A user erased, or not committed yet: the grace.)
             if user_id is not None:
-                repo.relock_user(session=session, user_id=user_id)
+                user_rows.relock_user(session=session, user_id=user_id)
             used = {
                 key
                 for some in _batches(user_keys)
@@ -204,10 +205,12 @@ def _delete_concepts_without_images(storage: Storage, concept_ids: Sequence[str]
     for concept_id in concept_ids:
         with storage.sessions() as session:
             concept = session.get(Concept, concept_id)
-            if concept is None or not repo.relock_user(session=session, user_id=concept.user_id):
+            if concept is None or not user_rows.relock_user(
+                session=session, user_id=concept.user_id
+            ):
                 continue
-            if repo.count_images(session=session, concept_id=concept_id) == 0:
-                repo.bump_version(session=session, user_id=concept.user_id)
+            if image_rows.count_images(session=session, concept_id=concept_id) == 0:
+                user_rows.bump_version(session=session, user_id=concept.user_id)
                 session.delete(concept)
                 deleted += 1
             session.commit()
@@ -218,7 +221,7 @@ def _delete_vectors_without_image(storage: Storage) -> int:
     with storage.sessions() as session:
         users = session.scalars(select(Embedding.user_id).where(_WITHOUT_IMAGE).distinct())
         for user_id in sorted(users):
-            repo.bump_version(session=session, user_id=user_id)
+            user_rows.bump_version(session=session, user_id=user_id)
         result = session.execute(delete(Embedding).where(_WITHOUT_IMAGE))
         session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app import repository as repo
 from app.blobs import blob_key, sha256_hex
 from app.db.models import Embedding, ImageRow
 from app.errors import BlobStoreUnavailable, PhotoFileMissing
+from app.repository import images as image_rows
+from app.repository import users as user_rows
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval import DecodedImage
@@ -123,9 +124,9 @@ def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> N
     ``rapport doctor --repair`` removes: the rows' change stands (it committed).
     """
     with services.sessions() as session:
-        if not repo.relock_user(session=session, user_id=user_id):
+        if not user_rows.relock_user(session=session, user_id=user_id):
             return
-        unused = set(keys) - repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
+        unused = set(keys) - image_rows.blobs_in_use(session=session, user_id=user_id, keys=keys)
         try:
             for key in sorted(unused):
                 services.blobs.delete(key)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 from sqlalchemy import select
 
-from app import repository as repo
 from app.db.models import Embedding, ImageRow
+from app.repository import users as user_rows
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 
@@ -39,9 +39,9 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
         for row, vector in zip(rows, vectors, strict=True):
             with services.sessions() as session:
                 # Under the user's lock and version bump, as every write of vectors is.
-                if not repo.relock_user(session=session, user_id=row.user_id):
+                if not user_rows.relock_user(session=session, user_id=row.user_id):
                     continue
-                repo.bump_version(session=session, user_id=row.user_id)
+                user_rows.bump_version(session=session, user_id=row.user_id)
                 if session.get(ImageRow, row.id) is not None:
                     session.add(
                         Embedding(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.repository import stored_bytes
+from app.repository.tenants import stored_bytes
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import assert_problem, register, stored
