@@ -1,13 +1,47 @@
-"""Tenant rows and what a tenant stores: usage counts and the bytes its storage quota charges."""
+"""Tenant rows (apps) and what a tenant stores: usage counts and the bytes its quota charges."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from sqlalchemy import case, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Concept, Embedding, ImageRow, User
+from app.db.models import Concept, Embedding, ImageRow, Tenant, User
+
+
+def find_tenant(*, session: Session, name: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.name == name))
+
+
+def list_tenants(*, session: Session) -> Sequence[Tenant]:
+    """Every tenant, by name."""
+    return session.scalars(select(Tenant).order_by(Tenant.name)).all()
+
+
+def add_tenant(*, session: Session, name: str) -> Tenant:
+    """Insert a tenant in a savepoint: a taken name raises IntegrityError and leaves the
+    caller's transaction usable."""
+    with session.begin_nested():
+        tenant = Tenant(name=name)
+        session.add(tenant)
+    return tenant
+
+
+def get_or_create_tenant(*, session: Session, name: str) -> Tenant:
+    """The tenant named ``name``, created if new (safe when two callers create it at once)."""
+    tenant = find_tenant(session=session, name=name)
+    if tenant is not None:
+        return tenant
+    try:
+        return add_tenant(session=session, name=name)
+    except IntegrityError:  # lost the race: the savepoint kept the transaction
+        tenant = find_tenant(session=session, name=name)
+        if tenant is None:
+            raise
+        return tenant
+
 
 # What one photo costs in storage beyond its bytes: a file takes at least a block,
 # and its rows (image, vector) take room of their own.

@@ -14,7 +14,7 @@ from typing import Any
 
 from app.blobs import sha256_hex
 from app.errors import QuotaExceeded
-from app.keys import get_or_create_tenant
+from app.repository.tenants import get_or_create_tenant
 from app.services import Services
 from app.usecases.concept_reads import list_concepts
 from app.usecases.concepts import add_images, create_concept

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.keys import get_or_create_tenant
 from app.main import build_services
+from app.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.importer import import_concepts
 from retrieval import Encoder
