@@ -38,6 +38,38 @@ def concept_summaries(*, session: Session, user_id: int) -> dict[str, ConceptSum
     return {row[0]: ConceptSummary(*row) for row in rows}
 
 
+def add_concept(
+    *,
+    session: Session,
+    user_id: int,
+    name: str,
+    name_key: str,
+    description: str,
+    category: str | None,
+) -> Concept:
+    """Add a concept row (flushed, so it has its id)."""
+    concept = Concept(
+        user_id=user_id,
+        name=name,
+        name_key=name_key,
+        description=description,
+        category=category,
+    )
+    session.add(concept)
+    session.flush()
+    return concept
+
+
+def delete_concept(*, session: Session, concept: Concept) -> None:
+    """Delete the concept; its photos and vectors go with it (ON DELETE CASCADE)."""
+    session.delete(concept)
+
+
+def find_concept(*, session: Session, concept_id: str) -> Concept | None:
+    """The concept with this id, whoever owns it (for maintenance; requests use get_concept)."""
+    return session.get(Concept, concept_id)
+
+
 def get_concept(*, session: Session, user_id: int, concept_id: str) -> Concept:
     concept = session.scalar(
         select(Concept).where(Concept.id == concept_id, Concept.user_id == user_id)

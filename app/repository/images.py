@@ -1,4 +1,4 @@
-"""Photo rows: lookups within a user's concept, per-concept lists and counts, blob keys in use."""
+"""Photo rows: adding and deleting, lookups within a user's concept, counts, blob keys in use."""
 
 from __future__ import annotations
 
@@ -9,6 +9,39 @@ from sqlalchemy.orm import Session
 
 from app.db.models import ImageRow
 from retrieval.errors import ImageNotFound
+
+
+def add_image(
+    *,
+    session: Session,
+    user_id: int,
+    concept_id: str,
+    sha256: str,
+    blob_key: str,
+    media_type: str,
+    width: int,
+    height: int,
+    size_bytes: int,
+) -> ImageRow:
+    """Add a photo row (flushed, so it has its id) for a blob already stored."""
+    image = ImageRow(
+        concept_id=concept_id,
+        user_id=user_id,
+        sha256=sha256,
+        blob_key=blob_key,
+        media_type=media_type,
+        width=width,
+        height=height,
+        size_bytes=size_bytes,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def delete_image(*, session: Session, image: ImageRow) -> None:
+    """Delete the photo row; its vectors go with it (ON DELETE CASCADE). Its blob stays."""
+    session.delete(image)
 
 
 def get_image(*, session: Session, user_id: int, concept_id: str, image_id: str) -> ImageRow:

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Concept, Embedding, utcnow
+from app.db.models import Embedding, utcnow
 from app.errors import QuotaExceeded, StorageQuotaExceeded
 from app.repository import concepts as concept_rows
 from app.repository import images as image_rows
@@ -73,15 +73,14 @@ def create_concept(
         if concept_rows.count_concepts(session=session, user_id=lock.user_id) >= limit:
             raise QuotaExceeded(f"this user has the most concepts allowed ({limit})")
         _check_photo_quotas(services, session, tenant_id=tenant_id, existing=0, photos=photos)
-        concept = Concept(
+        concept = concept_rows.add_concept(
+            session=session,
             user_id=lock.user_id,
             name=name.strip(),
             name_key=key,
             description=description,
             category=category,
         )
-        session.add(concept)
-        session.flush()
         with blobs_kept_only_on_commit(
             services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
         ):
@@ -191,7 +190,7 @@ def delete_concept(
         )
         images = image_rows.images_of(session=session, concept_ids=[concept.id])[concept.id]
         vector_ids = vector_rows.embedding_ids(session=session, image_ids=[i.id for i in images])
-        session.delete(concept)
+        concept_rows.delete_concept(session=session, concept=concept)
         session.commit()
     services.user_index_cache.apply(
         services.index_key(lock.user_id),
@@ -213,7 +212,7 @@ def delete_image(
         if image_rows.count_images(session=session, concept_id=concept_id) <= 1:
             raise LastImage("a concept keeps at least one photo; delete the concept instead")
         vector_ids = vector_rows.embedding_ids(session=session, image_ids=[image.id])
-        session.delete(image)
+        image_rows.delete_image(session=session, image=image)
         concept_rows.get_concept(
             session=session, user_id=lock.user_id, concept_id=concept_id
         ).updated_at = utcnow()

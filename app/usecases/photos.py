@@ -15,6 +15,7 @@ from app.db.models import Embedding, ImageRow
 from app.errors import BlobStoreUnavailable, PhotoFileMissing
 from app.repository import images as image_rows
 from app.repository import users as user_rows
+from app.repository import vectors as vector_rows
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval import DecodedImage
@@ -71,9 +72,10 @@ def store_photos(
     for photo in photos:
         key = photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
         services.blobs.put(key, photo.data)
-        image = ImageRow(
-            concept_id=concept_id,
+        image = image_rows.add_image(
+            session=session,
             user_id=user_id,
+            concept_id=concept_id,
             sha256=photo.sha256,
             blob_key=key,
             media_type=photo.decoded.media_type,
@@ -81,17 +83,9 @@ def store_photos(
             height=photo.decoded.height,
             size_bytes=len(photo.data),
         )
-        session.add(image)
-        session.flush()
-        embedding = Embedding(
-            image_id=image.id,
-            concept_id=concept_id,
-            user_id=user_id,
-            model_id=services.encoder.model_id,
-            dim=int(photo.vector.shape[0]),
-            vector=np.ascontiguousarray(photo.vector, dtype=np.float32).tobytes(),
+        embedding = vector_rows.add_vector(
+            session=session, image=image, vector=photo.vector, model_id=services.encoder.model_id
         )
-        session.add(embedding)
         images.append(image)
         embeddings.append(embedding)
     session.flush()
