@@ -15,6 +15,7 @@ from app.services import Services
 from app.thumbnails import Thumbnail, make_thumbnail
 from app.usecases.lookalikes import LooksLike, looks_like
 from app.usecases.photo_policy import PhotoPolicy
+from app.usecases.scope import UserScope
 from retrieval.errors import ConceptNotFound, ImageNotFound
 
 logger = logging.getLogger(__name__)
@@ -37,12 +38,10 @@ def with_looks_like(
     return [replace(view, looks_like=found.get(view.concept.id)) for view in views]
 
 
-def get_concept(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
-) -> ConceptView:
+def get_concept(services: Services, *, scope: UserScope, concept_id: str) -> ConceptView:
     with services.sessions() as session:
         user = user_rows.find_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
@@ -54,12 +53,12 @@ def get_concept(
 
 
 def list_concepts(
-    services: Services, *, tenant_id: int, external_user_id: str, limit: int, after: str | None
+    services: Services, *, scope: UserScope, limit: int, after: str | None
 ) -> tuple[list[ConceptView], str | None]:
     """One page of concepts, oldest first, and the cursor of the next page (None at the end)."""
     with services.sessions() as session:
         user = user_rows.find_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         if user is None:
             return [], None
@@ -74,13 +73,11 @@ def list_concepts(
     return views, (page[-1].id if len(concepts) > limit else None)
 
 
-def _image_row(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
-) -> ImageRow:
+def _image_row(services: Services, *, scope: UserScope, concept_id: str, image_id: str) -> ImageRow:
     """The user's photo row, or ConceptNotFound / ImageNotFound (a foreign id alike)."""
     with services.sessions() as session:
         user = user_rows.find_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
@@ -90,13 +87,12 @@ def _image_row(
 
 
 def read_image(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
+    services: Services, *, scope: UserScope, concept_id: str, image_id: str
 ) -> tuple[bytes, str]:
     """The stored bytes of one photo and their media type."""
     image = _image_row(
         services,
-        tenant_id=tenant_id,
-        external_user_id=external_user_id,
+        scope=scope,
         concept_id=concept_id,
         image_id=image_id,
     )
@@ -108,8 +104,7 @@ def read_image(
 def read_thumbnail(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     concept_id: str,
     image_id: str,
     size: int,
@@ -118,8 +113,7 @@ def read_thumbnail(
     from the thumbnail cache when it is there; with an ETag naming its content and size."""
     image = _image_row(
         services,
-        tenant_id=tenant_id,
-        external_user_id=external_user_id,
+        scope=scope,
         concept_id=concept_id,
         image_id=image_id,
     )

@@ -26,6 +26,7 @@ from app.usecases.photos import (
     prepare_photos,
     store_photos,
 )
+from app.usecases.scope import UserScope
 from retrieval import UserIndex, name_key
 from retrieval.errors import ConceptNameTaken, ConceptNotFound, InvalidRequest, LastImage
 
@@ -51,8 +52,7 @@ def _checked_name(name: str) -> str:
 def create_concept(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     name: str,
     description: str,
     category: str | None,
@@ -63,7 +63,10 @@ def create_concept(
     photos = prepare_photos(services, uploads)
     with services.sessions() as session:
         lock = user_rows.lock_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id, create=True
+            session=session,
+            tenant_id=scope.tenant_id,
+            external_id=scope.external_user_id,
+            create=True,
         )
         if lock is None:  # only without create; kept for the type checker, never an assert
             raise ConceptNotFound("no such user")
@@ -72,7 +75,7 @@ def create_concept(
         limit = services.settings.max_concepts_per_user
         if concept_rows.count_concepts(session=session, user_id=lock.user_id) >= limit:
             raise QuotaExceeded(f"this user has the most concepts allowed ({limit})")
-        _check_photo_quotas(services, session, tenant_id=tenant_id, existing=0, photos=photos)
+        _check_photo_quotas(services, session, tenant_id=scope.tenant_id, existing=0, photos=photos)
         concept = concept_rows.add_concept(
             session=session,
             user_id=lock.user_id,
@@ -82,12 +85,12 @@ def create_concept(
             category=category,
         )
         with blobs_kept_only_on_commit(
-            services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
+            services, session, tenant_id=scope.tenant_id, user_id=lock.user_id, photos=photos
         ):
             images, embeddings = store_photos(
                 services,
                 session=session,
-                tenant_id=tenant_id,
+                tenant_id=scope.tenant_id,
                 user_id=lock.user_id,
                 concept_id=concept.id,
                 photos=photos,
@@ -105,28 +108,27 @@ def create_concept(
 def add_images(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     concept_id: str,
     uploads: Sequence[bytes],
 ) -> ConceptView:
     photos = prepare_photos(services, uploads)
     with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        lock = _lock_existing(session, scope, concept_id)
         concept = concept_rows.get_concept(
             session=session, user_id=lock.user_id, concept_id=concept_id
         )
         existing = image_rows.count_images(session=session, concept_id=concept.id)
         _check_photo_quotas(
-            services, session, tenant_id=tenant_id, existing=existing, photos=photos
+            services, session, tenant_id=scope.tenant_id, existing=existing, photos=photos
         )
         with blobs_kept_only_on_commit(
-            services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
+            services, session, tenant_id=scope.tenant_id, user_id=lock.user_id, photos=photos
         ):
             _, embeddings = store_photos(
                 services,
                 session=session,
-                tenant_id=tenant_id,
+                tenant_id=scope.tenant_id,
                 user_id=lock.user_id,
                 concept_id=concept.id,
                 photos=photos,
@@ -146,13 +148,12 @@ def add_images(
 def update_concept(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     concept_id: str,
     changes: ConceptChanges,
 ) -> ConceptView:
     with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        lock = _lock_existing(session, scope, concept_id)
         concept = concept_rows.get_concept(
             session=session, user_id=lock.user_id, concept_id=concept_id
         )
@@ -180,11 +181,9 @@ def update_concept(
     return _flagged(services, lock, ConceptView(concept=concept, images=images))
 
 
-def delete_concept(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
-) -> None:
+def delete_concept(services: Services, *, scope: UserScope, concept_id: str) -> None:
     with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        lock = _lock_existing(session, scope, concept_id)
         concept = concept_rows.get_concept(
             session=session, user_id=lock.user_id, concept_id=concept_id
         )
@@ -201,11 +200,9 @@ def delete_concept(
     collect_blobs(services, user_id=lock.user_id, keys=[image.blob_key for image in images])
 
 
-def delete_image(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
-) -> None:
+def delete_image(services: Services, *, scope: UserScope, concept_id: str, image_id: str) -> None:
     with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
+        lock = _lock_existing(session, scope, concept_id)
         image = image_rows.get_image(
             session=session, user_id=lock.user_id, concept_id=concept_id, image_id=image_id
         )
@@ -257,10 +254,10 @@ def _check_photo_quotas(
             )
 
 
-def _lock_existing(
-    session: Session, tenant_id: int, external_user_id: str, concept_id: str
-) -> user_rows.UserLock:
-    lock = user_rows.lock_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+def _lock_existing(session: Session, scope: UserScope, concept_id: str) -> user_rows.UserLock:
+    lock = user_rows.lock_user(
+        session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+    )
     if lock is None:
         raise ConceptNotFound(f"no concept {concept_id!r} for this user")
     return lock

@@ -15,6 +15,7 @@ from app.repository import images as image_rows
 from app.repository import users as user_rows
 from app.services import Services
 from app.usecases.concept_reads import read_blob
+from app.usecases.scope import UserScope
 from retrieval.errors import NotFound
 
 SUFFIXES = {
@@ -56,11 +57,11 @@ class Export:
         yield from sink.drain()
 
 
-def plan_export(services: Services, *, tenant_id: int, external_user_id: str) -> Export:
+def plan_export(services: Services, *, scope: UserScope) -> Export:
     """What the export of the user holds; NotFound for a user the tenant does not have."""
     with services.sessions() as session:
         user = user_rows.find_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         if user is None:
             raise NotFound("no such user")
@@ -84,7 +85,7 @@ def plan_export(services: Services, *, tenant_id: int, external_user_id: str) ->
             }
             folder = f"{_slug(concept.name)}-{concept.id[-8:]}"
             exported.append(ExportedConcept(folder, fields, photos))
-    return Export(filename=f"{_slug(external_user_id)}-rapport-export.zip", concepts=exported)
+    return Export(filename=f"{_slug(scope.external_user_id)}-rapport-export.zip", concepts=exported)
 
 
 def _slug(text: str) -> str:

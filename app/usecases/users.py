@@ -9,16 +9,17 @@ from app.repository import users as user_rows
 from app.repository.users import UserCounts
 from app.services import Services
 from app.usecases.photos import user_namespace
+from app.usecases.scope import UserScope
 from retrieval.errors import NotFound
 
 logger = logging.getLogger(__name__)
 
 
-def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> None:
+def erase_user(services: Services, *, scope: UserScope) -> None:
     """Delete every concept, photo, vector and blob of the user. Erasing nobody is fine."""
     with services.sessions() as session:
         user = user_rows.find_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         if user is None:
             return
@@ -27,7 +28,7 @@ def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> 
         session.commit()
     services.user_index_cache.discard(services.index_key(user_id))
     # User ids are never reused, so nothing can be writing into this folder any more.
-    namespace = user_namespace(tenant_id=tenant_id, user_id=user_id)
+    namespace = user_namespace(tenant_id=scope.tenant_id, user_id=user_id)
     try:
         services.blobs.delete_namespace(namespace)
     except BlobStoreUnavailable:
@@ -51,16 +52,16 @@ def list_users(
     return page, (page[-1].external_id if len(users) > limit else None)
 
 
-def get_user(services: Services, *, tenant_id: int, external_user_id: str) -> UserCounts:
+def get_user(services: Services, *, scope: UserScope) -> UserCounts:
     """One user with their counts; NotFound for an id the app has no user with."""
     with services.sessions() as session:
         found = user_rows.list_users(
             session=session,
-            tenant_id=tenant_id,
+            tenant_id=scope.tenant_id,
             limit=1,
             after=None,
             prefix=None,
-            exact=external_user_id,
+            exact=scope.external_user_id,
         )
     if not found:
         raise NotFound("no such user")
