@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,24 +126,3 @@ def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> N
         except BlobStoreUnavailable:
             logger.warning("%d unreferenced photos left for `rapport doctor --repair`", len(unused))
         session.commit()
-
-
-@contextmanager
-def blobs_kept_only_on_commit(
-    services: Services,
-    session: Session,
-    *,
-    tenant_id: int,
-    user_id: int,
-    photos: Sequence[PreparedPhoto],
-) -> Iterator[None]:
-    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        keys = [
-            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
-        ]
-        collect_blobs(services, user_id=user_id, keys=keys)
-        raise
