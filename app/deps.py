@@ -1,4 +1,5 @@
-"""Request dependencies: the services built at start-up, and the authenticated caller."""
+"""Request dependencies: the services built at start-up, the authenticated caller, and the
+end user (of the caller's tenant) a request acts on."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Path, Request
 from app.errors import Unauthorized
 from app.keys import Caller
 from app.services import Services
+from app.usecases.scope import UserScope
 
 
 async def get_services(request: Request) -> Services:
@@ -46,4 +48,13 @@ UserId = Annotated[
         description="The app's own id of its end user; concepts never cross users.",
     ),
 ]
+
+
+async def user_scope(user_id: UserId, caller: CallerDep) -> UserScope:
+    """The user named in the path, within the caller's tenant."""
+    return UserScope(tenant_id=caller.tenant_id, external_user_id=user_id)
+
+
+UserScopeDep = Annotated[UserScope, Depends(user_scope)]
+
 ResourceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]

@@ -15,16 +15,15 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiKey, Tenant, utcnow
-from app.domain_errors import Conflict
+from app.db.models import utcnow
+from app.repository import keys as key_rows
+from app.repository import tenants as tenant_rows
 from retrieval.errors import InvalidRequest
 
 KEY_PREFIX = "rk_"
@@ -54,36 +53,6 @@ def _prefix_of(key: str) -> str | None:
     return prefix
 
 
-def get_or_create_tenant(*, session: Session, name: str) -> Tenant:
-    """The tenant named ``name``, created if new (safe when two callers create it at once)."""
-    query = select(Tenant).where(Tenant.name == name)
-    tenant = session.scalar(query)
-    if tenant is not None:
-        return tenant
-    try:
-        with session.begin_nested():  # a savepoint: losing the race keeps the transaction
-            tenant = Tenant(name=name)
-            session.add(tenant)
-    except IntegrityError:
-        tenant = session.scalar(query)
-        if tenant is None:
-            raise
-    return tenant
-
-
-def create_tenant(*, session: Session, name: str) -> Tenant:
-    """A new tenant; Conflict when the name is taken (also by a concurrent create)."""
-    if session.scalar(select(Tenant).where(Tenant.name == name)) is not None:
-        raise Conflict(f"tenant {name!r} exists")
-    try:
-        with session.begin_nested():
-            tenant = Tenant(name=name)
-            session.add(tenant)
-    except IntegrityError:
-        raise Conflict(f"tenant {name!r} exists") from None
-    return tenant
-
-
 def create_key(
     *, session: Session, tenant_name: str, secret: bytes, expires_at: datetime | None = None
 ) -> str:
@@ -92,18 +61,16 @@ def create_key(
     Raises InvalidRequest for an expiry that is not in the future (a dead key)."""
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidRequest("expires_at must be in the future")
-    tenant = get_or_create_tenant(session=session, name=tenant_name)
+    tenant = tenant_rows.get_or_create_tenant(session=session, name=tenant_name)
     prefix = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    session.add(
-        ApiKey(
-            tenant_id=tenant.id,
-            prefix=prefix,
-            key_hash=hash_key(key, secret),
-            expires_at=expires_at,
-        )
+    key_rows.add_key(
+        session=session,
+        tenant_id=tenant.id,
+        prefix=prefix,
+        key_hash=hash_key(key, secret),
+        expires_at=expires_at,
     )
-    session.flush()
     return key
 
 
@@ -113,20 +80,8 @@ def revoke_key(*, session: Session, key_or_prefix: str, tenant_id: int | None = 
     The revoked key's prefix, or None when no live key matched.
     """
     prefix = _prefix_of(key_or_prefix) or key_or_prefix.removeprefix(KEY_PREFIX)
-    query = select(ApiKey).where(ApiKey.prefix == prefix)
-    if tenant_id is not None:
-        query = query.where(ApiKey.tenant_id == tenant_id)
-    row = session.scalar(query)
-    if row is None or row.revoked_at is not None:
-        return None
-    row.revoked_at = utcnow()
-    session.flush()
-    return prefix
-
-
-def list_keys(*, session: Session, tenant_id: int) -> Sequence[ApiKey]:
-    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.id)
-    return session.scalars(query).all()
+    revoked = key_rows.revoke_key(session=session, prefix=prefix, tenant_id=tenant_id)
+    return prefix if revoked else None
 
 
 def authenticate(*, session: Session, key: str, secret: bytes) -> Caller | None:
@@ -134,7 +89,7 @@ def authenticate(*, session: Session, key: str, secret: bytes) -> Caller | None:
     prefix = _prefix_of(key)
     if prefix is None:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    row = key_rows.find_key(session=session, prefix=prefix)
     # Compare even when nothing matched, so that timing does not tell prefixes apart.
     expected = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(expected, hash_key(key, secret)) or row is None:

@@ -24,7 +24,7 @@ from app.memory import return_large_frees_to_os
 from app.metrics import Metrics, MetricsMiddleware
 from app.openapi import add_bearer_scheme
 from app.ratelimit import AuthFailureLimiter, open_rate_limiter
-from app.repository import ConceptSummary
+from app.repository.concepts import ConceptSummary
 from app.routes import (
     admin,
     admin_usage,

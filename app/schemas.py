@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import Concept
-from app.repository import ConceptSummary, UserCounts
+from app.repository.concepts import ConceptSummary
+from app.repository.users import UserCounts
 from app.text_fields import DescriptionText, NameText, PlainText
 from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.photo_policy import decode_base64_image

@@ -12,7 +12,7 @@ from app.blobs import BlobStore
 from app.keys import KeyCache
 from app.metrics import Metrics
 from app.ratelimit import AuthFailureLimiter, RateLimiter
-from app.repository import ConceptSummary
+from app.repository.concepts import ConceptSummary
 from app.settings import Settings
 from app.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache

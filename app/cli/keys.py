@@ -60,14 +60,12 @@ def keys_create(tenant: str, expires_in: str | None) -> None:
 def keys_list(tenant: str) -> None:
     """A tenant's keys by prefix: created, expiry, revoked (the keys themselves are never
     stored, so never shown)."""
-    from sqlalchemy import select
-
-    from app.db.models import Tenant
-    from app.keys import list_keys
+    from app.repository.keys import list_keys
+    from app.repository.tenants import find_tenant
 
     _, sessions = _sessions("keys list")
     with sessions() as session:
-        found = session.scalar(select(Tenant).where(Tenant.name == tenant))
+        found = find_tenant(session=session, name=tenant)
         if found is None:
             raise click.ClickException(f"no tenant named {tenant!r}")
         rows = list_keys(session=session, tenant_id=found.id)

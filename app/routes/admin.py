@@ -11,14 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app import keys
-from app.db.models import ApiKey, Tenant
+from app.db.models import ApiKey
 from app.deps import ServicesDep, require_admin
-from app.domain_errors import NotFound
 from app.openapi import problems
+from app.usecases import tenants
 
 TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
 
@@ -68,53 +65,30 @@ class NewKeyOut(BaseModel):
     expires_at: datetime | None
 
 
-def _tenant(session: Session, name: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
-    if tenant is None:
-        raise NotFound(f"no tenant {name!r}")
-    return tenant
-
-
 @router.post("/tenants", status_code=201)
 def create_tenant(body: TenantIn, services: ServicesDep) -> TenantOut:
     """Create a tenant (an app)."""
-    with services.sessions() as session:
-        tenant = keys.create_tenant(session=session, name=body.name)
-        session.commit()
-        return TenantOut(name=tenant.name, created_at=tenant.created_at)
+    tenant = tenants.create_tenant(services, name=body.name)
+    return TenantOut(name=tenant.name, created_at=tenant.created_at)
 
 
 @router.get("/tenants")
 def list_tenants(services: ServicesDep) -> list[TenantOut]:
     """Every tenant."""
-    with services.sessions() as session:
-        rows = session.scalars(select(Tenant).order_by(Tenant.name)).all()
-        return [TenantOut(name=t.name, created_at=t.created_at) for t in rows]
+    return [TenantOut(name=t.name, created_at=t.created_at) for t in tenants.list_tenants(services)]
 
 
 @router.post("/tenants/{name}/keys", status_code=201)
 def create_tenant_key(name: TenantName, body: KeyIn, services: ServicesDep) -> NewKeyOut:
     """Create a key for a tenant; the key is in this answer only."""
-    with services.sessions() as session:
-        _tenant(session, name)
-        key = keys.create_key(
-            session=session,
-            tenant_name=name,
-            secret=services.settings.key_secret,
-            expires_at=body.expires_at,
-        )
-        session.commit()
+    key = tenants.create_key(services, tenant_name=name, expires_at=body.expires_at)
     return NewKeyOut(key=key, prefix=key.split("_")[1], expires_at=body.expires_at)
 
 
 @router.get("/tenants/{name}/keys")
 def list_tenant_keys(name: TenantName, services: ServicesDep) -> list[KeyOut]:
     """A tenant's keys, by prefix (never the keys themselves)."""
-    with services.sessions() as session:
-        tenant = _tenant(session, name)
-        return [
-            KeyOut.from_row(row) for row in keys.list_keys(session=session, tenant_id=tenant.id)
-        ]
+    return [KeyOut.from_row(row) for row in tenants.list_keys(services, tenant_name=name)]
 
 
 @router.delete("/tenants/{name}/keys/{prefix}", status_code=204)
@@ -123,11 +97,5 @@ def revoke_tenant_key(
 ) -> Response:
     """Revoke a key: refused at once by this process, by every other within
     RAPPORT_KEY_CACHE_S (1 s by default)."""
-    with services.sessions() as session:
-        tenant = _tenant(session, name)
-        revoked = keys.revoke_key(session=session, key_or_prefix=prefix, tenant_id=tenant.id)
-        if revoked is None:
-            raise NotFound(f"no live key {prefix!r} for tenant {name!r}")
-        session.commit()
-    services.key_cache.forget(revoked)
+    tenants.revoke_key(services, tenant_name=name, prefix=prefix)
     return Response(status_code=204)

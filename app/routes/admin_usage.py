@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from app import repository as repo
-from app.db.models import Tenant
 from app.deps import ServicesDep
-from app.domain_errors import NotFound
 from app.openapi import problems
 from app.routes.admin import TenantName, require_admin
+from app.usecases import tenants
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -32,9 +29,7 @@ class UsageOut(BaseModel):
 def tenant_usage(name: TenantName, services: ServicesDep) -> UsageOut:
     """What a tenant stores: users, concepts, photos and their bytes (requests are counted
     by /metrics per route, not per tenant)."""
-    with services.sessions() as session:
-        tenant = session.scalar(select(Tenant).where(Tenant.name == name))
-        if tenant is None:
-            raise NotFound(f"no tenant {name!r}")
-        users, concepts, photos, size = repo.tenant_usage(session=session, tenant_id=tenant.id)
-    return UsageOut(users=users, concepts=concepts, photos=photos, bytes=size)
+    usage = tenants.tenant_usage(services, tenant_name=name)
+    return UsageOut(
+        users=usage.users, concepts=usage.concepts, photos=usage.photos, bytes=usage.bytes
+    )

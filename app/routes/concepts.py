@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 
-from app.deps import CallerDep, ResourceId, ServicesDep, UserId
+from app.deps import ResourceId, ServicesDep, UserScopeDep
 from app.openapi import USER_DATA_ERRORS
 from app.schemas import VISIBLE, ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
@@ -35,8 +35,7 @@ def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
 
 @router.post("", status_code=201)
 def create_concept(
-    user_id: UserId,
-    caller: CallerDep,
+    scope: UserScopeDep,
     services: ServicesDep,
     images: Images,
     name: Annotated[NameText, Form(min_length=1, max_length=100, pattern=VISIBLE)],
@@ -46,8 +45,7 @@ def create_concept(
     """Register a concept (name, description, category, photos) for a user."""
     view = concepts.create_concept(
         services,
-        tenant_id=caller.tenant_id,
-        external_user_id=user_id,
+        scope=scope,
         name=name,
         description=description,
         category=category or None,
@@ -58,43 +56,36 @@ def create_concept(
 
 @router.get("")
 def list_concepts(
-    user_id: UserId,
-    caller: CallerDep,
+    scope: UserScopeDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64, pattern=CONTROL_FREE)] = None,
 ) -> ConceptPage:
     """List a user's concepts, oldest first; pass next_cursor back for the next page."""
     views, next_cursor = concept_reads.list_concepts(
-        services, tenant_id=caller.tenant_id, external_user_id=user_id, limit=limit, after=cursor
+        services, scope=scope, limit=limit, after=cursor
     )
     return ConceptPage(items=[ConceptOut.from_view(v) for v in views], next_cursor=next_cursor)
 
 
 @router.get("/{concept_id}")
-def get_concept(
-    user_id: UserId, concept_id: ResourceId, caller: CallerDep, services: ServicesDep
-) -> ConceptOut:
+def get_concept(scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep) -> ConceptOut:
     """One concept with its photos."""
-    view = concept_reads.get_concept(
-        services, tenant_id=caller.tenant_id, external_user_id=user_id, concept_id=concept_id
-    )
+    view = concept_reads.get_concept(services, scope=scope, concept_id=concept_id)
     return ConceptOut.from_view(view)
 
 
 @router.patch("/{concept_id}")
 def update_concept(
-    user_id: UserId,
+    scope: UserScopeDep,
     concept_id: ResourceId,
     patch: ConceptPatch,
-    caller: CallerDep,
     services: ServicesDep,
 ) -> ConceptOut:
     """Change a concept's name, description or category."""
     view = concepts.update_concept(
         services,
-        tenant_id=caller.tenant_id,
-        external_user_id=user_id,
+        scope=scope,
         concept_id=concept_id,
         changes=patch.to_changes(),
     )
@@ -102,29 +93,23 @@ def update_concept(
 
 
 @router.delete("/{concept_id}", status_code=204)
-def delete_concept(
-    user_id: UserId, concept_id: ResourceId, caller: CallerDep, services: ServicesDep
-) -> Response:
+def delete_concept(scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep) -> Response:
     """Delete a concept with its photos and vectors."""
-    concepts.delete_concept(
-        services, tenant_id=caller.tenant_id, external_user_id=user_id, concept_id=concept_id
-    )
+    concepts.delete_concept(services, scope=scope, concept_id=concept_id)
     return Response(status_code=204)
 
 
 @router.post("/{concept_id}/images", status_code=201)
 def add_images(
-    user_id: UserId,
+    scope: UserScopeDep,
     concept_id: ResourceId,
-    caller: CallerDep,
     services: ServicesDep,
     images: Images,
 ) -> ConceptOut:
     """Add photos to a concept."""
     view = concepts.add_images(
         services,
-        tenant_id=caller.tenant_id,
-        external_user_id=user_id,
+        scope=scope,
         concept_id=concept_id,
         uploads=read_uploads(services, images),
     )
@@ -140,10 +125,9 @@ def add_images(
     },
 )
 def get_image(
-    user_id: UserId,
+    scope: UserScopeDep,
     concept_id: ResourceId,
     image_id: ResourceId,
-    caller: CallerDep,
     services: ServicesDep,
     size: Annotated[
         int | None,
@@ -161,16 +145,14 @@ def get_image(
     if size is None:
         data, media_type = concept_reads.read_image(
             services,
-            tenant_id=caller.tenant_id,
-            external_user_id=user_id,
+            scope=scope,
             concept_id=concept_id,
             image_id=image_id,
         )
         return Response(data, media_type=media_type, headers=headers)
     thumbnail, etag = concept_reads.read_thumbnail(
         services,
-        tenant_id=caller.tenant_id,
-        external_user_id=user_id,
+        scope=scope,
         concept_id=concept_id,
         image_id=image_id,
         size=size,
@@ -183,17 +165,15 @@ def get_image(
 
 @router.delete("/{concept_id}/images/{image_id}", status_code=204)
 def delete_image(
-    user_id: UserId,
+    scope: UserScopeDep,
     concept_id: ResourceId,
     image_id: ResourceId,
-    caller: CallerDep,
     services: ServicesDep,
 ) -> Response:
     """Delete one photo of a concept (never its last one)."""
     concepts.delete_image(
         services,
-        tenant_id=caller.tenant_id,
-        external_user_id=user_id,
+        scope=scope,
         concept_id=concept_id,
         image_id=image_id,
     )

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from app.deps import CallerDep, ServicesDep, UserId
+from app.deps import CallerDep, ServicesDep, UserScopeDep
 from app.openapi import USER_DATA_ERRORS
 from app.schemas import UserOut, UserPage
 from app.usecases.export import plan_export
@@ -32,11 +32,9 @@ def list_app_users(
 
 
 @router.get("/{user_id}")
-def get_app_user(user_id: UserId, caller: CallerDep, services: ServicesDep) -> UserOut:
+def get_app_user(scope: UserScopeDep, services: ServicesDep) -> UserOut:
     """One user with their counts."""
-    return UserOut.from_counts(
-        get_user(services, tenant_id=caller.tenant_id, external_user_id=user_id)
-    )
+    return UserOut.from_counts(get_user(services, scope=scope))
 
 
 @router.get(
@@ -44,10 +42,10 @@ def get_app_user(user_id: UserId, caller: CallerDep, services: ServicesDep) -> U
     response_class=StreamingResponse,
     responses={200: {"content": {"application/zip": {}}, "description": "the zip, streamed"}},
 )
-def export_user(user_id: UserId, caller: CallerDep, services: ServicesDep) -> StreamingResponse:
+def export_user(scope: UserScopeDep, services: ServicesDep) -> StreamingResponse:
     """A zip of the user's concepts, one folder each (photos and concept.json), as
     `rapport import` reads them."""
-    export = plan_export(services, tenant_id=caller.tenant_id, external_user_id=user_id)
+    export = plan_export(services, scope=scope)
     return StreamingResponse(
         export.chunks(services),
         media_type="application/zip",
@@ -60,7 +58,7 @@ def export_user(user_id: UserId, caller: CallerDep, services: ServicesDep) -> St
 
 
 @router.delete("/{user_id}", status_code=204)
-def delete_user(user_id: UserId, caller: CallerDep, services: ServicesDep) -> Response:
+def delete_user(scope: UserScopeDep, services: ServicesDep) -> Response:
     """Erase a user: every concept, photo, vector and stored file of theirs."""
-    erase_user(services, tenant_id=caller.tenant_id, external_user_id=user_id)
+    erase_user(services, scope=scope)
     return Response(status_code=204)

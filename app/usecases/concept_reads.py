@@ -6,14 +6,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from app import repository as repo
 from app.db.models import Concept, ImageRow
 from app.domain_errors import ConceptNotFound, ImageNotFound
 from app.errors import PhotoFileMissing
+from app.repository import concepts as concept_rows
+from app.repository import images as image_rows
+from app.repository import users as user_rows
 from app.services import Services
 from app.thumbnails import Thumbnail, make_thumbnail
 from app.usecases.lookalikes import LooksLike, looks_like
 from app.usecases.photo_policy import PhotoPolicy
+from app.usecases.scope import UserScope
 
 logger = logging.getLogger(__name__)
 
@@ -35,60 +38,61 @@ def with_looks_like(
     return [replace(view, looks_like=found.get(view.concept.id)) for view in views]
 
 
-def get_concept(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
-) -> ConceptView:
+def get_concept(services: Services, *, scope: UserScope, concept_id: str) -> ConceptView:
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        user = user_rows.find_user(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+        )
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-        concept = repo.get_concept(session=session, user_id=user.id, concept_id=concept_id)
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
+        concept = concept_rows.get_concept(session=session, user_id=user.id, concept_id=concept_id)
+        images = image_rows.images_of(session=session, concept_ids=[concept.id])[concept.id]
         user_id, version = user.id, user.version
     view = ConceptView(concept=concept, images=images)
     return with_looks_like(services, user_id=user_id, version=version, views=[view])[0]
 
 
 def list_concepts(
-    services: Services, *, tenant_id: int, external_user_id: str, limit: int, after: str | None
+    services: Services, *, scope: UserScope, limit: int, after: str | None
 ) -> tuple[list[ConceptView], str | None]:
     """One page of concepts, oldest first, and the cursor of the next page (None at the end)."""
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        user = user_rows.find_user(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+        )
         if user is None:
             return [], None
-        concepts = repo.list_concepts(
+        concepts = concept_rows.list_concepts(
             session=session, user_id=user.id, limit=limit + 1, after=after
         )
         page = list(concepts[:limit])
-        images = repo.images_of(session=session, concept_ids=[c.id for c in page])
+        images = image_rows.images_of(session=session, concept_ids=[c.id for c in page])
         views = [ConceptView(concept=c, images=images[c.id]) for c in page]
         user_id, version = user.id, user.version
     views = with_looks_like(services, user_id=user_id, version=version, views=views)
     return views, (page[-1].id if len(concepts) > limit else None)
 
 
-def _image_row(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
-) -> ImageRow:
+def _image_row(services: Services, *, scope: UserScope, concept_id: str, image_id: str) -> ImageRow:
     """The user's photo row, or ConceptNotFound / ImageNotFound (a foreign id alike)."""
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        user = user_rows.find_user(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+        )
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-        return repo.get_image(
+        return image_rows.get_image(
             session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
         )
 
 
 def read_image(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
+    services: Services, *, scope: UserScope, concept_id: str, image_id: str
 ) -> tuple[bytes, str]:
     """The stored bytes of one photo and their media type."""
     image = _image_row(
         services,
-        tenant_id=tenant_id,
-        external_user_id=external_user_id,
+        scope=scope,
         concept_id=concept_id,
         image_id=image_id,
     )
@@ -100,8 +104,7 @@ def read_image(
 def read_thumbnail(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     concept_id: str,
     image_id: str,
     size: int,
@@ -110,8 +113,7 @@ def read_thumbnail(
     from the thumbnail cache when it is there; with an ETag naming its content and size."""
     image = _image_row(
         services,
-        tenant_id=tenant_id,
-        external_user_id=external_user_id,
+        scope=scope,
         concept_id=concept_id,
         image_id=image_id,
     )
@@ -134,7 +136,7 @@ def read_blob(services: Services, key: str, *, image_id: str, concept_id: str) -
         # Deleted while we read it (its concept or user went in between)? Then it is
         # simply not found; only a row that is still there without its file is a loss.
         with services.sessions() as session:
-            still_there = repo.image_exists(session=session, image_id=image_id)
+            still_there = image_rows.image_exists(session=session, image_id=image_id)
         if not still_there:
             raise ImageNotFound(f"no image {image_id!r} in this concept") from None
         logger.error(

@@ -6,23 +6,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import repository as repo
-from app.db.models import Concept, Embedding, utcnow
+from app.db.models import Embedding, ImageRow, utcnow
 from app.domain_errors import ConceptNameTaken, ConceptNotFound, LastImage
 from app.errors import QuotaExceeded, StorageQuotaExceeded
+from app.repository import concepts as concept_rows
+from app.repository import images as image_rows
+from app.repository import tenants as tenant_rows
+from app.repository import vectors as vector_rows
+from app.repository.users import UserLock
 from app.services import Services
 from app.text_fields import concept_name
 from app.usecases.concept_reads import ConceptView, with_looks_like
 from app.usecases.photos import (
     PreparedPhoto,
-    blobs_kept_only_on_commit,
     collect_blobs,
+    photo_key,
     prepare_photos,
     store_photos,
 )
+from app.usecases.scope import UserScope
+from app.usecases.user_write import UserWrite, user_write
 from retrieval import UserIndex, name_key
 from retrieval.errors import InvalidRequest
 
@@ -48,8 +53,7 @@ def _checked_name(name: str) -> str:
 def create_concept(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     name: str,
     description: str,
     category: str | None,
@@ -58,164 +62,107 @@ def create_concept(
     """Register a concept with its photos; the concept and its vectors commit together."""
     key = _checked_name(name)
     photos = prepare_photos(services, uploads)
-    with services.sessions() as session:
-        lock = repo.lock_user(
-            session=session, tenant_id=tenant_id, external_id=external_user_id, create=True
-        )
-        if lock is None:  # only without create; kept for the type checker, never an assert
-            raise ConceptNotFound("no such user")
-        if repo.name_in_use(session=session, user_id=lock.user_id, name_key=key):
-            raise ConceptNameTaken(f"this user already has a concept named {name!r}")
+    with user_write(services, scope, create=True) as w:
+        w.conflict_is(_name_taken(name))
+        if concept_rows.name_in_use(session=w.session, user_id=w.user_id, name_key=key):
+            raise _name_taken(name)
         limit = services.settings.max_concepts_per_user
-        if repo.count_concepts(session=session, user_id=lock.user_id) >= limit:
+        if concept_rows.count_concepts(session=w.session, user_id=w.user_id) >= limit:
             raise QuotaExceeded(f"this user has the most concepts allowed ({limit})")
-        _check_photo_quotas(services, session, tenant_id=tenant_id, existing=0, photos=photos)
-        concept = Concept(
-            user_id=lock.user_id,
+        _check_photo_quotas(
+            services, w.session, tenant_id=scope.tenant_id, existing=0, photos=photos
+        )
+        concept = concept_rows.add_concept(
+            session=w.session,
+            user_id=w.user_id,
             name=name.strip(),
             name_key=key,
             description=description,
             category=category,
         )
-        session.add(concept)
-        session.flush()
-        with blobs_kept_only_on_commit(
-            services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
-        ):
-            images, embeddings = store_photos(
-                services,
-                session=session,
-                tenant_id=tenant_id,
-                user_id=lock.user_id,
-                concept_id=concept.id,
-                photos=photos,
-            )
-            _commit(session, name)
-    services.user_index_cache.apply(
-        services.index_key(lock.user_id),
-        from_version=lock.from_version,
-        to_version=lock.to_version,
-        update=lambda index: _add(index, embeddings, photos),
-    )
-    return _flagged(services, lock, ConceptView(concept=concept, images=images))
+        images, embeddings = _store(services, w, scope, concept.id, photos)
+        w.after_commit(lambda index: _add(index, embeddings, photos))
+    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
 
 
 def add_images(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     concept_id: str,
     uploads: Sequence[bytes],
 ) -> ConceptView:
     photos = prepare_photos(services, uploads)
-    with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
-        existing = repo.count_images(session=session, concept_id=concept.id)
-        _check_photo_quotas(
-            services, session, tenant_id=tenant_id, existing=existing, photos=photos
+    with user_write(services, scope, missing=_no_concept(concept_id)) as w:
+        concept = concept_rows.get_concept(
+            session=w.session, user_id=w.user_id, concept_id=concept_id
         )
-        with blobs_kept_only_on_commit(
-            services, session, tenant_id=tenant_id, user_id=lock.user_id, photos=photos
-        ):
-            _, embeddings = store_photos(
-                services,
-                session=session,
-                tenant_id=tenant_id,
-                user_id=lock.user_id,
-                concept_id=concept.id,
-                photos=photos,
-            )
-            concept.updated_at = utcnow()
-            session.commit()
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
-    services.user_index_cache.apply(
-        services.index_key(lock.user_id),
-        from_version=lock.from_version,
-        to_version=lock.to_version,
-        update=lambda index: _add(index, embeddings, photos),
-    )
-    return _flagged(services, lock, ConceptView(concept=concept, images=images))
+        existing = image_rows.count_images(session=w.session, concept_id=concept.id)
+        _check_photo_quotas(
+            services, w.session, tenant_id=scope.tenant_id, existing=existing, photos=photos
+        )
+        _, embeddings = _store(services, w, scope, concept.id, photos)
+        concept.updated_at = utcnow()
+        images = image_rows.images_of(session=w.session, concept_ids=[concept.id])[concept.id]
+        w.after_commit(lambda index: _add(index, embeddings, photos))
+    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
 
 
 def update_concept(
     services: Services,
     *,
-    tenant_id: int,
-    external_user_id: str,
+    scope: UserScope,
     concept_id: str,
     changes: ConceptChanges,
 ) -> ConceptView:
-    with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
+    # Names live in SQL, not in the index: the cached index stays valid at the new version.
+    with user_write(services, scope, missing=_no_concept(concept_id)) as w:
+        concept = concept_rows.get_concept(
+            session=w.session, user_id=w.user_id, concept_id=concept_id
+        )
+        images = image_rows.images_of(session=w.session, concept_ids=[concept.id])[concept.id]
         if changes.name is not None:
             key = _checked_name(changes.name)
-            if repo.name_in_use(
-                session=session, user_id=lock.user_id, name_key=key, except_id=concept.id
+            if concept_rows.name_in_use(
+                session=w.session, user_id=w.user_id, name_key=key, except_id=concept.id
             ):
-                raise ConceptNameTaken(f"this user already has a concept named {changes.name!r}")
+                raise _name_taken(changes.name)
             concept.name, concept.name_key = changes.name.strip(), key
         if changes.description is not None:
             concept.description = changes.description
         if changes.category is not None:
             concept.category = changes.category or None
         concept.updated_at = utcnow()
-        _commit(session, concept.name)
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
-    # Names live in SQL, not in the index: the cached index stays valid at the new version.
-    services.user_index_cache.apply(
-        services.index_key(lock.user_id),
-        from_version=lock.from_version,
-        to_version=lock.to_version,
-        update=lambda index: None,
-    )
-    return _flagged(services, lock, ConceptView(concept=concept, images=images))
+        w.conflict_is(_name_taken(concept.name))
+    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
 
 
-def delete_concept(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str
-) -> None:
-    with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        concept = repo.get_concept(session=session, user_id=lock.user_id, concept_id=concept_id)
-        images = repo.images_of(session=session, concept_ids=[concept.id])[concept.id]
-        vector_ids = repo.embedding_ids(session=session, image_ids=[i.id for i in images])
-        session.delete(concept)
-        session.commit()
-    services.user_index_cache.apply(
-        services.index_key(lock.user_id),
-        from_version=lock.from_version,
-        to_version=lock.to_version,
-        update=lambda index: index.remove(vector_ids),
-    )
-    collect_blobs(services, user_id=lock.user_id, keys=[image.blob_key for image in images])
-
-
-def delete_image(
-    services: Services, *, tenant_id: int, external_user_id: str, concept_id: str, image_id: str
-) -> None:
-    with services.sessions() as session:
-        lock = _lock_existing(session, tenant_id, external_user_id, concept_id)
-        image = repo.get_image(
-            session=session, user_id=lock.user_id, concept_id=concept_id, image_id=image_id
+def delete_concept(services: Services, *, scope: UserScope, concept_id: str) -> None:
+    with user_write(services, scope, missing=_no_concept(concept_id)) as w:
+        concept = concept_rows.get_concept(
+            session=w.session, user_id=w.user_id, concept_id=concept_id
         )
-        if repo.count_images(session=session, concept_id=concept_id) <= 1:
+        images = image_rows.images_of(session=w.session, concept_ids=[concept.id])[concept.id]
+        vector_ids = vector_rows.embedding_ids(session=w.session, image_ids=[i.id for i in images])
+        concept_rows.delete_concept(session=w.session, concept=concept)
+        w.after_commit(lambda index: index.remove(vector_ids))
+    collect_blobs(services, user_id=w.user_id, keys=[image.blob_key for image in images])
+
+
+def delete_image(services: Services, *, scope: UserScope, concept_id: str, image_id: str) -> None:
+    with user_write(services, scope, missing=_no_concept(concept_id)) as w:
+        image = image_rows.get_image(
+            session=w.session, user_id=w.user_id, concept_id=concept_id, image_id=image_id
+        )
+        if image_rows.count_images(session=w.session, concept_id=concept_id) <= 1:
             raise LastImage("a concept keeps at least one photo; delete the concept instead")
-        vector_ids = repo.embedding_ids(session=session, image_ids=[image.id])
-        session.delete(image)
-        repo.get_concept(
-            session=session, user_id=lock.user_id, concept_id=concept_id
+        vector_ids = vector_rows.embedding_ids(session=w.session, image_ids=[image.id])
+        image_rows.delete_image(session=w.session, image=image)
+        concept_rows.get_concept(
+            session=w.session, user_id=w.user_id, concept_id=concept_id
         ).updated_at = utcnow()
-        session.commit()
-    services.user_index_cache.apply(
-        services.index_key(lock.user_id),
-        from_version=lock.from_version,
-        to_version=lock.to_version,
-        update=lambda index: index.remove(vector_ids),
-    )
-    collect_blobs(services, user_id=lock.user_id, keys=[image.blob_key])
+        w.after_commit(lambda index: index.remove(vector_ids))
+    collect_blobs(services, user_id=w.user_id, keys=[image.blob_key])
 
 
 def _check_photo_quotas(
@@ -236,11 +183,11 @@ def _check_photo_quotas(
         )
     if settings.max_tenant_bytes:
         adding = sum(
-            repo.stored_bytes(size_bytes=len(photo.data), dims=[photo.vector.shape[0]])
+            tenant_rows.stored_bytes(size_bytes=len(photo.data), dims=[photo.vector.shape[0]])
             for photo in photos
         )
         if (
-            repo.tenant_bytes(session=session, tenant_id=tenant_id) + adding
+            tenant_rows.tenant_bytes(session=session, tenant_id=tenant_id) + adding
             > settings.max_tenant_bytes
         ):
             raise StorageQuotaExceeded(
@@ -249,16 +196,39 @@ def _check_photo_quotas(
             )
 
 
-def _lock_existing(
-    session: Session, tenant_id: int, external_user_id: str, concept_id: str
-) -> repo.UserLock:
-    lock = repo.lock_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
-    if lock is None:
-        raise ConceptNotFound(f"no concept {concept_id!r} for this user")
-    return lock
+def _store(
+    services: Services,
+    w: UserWrite,
+    scope: UserScope,
+    concept_id: str,
+    photos: Sequence[PreparedPhoto],
+) -> tuple[list[ImageRow], list[Embedding]]:
+    """Store the photos in the write's transaction; if it does not commit, the blobs it
+    wrote that no committed row uses are deleted again."""
+    keys = [
+        photo_key(tenant_id=scope.tenant_id, user_id=w.user_id, sha256=photo.sha256)
+        for photo in photos
+    ]
+    w.on_rollback(lambda: collect_blobs(services, user_id=w.user_id, keys=keys))
+    return store_photos(
+        services,
+        session=w.session,
+        tenant_id=scope.tenant_id,
+        user_id=w.user_id,
+        concept_id=concept_id,
+        photos=photos,
+    )
 
 
-def _flagged(services: Services, lock: repo.UserLock, view: ConceptView) -> ConceptView:
+def _no_concept(concept_id: str) -> ConceptNotFound:
+    return ConceptNotFound(f"no concept {concept_id!r} for this user")
+
+
+def _name_taken(name: str) -> ConceptNameTaken:
+    return ConceptNameTaken(f"this user already has a concept named {name!r}")
+
+
+def _flagged(services: Services, lock: UserLock, view: ConceptView) -> ConceptView:
     return with_looks_like(services, user_id=lock.user_id, version=lock.to_version, views=[view])[0]
 
 
@@ -270,12 +240,3 @@ def _add(
         [e.concept_id for e in embeddings],
         np.stack([photo.vector for photo in photos]),
     )
-
-
-def _commit(session: Session, name: str) -> None:
-    try:
-        session.commit()
-    except IntegrityError:
-        # Two requests raced for the same name; the unique constraint decided.
-        session.rollback()
-        raise ConceptNameTaken(f"this user already has a concept named {name!r}") from None

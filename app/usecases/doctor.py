@@ -16,17 +16,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import repository as repo
 from app.blobs import BlobStore
-from app.db.models import Concept, Embedding, ImageRow
+from app.repository import concepts as concept_rows
+from app.repository import images as image_rows
+from app.repository import maintenance
+from app.repository import users as user_rows
+from app.repository import vectors as vector_rows
 from app.services import Services
 from app.settings import Settings
 
 _USER_FOLDER = re.compile(r"^t\d+/u(\d+)/")
-_WITHOUT_IMAGE = ~exists().where(ImageRow.id == Embedding.image_id)
 SHOWN = 20  # ids listed per problem; the counts are always whole
 
 
@@ -111,20 +112,12 @@ def check(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
     model_id = storage.model_id
     with storage.sessions() as session:
         # Rows first, files second: a photo committed in between shows as a young file.
-        rows = dict(session.execute(select(ImageRow.blob_key, ImageRow.id)).all())
-        has_vector = select(Embedding.image_id).where(Embedding.model_id == model_id)
-        report.images_without_vector = (
-            session.scalar(select(func.count(ImageRow.id)).where(ImageRow.id.not_in(has_vector)))
-            or 0
+        rows = maintenance.photo_keys(session=session)
+        report.images_without_vector = vector_rows.count_images_without_vector(
+            session=session, model_id=model_id
         )
-        report.concepts_without_images = list(
-            session.scalars(
-                select(Concept.id).where(~exists().where(ImageRow.concept_id == Concept.id))
-            )
-        )
-        report.vectors_without_image = (
-            session.scalar(select(func.count(Embedding.id)).where(_WITHOUT_IMAGE)) or 0
-        )
+        report.concepts_without_images = maintenance.concepts_without_images(session=session)
+        report.vectors_without_image = maintenance.count_vectors_without_image(session=session)
     cutoff = time.time() - grace
     files = list(storage.blobs.files())
     on_disk = {f.key for f in files if not f.temporary}
@@ -141,9 +134,7 @@ def check(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
         # Deleted (row and file) while we looked is not missing.
         with storage.sessions() as session:
             for some in _batches(missing):
-                still = session.execute(
-                    select(ImageRow.blob_key, ImageRow.id).where(ImageRow.blob_key.in_(some))
-                )
+                still = maintenance.photos_with_keys(session=session, keys=some)
                 report.missing_blobs += [i for key, i in still if not storage.blobs.exists(key)]
     return report
 
@@ -182,13 +173,11 @@ def _remove_unreferenced(storage: Storage, keys: Sequence[str], grace: float) ->
             # Under the owner's lock no write of theirs is in flight: what no committed row
             # references now is garbage. (A user erased, or not committed yet: the grace.)
             if user_id is not None:
-                repo.relock_user(session=session, user_id=user_id)
+                user_rows.relock_user(session=session, user_id=user_id)
             used = {
                 key
                 for some in _batches(user_keys)
-                for key in session.scalars(
-                    select(ImageRow.blob_key).where(ImageRow.blob_key.in_(some))
-                )
+                for key in maintenance.keys_in_use(session=session, keys=some)
             }
             cutoff = time.time() - grace
             stale = {key for key in user_keys if storage.blobs.mtime(key) < cutoff}
@@ -203,12 +192,14 @@ def _delete_concepts_without_images(storage: Storage, concept_ids: Sequence[str]
     deleted = 0
     for concept_id in concept_ids:
         with storage.sessions() as session:
-            concept = session.get(Concept, concept_id)
-            if concept is None or not repo.relock_user(session=session, user_id=concept.user_id):
+            concept = concept_rows.find_concept(session=session, concept_id=concept_id)
+            if concept is None or not user_rows.relock_user(
+                session=session, user_id=concept.user_id
+            ):
                 continue
-            if repo.count_images(session=session, concept_id=concept_id) == 0:
-                repo.bump_version(session=session, user_id=concept.user_id)
-                session.delete(concept)
+            if image_rows.count_images(session=session, concept_id=concept_id) == 0:
+                user_rows.bump_version(session=session, user_id=concept.user_id)
+                concept_rows.delete_concept(session=session, concept=concept)
                 deleted += 1
             session.commit()
     return deleted
@@ -216,12 +207,9 @@ def _delete_concepts_without_images(storage: Storage, concept_ids: Sequence[str]
 
 def _delete_vectors_without_image(storage: Storage) -> int:
     with storage.sessions() as session:
-        users = session.scalars(select(Embedding.user_id).where(_WITHOUT_IMAGE).distinct())
-        for user_id in sorted(users):
-            repo.bump_version(session=session, user_id=user_id)
-        result = session.execute(delete(Embedding).where(_WITHOUT_IMAGE))
+        deleted = maintenance.delete_vectors_without_image(session=session)
         session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return deleted
 
 
 def _batches(keys: Sequence[str], size: int = 1000) -> list[Sequence[str]]:

@@ -9,11 +9,14 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app import repository as repo
 from app.db.models import utcnow
 from app.domain_errors import NotFound
+from app.repository import concepts as concept_rows
+from app.repository import images as image_rows
+from app.repository import users as user_rows
 from app.services import Services
 from app.usecases.concept_reads import read_blob
+from app.usecases.scope import UserScope
 
 SUFFIXES = {
     "image/jpeg": ".jpg",
@@ -54,19 +57,21 @@ class Export:
         yield from sink.drain()
 
 
-def plan_export(services: Services, *, tenant_id: int, external_user_id: str) -> Export:
+def plan_export(services: Services, *, scope: UserScope) -> Export:
     """What the export of the user holds; NotFound for a user the tenant does not have."""
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        user = user_rows.find_user(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+        )
         if user is None:
             raise NotFound("no such user")
-        concepts = repo.list_concepts(
+        concepts = concept_rows.list_concepts(
             session=session,
             user_id=user.id,
             limit=services.settings.max_concepts_per_user + 1,
             after=None,
         )
-        images = repo.images_of(session=session, concept_ids=[c.id for c in concepts])
+        images = image_rows.images_of(session=session, concept_ids=[c.id for c in concepts])
         exported = []
         for concept in concepts:
             photos = [
@@ -80,7 +85,7 @@ def plan_export(services: Services, *, tenant_id: int, external_user_id: str) ->
             }
             folder = f"{_slug(concept.name)}-{concept.id[-8:]}"
             exported.append(ExportedConcept(folder, fields, photos))
-    return Export(filename=f"{_slug(external_user_id)}-rapport-export.zip", concepts=exported)
+    return Export(filename=f"{_slug(scope.external_user_id)}-rapport-export.zip", concepts=exported)
 
 
 def _slug(text: str) -> str:

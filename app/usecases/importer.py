@@ -15,11 +15,12 @@ from typing import Any
 from app.blobs import sha256_hex
 from app.domain_errors import Conflict, NotFound
 from app.errors import QuotaExceeded
-from app.keys import get_or_create_tenant
+from app.repository.tenants import get_or_create_tenant
 from app.services import Services
 from app.usecases.concept_reads import list_concepts
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
+from app.usecases.scope import UserScope
 from retrieval import decode_image, name_key
 from retrieval.common_words import is_bare_word_matchable
 from retrieval.errors import ImageRejected, InvalidRequest, RapportError
@@ -94,7 +95,8 @@ def import_concepts(
     with services.sessions() as session:
         tenant_id = get_or_create_tenant(session=session, name=tenant_name).id
         session.commit()
-    stored = _stored_concepts(services, tenant_id=tenant_id, external_user_id=external_user_id)
+    scope = UserScope(tenant_id=tenant_id, external_user_id=external_user_id)
+    stored = _stored_concepts(services, scope=scope)
     total, done = sum(len(source.photos) for source in sources), 0
 
     def tick(count: int) -> None:
@@ -106,7 +108,7 @@ def import_concepts(
     tick(0)
     claimed: dict[str, str] = {}
     for source in sources:
-        importer = _ConceptImport(services, tenant_id, external_user_id, report, tick)
+        importer = _ConceptImport(services, scope, report, tick)
         importer.run(source, stored, claimed)
     return report
 
@@ -117,12 +119,11 @@ class _ConceptImport:
     def __init__(
         self,
         services: Services,
-        tenant_id: int,
-        external_user_id: str,
+        scope: UserScope,
         report: ImportReport,
         tick: Callable[[int], None],
     ) -> None:
-        self.services, self.tenant_id, self.user = services, tenant_id, external_user_id
+        self.services, self.scope = services, scope
         self.report, self.tick = report, tick
         settings = services.settings
         self.chunk_size = max(1, min(settings.max_images_per_request, settings.encode_queue_size))
@@ -192,8 +193,7 @@ class _ConceptImport:
             if self.concept_id is None:
                 view = create_concept(
                     self.services,
-                    tenant_id=self.tenant_id,
-                    external_user_id=self.user,
+                    scope=self.scope,
                     uploads=chunk,
                     **self.fields,
                 )
@@ -202,8 +202,7 @@ class _ConceptImport:
             else:
                 add_images(
                     self.services,
-                    tenant_id=self.tenant_id,
-                    external_user_id=self.user,
+                    scope=self.scope,
                     concept_id=self.concept_id,
                     uploads=chunk,
                 )
@@ -229,16 +228,12 @@ def _check_id(kind: str, value: str, max_length: int) -> None:
         raise InvalidRequest(f"a {kind} name has 1 to {max_length} printable characters")
 
 
-def _stored_concepts(
-    services: Services, *, tenant_id: int, external_user_id: str
-) -> dict[str, _Stored]:
+def _stored_concepts(services: Services, *, scope: UserScope) -> dict[str, _Stored]:
     """The user's concepts by name key, with their photos' hashes."""
     found: dict[str, _Stored] = {}
     after: str | None = None
     while True:
-        views, after = list_concepts(
-            services, tenant_id=tenant_id, external_user_id=external_user_id, limit=500, after=after
-        )
+        views, after = list_concepts(services, scope=scope, limit=500, after=after)
         for view in views:
             hashes = {image.sha256 for image in view.images}
             found[view.concept.name_key] = _Stored(view.concept.id, len(view.images), hashes)

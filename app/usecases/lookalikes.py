@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.repository import ConceptSummary
+from app.repository.concepts import ConceptSummary
 from app.services import Services
 from app.usecases.retrieve import cached_concepts, cached_index, decision_for
 from retrieval import UserIndex

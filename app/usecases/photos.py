@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app import repository as repo
 from app.blobs import blob_key, sha256_hex
 from app.db.models import Embedding, ImageRow
 from app.errors import BlobStoreUnavailable, PhotoFileMissing
+from app.repository import images as image_rows
+from app.repository import users as user_rows
+from app.repository import vectors as vector_rows
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval import DecodedImage
@@ -70,9 +71,10 @@ def store_photos(
     for photo in photos:
         key = photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
         services.blobs.put(key, photo.data)
-        image = ImageRow(
-            concept_id=concept_id,
+        image = image_rows.add_image(
+            session=session,
             user_id=user_id,
+            concept_id=concept_id,
             sha256=photo.sha256,
             blob_key=key,
             media_type=photo.decoded.media_type,
@@ -80,17 +82,9 @@ def store_photos(
             height=photo.decoded.height,
             size_bytes=len(photo.data),
         )
-        session.add(image)
-        session.flush()
-        embedding = Embedding(
-            image_id=image.id,
-            concept_id=concept_id,
-            user_id=user_id,
-            model_id=services.encoder.model_id,
-            dim=int(photo.vector.shape[0]),
-            vector=np.ascontiguousarray(photo.vector, dtype=np.float32).tobytes(),
+        embedding = vector_rows.add_vector(
+            session=session, image=image, vector=photo.vector, model_id=services.encoder.model_id
         )
-        session.add(embedding)
         images.append(image)
         embeddings.append(embedding)
     session.flush()
@@ -123,33 +117,12 @@ def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> N
     ``rapport doctor --repair`` removes: the rows' change stands (it committed).
     """
     with services.sessions() as session:
-        if not repo.relock_user(session=session, user_id=user_id):
+        if not user_rows.relock_user(session=session, user_id=user_id):
             return
-        unused = set(keys) - repo.blobs_in_use(session=session, user_id=user_id, keys=keys)
+        unused = set(keys) - image_rows.blobs_in_use(session=session, user_id=user_id, keys=keys)
         try:
             for key in sorted(unused):
                 services.blobs.delete(key)
         except BlobStoreUnavailable:
             logger.warning("%d unreferenced photos left for `rapport doctor --repair`", len(unused))
         session.commit()
-
-
-@contextmanager
-def blobs_kept_only_on_commit(
-    services: Services,
-    session: Session,
-    *,
-    tenant_id: int,
-    user_id: int,
-    photos: Sequence[PreparedPhoto],
-) -> Iterator[None]:
-    """If the transaction fails, delete the blobs it wrote that no committed row uses."""
-    try:
-        yield
-    except BaseException:
-        session.rollback()
-        keys = [
-            photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256) for photo in photos
-        ]
-        collect_blobs(services, user_id=user_id, keys=keys)
-        raise

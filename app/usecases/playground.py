@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from app import repository as repo
-from app.repository import ConceptSummary
+from app.repository import concepts as concept_rows
+from app.repository import images as image_rows
+from app.repository import users as user_rows
+from app.repository.concepts import ConceptSummary
 from app.services import Services
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
 from app.usecases.retrieve import cached_concepts, cached_index, decision_for, kept_matches
@@ -69,11 +71,11 @@ def preview(
     turn = query.turns[-1]
     photo = turn.images[0] if turn.images else None
     with services.sessions() as session:
-        found_user = repo.user_version(
+        found_user = user_rows.user_version(
             session=session, tenant_id=tenant_id, external_id=external_user_id
         )
         categories = (
-            repo.concept_categories(session=session, user_id=found_user[0])
+            concept_rows.concept_categories(session=session, user_id=found_user[0])
             if found_user and photo is not None and services.settings.regions == "detector"
             else []
         )
@@ -145,7 +147,7 @@ def _prompt_photos(services: Services, prepared: PreparedChat) -> dict[int, Prom
     named: dict[int, PromptPhoto] = {}
     if concept_ids and per_concept:
         with services.sessions() as session:
-            rows = repo.images_of(session=session, concept_ids=concept_ids)
+            rows = image_rows.images_of(session=session, concept_ids=concept_ids)
         for concept, concept_id in zip(prepared.prompt.concepts, concept_ids, strict=True):
             for image, row in zip(concept.reference_images, rows[concept_id], strict=False):
                 named[id(image)] = PromptPhoto("reference", concept_id, row.id)

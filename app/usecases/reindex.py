@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-from sqlalchemy import select
-
-from app import repository as repo
-from app.db.models import Embedding, ImageRow
+from app.repository import images as image_rows
+from app.repository import users as user_rows
+from app.repository import vectors as vector_rows
 from app.services import Services
 from app.usecases.photo_policy import PhotoPolicy
 
@@ -25,11 +23,10 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
     done = 0
     while True:
         with services.sessions() as session:
-            has_vector = select(Embedding.image_id).where(Embedding.model_id == model_id)
             batch = min(BATCH, services.settings.encode_queue_size)
-            rows = session.scalars(
-                select(ImageRow).where(ImageRow.id.not_in(has_vector)).limit(batch)
-            ).all()
+            rows = vector_rows.images_without_vector(
+                session=session, model_id=model_id, limit=batch
+            )
         if not rows:
             return done
         # The configured caps: a photo accepted under raised caps must not abort the reindex.
@@ -39,19 +36,12 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
         for row, vector in zip(rows, vectors, strict=True):
             with services.sessions() as session:
                 # Under the user's lock and version bump, as every write of vectors is.
-                if not repo.relock_user(session=session, user_id=row.user_id):
+                if not user_rows.relock_user(session=session, user_id=row.user_id):
                     continue
-                repo.bump_version(session=session, user_id=row.user_id)
-                if session.get(ImageRow, row.id) is not None:
-                    session.add(
-                        Embedding(
-                            image_id=row.id,
-                            concept_id=row.concept_id,
-                            user_id=row.user_id,
-                            model_id=model_id,
-                            dim=int(vector.shape[0]),
-                            vector=np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
-                        )
+                user_rows.bump_version(session=session, user_id=row.user_id)
+                if image_rows.image_exists(session=session, image_id=row.id):
+                    vector_rows.add_vector(
+                        session=session, image=row, vector=vector, model_id=model_id
                     )
                 session.commit()
         done += len(rows)

@@ -10,8 +10,10 @@ from typing import Literal, TypeVar
 import numpy as np
 from PIL import Image
 
-from app import repository as repo
-from app.repository import ConceptSummary
+from app.repository import concepts as concept_rows
+from app.repository import users as user_rows
+from app.repository import vectors as vector_rows
+from app.repository.concepts import ConceptSummary
 from app.services import Services
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
@@ -106,14 +108,14 @@ def find_matches(
     """
     timings = timings or Timings()
     with services.sessions() as session, timings.stage("db"):
-        found = repo.user_version(
+        found = user_rows.user_version(
             session=session, tenant_id=tenant_id, external_id=external_user_id
         )
         if found is None:
             return []
         user_id, version = found
         categories = (
-            repo.concept_categories(session=session, user_id=user_id)
+            concept_rows.concept_categories(session=session, user_id=user_id)
             if photos and services.settings.regions == "detector"
             else []
         )
@@ -222,7 +224,7 @@ def cached_concepts(services: Services, user_id: int, version: int) -> dict[str,
 
     def load() -> dict[str, ConceptSummary]:
         with services.sessions() as session:
-            return repo.concept_summaries(session=session, user_id=user_id)
+            return concept_rows.concept_summaries(session=session, user_id=user_id)
 
     return services.concept_cache.get(user_id, version, load)
 
@@ -236,7 +238,7 @@ def cached_index(services: Services, user_id: int, version: int) -> UserIndex:
 
 def _load_index(services: Services, user_id: int) -> UserIndex:
     with services.sessions() as session:
-        ids, labels, matrix = repo.user_vectors(
+        ids, labels, matrix = vector_rows.user_vectors(
             session=session, user_id=user_id, model_id=services.encoder.model_id
         )
     index = UserIndex(services.encoder.dim)

@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import logging
 
-from app import repository as repo
 from app.domain_errors import NotFound
 from app.errors import BlobStoreUnavailable
-from app.repository import UserCounts
+from app.repository import users as user_rows
+from app.repository.users import UserCounts
 from app.services import Services
 from app.usecases.photos import user_namespace
+from app.usecases.scope import UserScope
 
 logger = logging.getLogger(__name__)
 
 
-def erase_user(services: Services, *, tenant_id: int, external_user_id: str) -> None:
+def erase_user(services: Services, *, scope: UserScope) -> None:
     """Delete every concept, photo, vector and blob of the user. Erasing nobody is fine."""
     with services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=tenant_id, external_id=external_user_id)
+        user = user_rows.find_user(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+        )
         if user is None:
             return
         user_id = user.id
-        repo.delete_user(session=session, user_id=user_id)
+        user_rows.delete_user(session=session, user_id=user_id)
         session.commit()
     services.user_index_cache.discard(services.index_key(user_id))
     # User ids are never reused, so nothing can be writing into this folder any more.
-    namespace = user_namespace(tenant_id=tenant_id, user_id=user_id)
+    namespace = user_namespace(tenant_id=scope.tenant_id, user_id=user_id)
     try:
         services.blobs.delete_namespace(namespace)
     except BlobStoreUnavailable:
@@ -42,23 +45,23 @@ def list_users(
     """One page of the app's users by id (those starting with ``prefix``), with their
     counts, and the cursor of the next page (None at the end)."""
     with services.sessions() as session:
-        users = repo.list_users(
+        users = user_rows.list_users(
             session=session, tenant_id=tenant_id, limit=limit + 1, after=after, prefix=prefix
         )
     page = users[:limit]
     return page, (page[-1].external_id if len(users) > limit else None)
 
 
-def get_user(services: Services, *, tenant_id: int, external_user_id: str) -> UserCounts:
+def get_user(services: Services, *, scope: UserScope) -> UserCounts:
     """One user with their counts; NotFound for an id the app has no user with."""
     with services.sessions() as session:
-        found = repo.list_users(
+        found = user_rows.list_users(
             session=session,
-            tenant_id=tenant_id,
+            tenant_id=scope.tenant_id,
             limit=1,
             after=None,
             prefix=None,
-            exact=external_user_id,
+            exact=scope.external_user_id,
         )
     if not found:
         raise NotFound("no such user")

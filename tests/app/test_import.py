@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from app.keys import get_or_create_tenant
 from app.main import build_services
+from app.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.importer import import_concepts
+from app.usecases.scope import UserScope
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import stored
@@ -138,9 +139,8 @@ def test_a_rap_database_imports_with_image_paths_relative_to_it(
         )
         with services.sessions() as session:
             tenant_id = get_or_create_tenant(session=session, name="acme").id
-        views, _ = list_concepts(
-            services, tenant_id=tenant_id, external_user_id="al", limit=10, after=None
-        )
+        scope = UserScope(tenant_id=tenant_id, external_user_id="al")
+        views, _ = list_concepts(services, scope=scope, limit=10, after=None)
     finally:
         services.close()
 

@@ -1,0 +1,99 @@
+"""One write to a user's data: lock the user → check → write → commit → patch the cached index.
+
+Every write of a user's concepts, photos and vectors goes through ``user_write``, so
+writes of one user are serialised by their row lock, each bumps the user's version
+(readers elsewhere see their cached index is stale), and this process's cached index
+is patched from the old version to the new one instead of being rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain_errors import ConceptNotFound
+from app.repository import users as user_rows
+from app.services import Services
+from app.usecases.scope import UserScope
+from retrieval import UserIndex
+
+
+@dataclass
+class UserWrite:
+    """The open transaction of one user write, their row locked and version bumped."""
+
+    session: Session
+    lock: user_rows.UserLock
+    _index_update: Callable[[UserIndex], None] = lambda index: None
+    _on_rollback: list[Callable[[], None]] = field(default_factory=list)
+    _conflict: Exception | None = None
+
+    @property
+    def user_id(self) -> int:
+        return self.lock.user_id
+
+    def after_commit(self, update: Callable[[UserIndex], None]) -> None:
+        """Patch this process's cached index of the user with ``update`` once committed
+        (by default it is only moved to the new version: nothing it holds changed)."""
+        self._index_update = update
+
+    def conflict_is(self, error: Exception) -> None:
+        """Raise ``error`` in place of a unique violation at commit: two requests raced
+        (for a concept name, say) and the database's constraint decided."""
+        self._conflict = error
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Run ``undo`` after the transaction rolled back (the write raised or the commit
+        failed), e.g. to delete blobs written for rows that never committed."""
+        self._on_rollback.append(undo)
+
+
+@contextmanager
+def user_write(
+    services: Services,
+    scope: UserScope,
+    *,
+    create: bool = False,
+    missing: Exception | None = None,
+) -> Iterator[UserWrite]:
+    """Lock the user of ``scope`` (created if ``create``; otherwise ``missing`` is raised
+    for a user who does not exist), run the block, commit, then patch the cached index.
+
+    On an exception in the block or at commit the transaction rolls back and the
+    ``on_rollback`` callbacks run; a unique violation at commit becomes the error given
+    to ``conflict_is``, if any. Nothing of the cached index changes unless committed.
+    """
+    with services.sessions() as session:
+        lock = user_rows.lock_user(
+            session=session,
+            tenant_id=scope.tenant_id,
+            external_id=scope.external_user_id,
+            create=create,
+        )
+        if lock is None:
+            raise missing or ConceptNotFound("no such user")
+        write = UserWrite(session=session, lock=lock)
+        try:
+            yield write
+            try:
+                session.commit()
+            except IntegrityError:
+                if write._conflict is None:
+                    raise
+                session.rollback()
+                raise write._conflict from None
+        except BaseException:
+            session.rollback()
+            for undo in write._on_rollback:
+                undo()
+            raise
+    services.user_index_cache.apply(
+        services.index_key(lock.user_id),
+        from_version=lock.from_version,
+        to_version=lock.to_version,
+        update=write._index_update,
+    )
