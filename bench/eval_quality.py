@@ -10,6 +10,10 @@ per backbone and configuration: the label-free decision rule (fitted on the
 reference photos and the generated background before any query), the old
 fixed default threshold (0.75) and the in-sample balancing threshold (an
 optimistic bound: it is chosen on the queries themselves), and CPU ms per query.
+Then the rule's figures on two fixed halves of the concepts (sorted names,
+even places: the development half, odd: the held-out half), the protocol
+for choosing the rule's form without choosing it on the test queries
+(bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from retrieval.config import EncoderConfig, RegionConfig
 from retrieval.efficientnet_encoder import packaged_weights
-from retrieval.evaluation import evaluate, run_eval
+from retrieval.evaluation import EvalReport, evaluate, run_eval
 from retrieval.torchvision_encoder import TorchvisionEncoder
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dreambooth-512"
@@ -38,6 +42,10 @@ CONFIGS = {
     "grid2-winner-pooled": (RegionConfig(**{**GRID2.__dict__, "encoding": "pooled"}), "winner"),
     "grid2-winner-pooled224": (
         RegionConfig(**{**GRID2.__dict__, "encoding": "pooled", "pooled_side": 224}),
+        "winner",
+    ),
+    "grid2-winner-pooled288": (
+        RegionConfig(**{**GRID2.__dict__, "encoding": "pooled", "pooled_side": 288}),
         "winner",
     ),
     "grid23-winner-crop": (GRID23, "winner"),
@@ -62,6 +70,41 @@ def weights_of(model: str) -> Path:
 def rate(values: list[float], accept: bool) -> float:
     scores = np.asarray(values)
     return float(np.mean(scores >= FIXED if accept else scores < FIXED))
+
+
+def halves(report: EvalReport) -> str:
+    """The rule's single-photo and collage figures on the development and held-out halves."""
+    names = sorted(report.rule_thresholds)
+    texts = []
+    for half, start in (("dev", 0), ("held-out", 1)):
+        chosen = set(names[start::2])
+        figures = [
+            _rule_rate(report, report.positive_scores, report.positive_labels, chosen, True),
+            _rule_rate(report, report.negative_scores, report.negative_labels, chosen, False),
+        ]
+        text = f"{half} {figures[0]:.3f}/{figures[1]:.3f}/{sum(figures) / 2:.3f}"
+        if report.collage is not None:
+            collage = report.collage
+            present = _rule_rate(
+                report, collage.present_scores, collage.present_labels, chosen, True
+            )
+            absent = _rule_rate(report, collage.absent_scores, collage.absent_labels, chosen, False)
+            text += f" collage {present:.3f}/{absent:.3f}"
+        texts.append(text)
+    return " | ".join(texts)
+
+
+def _rule_rate(
+    report: EvalReport, scores: list[float], labels: list[str], chosen: set[str], accept: bool
+) -> float:
+    """The share of (query, concept) pairs of ``chosen`` concepts the rule gets right."""
+    unseparable = set(report.rule_unseparable)
+    right = [
+        (label not in unseparable and score >= report.rule_thresholds[label]) == accept
+        for score, label in zip(scores, labels, strict=True)
+        if label in chosen
+    ]
+    return float(np.mean(right))
 
 
 def main() -> None:
@@ -126,6 +169,7 @@ def main() -> None:
                 f"({time.perf_counter() - start:.0f} s)",
                 flush=True,
             )
+            print(f"    rule by half: {halves(report)}", flush=True)
             if report.rule_unseparable:
                 print(f"    not separable: {report.rule_unseparable}")
 

@@ -28,6 +28,9 @@ class CollageReport:
     median_query_cpu_ms: float
     present_scores: list[float] = field(repr=False)
     absent_scores: list[float] = field(repr=False)
+    # The concept each score is about (to split the figures by concept).
+    present_labels: list[str] = field(repr=False, default_factory=list)
+    absent_labels: list[str] = field(repr=False, default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class EvalReport:
     mistakes: list[dict[str, Any]] = field(repr=False)
     positive_scores: list[float] = field(repr=False)
     negative_scores: list[float] = field(repr=False)
+    positive_labels: list[str] = field(repr=False, default_factory=list)
+    negative_labels: list[str] = field(repr=False, default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -104,6 +104,7 @@ def evaluate(
 
     positives: list[float] = []
     negatives: list[float] = []
+    negative_labels: list[str] = []
     ranks: list[int] = []
     mistakes: list[dict[str, Any]] = []
     for name, images in held_out.items():
@@ -113,6 +114,7 @@ def evaluate(
             ranks.append(ranked.index(name) if name in ranked else len(scores))
             positives.append(scores[name])
             negatives.extend(score for label, score in scores.items() if label != name)
+            negative_labels.extend(label for label in scores if label != name)
             accepted.append(rule.present(name, scores[name]))
             rejected.extend(
                 not rule.present(label, score) for label, score in scores.items() if label != name
@@ -173,6 +175,8 @@ def evaluate(
         mistakes=mistakes,
         positive_scores=positives,
         negative_scores=negatives,
+        positive_labels=[name for name, images in held_out.items() for _ in images],
+        negative_labels=negative_labels,
     )
 
 
@@ -246,6 +250,8 @@ def _collages(
     found = 0
     present: list[float] = []
     absent: list[float] = []
+    absent_labels: list[str] = []
+    present_labels: list[str] = []
     accepted: list[bool] = []
     rejected: list[bool] = []
     for collage, chosen in draw_collages(held_out, count=count, seed=seed):
@@ -254,6 +260,8 @@ def _collages(
         found += sum(name in top4 for name in chosen)
         present.extend(scores[name] for name in chosen)
         absent.extend(score for label, score in scores.items() if label not in chosen)
+        absent_labels.extend(label for label in scores if label not in chosen)
+        present_labels.extend(chosen)
         accepted.extend(rule.present(name, scores[name]) for name in chosen)
         rejected.extend(
             not rule.present(label, score) for label, score in scores.items() if label not in chosen
@@ -269,6 +277,8 @@ def _collages(
         median_query_cpu_ms=statistics.median(search.cpu_ms[start:]),
         present_scores=present,
         absent_scores=absent,
+        present_labels=present_labels,
+        absent_labels=absent_labels,
     )
 
 

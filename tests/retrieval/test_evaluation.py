@@ -51,6 +51,13 @@ def test_report_counts_every_query_and_pair(report: EvalReport) -> None:
     assert (report.concepts, report.queries, report.references) == (5, queries, 3)
     assert len(report.positive_scores) == queries
     assert len(report.negative_scores) == queries * (5 - 1)
+    # Each score names the concept it decides about (to split figures by concept).
+    assert report.positive_labels == [s for s in SUBJECTS for _ in range(held_out(s))]
+    assert len(report.negative_labels) == len(report.negative_scores)
+    assert all(report.negative_labels.count(s) == queries - held_out(s) for s in SUBJECTS)
+    collage = report.collage
+    assert collage is not None and len(collage.present_labels) == 4 * collage.collages
+    assert len(collage.absent_labels) == len(collage.absent_scores) == (5 - 4) * collage.collages
     assert 0 <= report.recall_at_1 <= report.recall_at_3 <= 1
     assert report.regions["kind"] == "whole" and report.aggregation == "best"
     assert report.median_query_ms > 0
@@ -258,14 +265,15 @@ def test_bad_inputs_say_what_is_wrong(dataset: Path, encoder: Encoder, tmp_path:
 # decision rule is fitted on the references and generated background photos
 # before any query is seen. Measured (bench/eval_quality.py, 80 collages; see
 # bench/RESULTS.md), rule vs in-sample threshold:
-#   MobileNetV2: whole photo recall@1 0.964, balanced accuracy 0.978 (0.980);
+#   MobileNetV2: whole photo recall@1 0.964, balanced accuracy 0.986 (0.980);
 #     grid 2x2 + winner: balanced accuracy 0.998, collage top 4 0.988, present
-#     accepted 0.994, absent rejected 0.993; pooled regions: top 4 0.947,
-#     present accepted 0.878, absent rejected 0.997.
-#   EfficientNet-Lite0: whole recall@1 0.946, balanced accuracy 0.978 (0.980);
-#     grid 2x2 + winner: 0.988, top 4 0.966, present accepted 0.969, absent
-#     rejected 0.994; pooled: top 4 0.944, 0.853, 0.994.
-# The collage assertions here run on 24 collages (cost), a little below.
+#     accepted 0.978, absent rejected 0.994; pooled regions: top 4 0.947,
+#     present accepted 0.838, absent rejected 0.997.
+#   EfficientNet-Lite0: whole recall@1 0.946, balanced accuracy 0.982 (0.980);
+#     grid 2x2 + winner: 0.988, top 4 0.966, present accepted 0.963, absent
+#     rejected 0.994; pooled: top 4 0.944, 0.806, 0.994.
+# The collage assertions here run on 24 collages (cost), a little below
+# (measured on them: crop 0.979 / 0.969 present accepted, pooled 0.875 / 0.802).
 BACKBONES = {
     "mobilenet_v2": "torchvision/mobilenet_v2:sha256-b03531047ffacf1e",
     "efficientnet_lite0": "torchvision/efficientnet_lite0:sha256-579344248a93e230",
@@ -311,15 +319,15 @@ def test_quality_with_real_weights(real_reports: dict[str, EvalReport]) -> None:
     assert not whole.meaningless and whole.queries >= 50 and not whole.rule_unseparable
     assert whole.recall_at_1 >= 0.93
     # The label-free rule, per concept, against the in-sample best single threshold.
-    assert whole.rule_balanced_accuracy >= 0.97
-    assert whole.rule_balanced_accuracy >= whole.balanced_accuracy - 0.01
+    assert whole.rule_balanced_accuracy >= 0.975
+    assert whole.rule_balanced_accuracy >= whole.balanced_accuracy - 0.005
     assert crop.rule_balanced_accuracy >= 0.98
     assert crop.collage is not None and pooled.collage is not None
     assert crop.collage.present_top4_rate >= 0.94
-    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.94
+    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.95
     assert (crop.collage.rule_absent_rejected_rate or 0) >= 0.98
     assert pooled.collage.present_top4_rate >= 0.9
     assert (pooled.collage.rule_absent_rejected_rate or 0) >= 0.98
-    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.8
+    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.77
     # One forward pass per photo instead of five.
     assert pooled.collage.median_query_cpu_ms < crop.collage.median_query_cpu_ms / 1.5
