@@ -13,19 +13,11 @@ from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
 from app import version
-from app.auth_gate import AuthGate
-from app.blobs import open_blob_store
-from app.body_limit import BodyLimitMiddleware
-from app.db.engine import make_engine, make_sessionmaker, shown_url
-from app.errors import install_error_handlers
-from app.http_server import configure as configure_http_server
-from app.keys import KeyCache
-from app.memory import return_large_frees_to_os
-from app.metrics import Metrics, MetricsMiddleware
-from app.openapi import add_bearer_scheme
-from app.ratelimit import AuthFailureLimiter, open_rate_limiter
-from app.repository.concepts import ConceptSummary
-from app.routes import (
+from app.http.body_limit import BodyLimitMiddleware
+from app.http.errors import install_error_handlers
+from app.http.metrics import Metrics, MetricsMiddleware
+from app.http.openapi import add_bearer_scheme
+from app.http.routes import (
     admin,
     admin_usage,
     chat,
@@ -36,10 +28,18 @@ from app.routes import (
     retrieve,
     users,
 )
-from app.routes.console import console_router, docs_router
+from app.http.routes.console import console_router, docs_router
+from app.http.server import configure as configure_http_server
+from app.memory import return_large_frees_to_os
+from app.security.auth_gate import AuthGate
+from app.security.keys import KeyCache
+from app.security.ratelimit import AuthFailureLimiter, open_rate_limiter
 from app.services import Services
 from app.settings import Settings
-from app.thumbnails import ThumbnailCache
+from app.storage.blobs import open_blob_store
+from app.storage.db.engine import make_engine, make_sessionmaker, shown_url
+from app.storage.repository.concepts import ConceptSummary
+from app.storage.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
 from retrieval.decision import BackgroundVectors, DecisionCache
@@ -86,10 +86,10 @@ def build_services(
         blobs=blobs,
         encoder=batching.start(),
         user_index_cache=cache,
-        concept_cache=concepts,
+        concept_summary_cache=concepts,
         generator=generator or open_generator(settings.generator_config()),
         metrics=metrics,
-        regions=load_regions(settings),
+        region_proposer=load_regions(settings),
         default_min_score=settings.min_score,
         decisions=decisions,
         background=BackgroundVectors(batching.encode_images),
@@ -208,7 +208,7 @@ def create_app(
         version=version(),
         summary="Retrieval-augmented personalization for multimodal LLMs",
         lifespan=lifespan,
-        # Served by app/routes/console.py from packaged files (works offline).
+        # Served by app/http/routes/console.py from packaged files (works offline).
         docs_url=None,
         redoc_url=None,
     )

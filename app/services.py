@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.blobs import BlobStore
-from app.keys import KeyCache
-from app.metrics import Metrics
-from app.ratelimit import AuthFailureLimiter, RateLimiter
-from app.repository.concepts import ConceptSummary
+from app.http.metrics import Metrics
+from app.security.keys import KeyCache
+from app.security.ratelimit import AuthFailureLimiter, RateLimiter
 from app.settings import Settings
-from app.thumbnails import ThumbnailCache
+from app.storage.blobs import BlobStore
+from app.storage.repository.concepts import ConceptSummary
+from app.storage.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
 from retrieval.decision import BackgroundVectors, DecisionCache
@@ -31,10 +31,10 @@ class Services:
     encoder: BatchingEncoder
     user_index_cache: UserIndexCache
     # user id -> their concepts' summaries, at the user's version
-    concept_cache: VersionedCache[dict[str, ConceptSummary]]
+    concept_summary_cache: VersionedCache[dict[str, ConceptSummary]]
     generator: Generator
     metrics: Metrics
-    regions: RegionProposer
+    region_proposer: RegionProposer
     # When a request names none: a fixed threshold, or None for the decision rule.
     default_min_score: float | None
     rate_limiter: RateLimiter

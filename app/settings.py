@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import re
-import secrets
-import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.settings_rules import (
+    check_blob_store,
+    check_secret,
+    check_together,
+    shared_secret,
+)
 from retrieval.config import (
     Aggregation,
     BatchingConfig,
@@ -30,18 +32,7 @@ from retrieval.config import (
     check_device,
 )
 
-if TYPE_CHECKING:
-    from app.blobs_s3 import S3Config
-
 MiB = 1024 * 1024
-MIN_SECRET_CHARS = 32
-_S3_URL = re.compile(
-    r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?P<prefix>/[A-Za-z0-9._/-]*)?$"
-)
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 class Settings(BaseSettings):
@@ -231,66 +222,18 @@ class Settings(BaseSettings):
     @field_validator("blob_store")
     @classmethod
     def _check_blob_store(cls, value: str | None) -> str | None:
-        if value is not None and not _S3_URL.match(value):
-            raise ValueError(
-                "RAPPORT_BLOB_STORE must be s3://bucket or s3://bucket/prefix (a bucket name of "
-                "3-63 lower-case letters, digits, dots and hyphens), or unset for the local folder"
-            )
-        return value
+        return check_blob_store(value)
 
     @field_validator("admin_key", "secret_key")
     @classmethod
     def _check_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        # An empty variable (``RAPPORT_ADMIN_KEY=`` in a compose file whose source is unset)
-        # must not open the admin API to "Authorization: Bearer " with no key.
-        if value is None:
-            return None
-        secret = value.get_secret_value()
-        name = f"RAPPORT_{(info.field_name or '').upper()}"
-        if secret != secret.strip() or not secret.isprintable():
-            raise ValueError(f"{name} has spaces or control characters around or in it")
-        if len(secret) < MIN_SECRET_CHARS:
-            raise ValueError(
-                f"{name} is {'empty' if not secret else 'too short'}: use at least "
-                f"{MIN_SECRET_CHARS} random characters (e.g. `openssl rand -hex 32`), "
-                "or leave it unset"
-            )
+        if value is not None:
+            check_secret(f"RAPPORT_{(info.field_name or '').upper()}", value.get_secret_value())
         return value
 
     @model_validator(mode="after")
-    def _check_s3_keys(self) -> Settings:
-        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
-            raise ValueError(
-                "set both RAPPORT_S3_ACCESS_KEY_ID and RAPPORT_S3_SECRET_ACCESS_KEY, or neither"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _check_together(self) -> Settings:
-        """Values that are each fine but together would break every request."""
-        if self.default_max_new_tokens > self.max_new_tokens_limit:
-            raise ValueError(
-                f"RAPPORT_DEFAULT_MAX_NEW_TOKENS ({self.default_max_new_tokens}) is above "
-                f"RAPPORT_MAX_NEW_TOKENS_LIMIT ({self.max_new_tokens_limit})"
-            )
-        if self.encode_queue_size < self.max_images_per_request:
-            raise ValueError(
-                f"RAPPORT_ENCODE_QUEUE_SIZE ({self.encode_queue_size}) is below "
-                f"RAPPORT_MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}): a request "
-                "with that many photos could never be encoded"
-            )
-        if self.max_request_pixels < self.max_image_pixels:
-            raise ValueError(
-                f"RAPPORT_MAX_REQUEST_PIXELS ({self.max_request_pixels}) is below "
-                f"RAPPORT_MAX_IMAGE_PIXELS ({self.max_image_pixels})"
-            )
-        if self.max_request_text_chars < self.max_message_chars:
-            raise ValueError(
-                f"RAPPORT_MAX_REQUEST_TEXT_CHARS ({self.max_request_text_chars}) is below "
-                f"RAPPORT_MAX_MESSAGE_CHARS ({self.max_message_chars})"
-            )
-        if any(scale < 1 for scale in self.region_grid_scales):
-            raise ValueError("RAPPORT_REGION_GRID_SCALES must be whole numbers of at least 1")
+        check_together(self)
         return self
 
     @field_validator("prometheus_multiproc_dir")
@@ -299,17 +242,6 @@ class Settings(BaseSettings):
         if value is not None and not value.is_dir():
             raise ValueError("PROMETHEUS_MULTIPROC_DIR must name an existing directory")
         return value
-
-    @model_validator(mode="after")
-    def _check_generator(self) -> Settings:
-        if self.generator == "openai" and not (self.generator_base_url and self.generator_model):
-            raise ValueError(
-                "RAPPORT_GENERATOR=openai needs RAPPORT_GENERATOR_BASE_URL "
-                "and RAPPORT_GENERATOR_MODEL"
-            )
-        if self.generator == "transformers" and not self.generator_model:
-            raise ValueError("RAPPORT_GENERATOR=transformers needs RAPPORT_GENERATOR_MODEL")
-        return self
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -324,45 +256,11 @@ class Settings(BaseSettings):
         """
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            # Written aside, then linked into place: concurrent first starts agree on one
-            # secret and nobody reads a half-written file.
-            fd, draft = tempfile.mkstemp(dir=self.data_dir, prefix=".secret-")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-            try:
-                os.link(draft, path)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(draft)
-        return path.read_text().strip().encode()
+        return shared_secret(self.data_dir)
 
     @cached_property
     def resolved_blob_dir(self) -> Path:
         return (self.blob_dir or self.data_dir / "blobs").resolve()
-
-    def s3_config(self) -> S3Config:
-        from app.blobs_s3 import S3Config
-
-        assert self.blob_store is not None
-        match = _S3_URL.match(self.blob_store)
-        assert match is not None
-        prefix = (match.group("prefix") or "").strip("/")
-        return S3Config(
-            bucket=match.group("bucket"),
-            prefix=f"{prefix}/" if prefix else "",
-            endpoint_url=self.s3_endpoint_url,
-            region=self.s3_region,
-            access_key_id=_secret(self.s3_access_key_id),
-            secret_access_key=_secret(self.s3_secret_access_key),
-            path_style=self.s3_path_style,
-            max_attempts=self.s3_max_attempts,
-            timeout_s=self.s3_timeout_s,
-            max_connections=self.threadpool_size,
-        )
 
     def encoder_config(self) -> EncoderConfig:
         return EncoderConfig(

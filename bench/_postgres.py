@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app.db.migrate import upgrade
-from app.db.models import Concept, Embedding, ImageRow, Tenant, User
+from app.storage.db.migrate import upgrade
+from app.storage.db.models import Concept, Embedding, ImageRow, Tenant, User
 
 POSTGRES_URL = os.environ.get(
     "RAPPORT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

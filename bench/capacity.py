@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _postgres import add_user, bench_database, new_tenant, unit
 from _support import conditions, median, percentile, returning
 
-from app import repository as repo
-from app.db.engine import make_engine, make_sessionmaker
-from app.db.models import User
+from app.storage import repository as repo
+from app.storage.db.engine import make_engine, make_sessionmaker
+from app.storage.db.models import User
 from retrieval import UserIndex, UserIndexCache
 
 SIZES = (20, 200, 2000)

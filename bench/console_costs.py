@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import conditions, dataset_jpegs, median
 
-from app.thumbnails import Thumbnail, ThumbnailCache, make_thumbnail
+from app.storage.thumbnails import Thumbnail, ThumbnailCache, make_thumbnail
 from app.usecases.lookalikes import _best_other
 from retrieval import DecodedImage, ImageLimits, UserIndex, decode_image
 

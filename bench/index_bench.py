@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import conditions, median, percentile, returning
 
-from app import repository as repo
-from app.db.engine import make_engine, make_sessionmaker
-from app.db.migrate import upgrade
-from app.db.models import Concept, Embedding, ImageRow, Tenant, User
+from app.storage import repository as repo
+from app.storage.db.engine import make_engine, make_sessionmaker
+from app.storage.db.migrate import upgrade
+from app.storage.db.models import Concept, Embedding, ImageRow, Tenant, User
 from retrieval import UserIndex, UserIndexCache
 from retrieval.matching import search_concepts
 

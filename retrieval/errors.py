@@ -1,5 +1,5 @@
 """The library's errors. The service maps each class to an HTTP status in one table
-(its own domain errors, such as a concept not found, live in app/domain_errors.py).
+(its own domain errors, such as a concept not found, live in app/domain/errors.py).
 
 Every error carries a short ``title`` (stable, safe to show) and a ``detail``
 message written for the client; neither ever includes internals.

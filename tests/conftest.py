@@ -20,11 +20,11 @@ import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.db.migrate import upgrade
-from app.keys import create_key
 from app.main import build_services, create_app
+from app.security.keys import create_key
 from app.services import Services
 from app.settings import Settings
+from app.storage.db.migrate import upgrade
 from retrieval import Encoder, EncoderConfig
 from tests.s3_server import S3Server
 

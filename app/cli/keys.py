@@ -18,7 +18,7 @@ def keys() -> None:
 
 def _sessions(command: str) -> tuple[Settings, sessionmaker[Session]]:
     """The settings and a session factory on a database whose schema is up to date."""
-    from app.db.engine import make_engine, make_sessionmaker
+    from app.storage.db.engine import make_engine, make_sessionmaker
 
     settings = load_settings()
     log_start(command, settings)
@@ -41,8 +41,8 @@ def _duration(value: str | None) -> timedelta | None:
 @click.option("--expires-in", default=None, help="e.g. 90d, 12h, 30m; default: never")
 def keys_create(tenant: str, expires_in: str | None) -> None:
     """Create an API key and print it alone on stdout (only its keyed hash is stored)."""
-    from app.db.models import utcnow
-    from app.keys import create_key
+    from app.security.keys import create_key
+    from app.storage.db.models import utcnow
 
     lifetime = _duration(expires_in)
     expires_at = utcnow() + lifetime if lifetime else None
@@ -60,8 +60,8 @@ def keys_create(tenant: str, expires_in: str | None) -> None:
 def keys_list(tenant: str) -> None:
     """A tenant's keys by prefix: created, expiry, revoked (the keys themselves are never
     stored, so never shown)."""
-    from app.repository.keys import list_keys
-    from app.repository.tenants import find_tenant
+    from app.storage.repository.keys import list_keys
+    from app.storage.repository.tenants import find_tenant
 
     _, sessions = _sessions("keys list")
     with sessions() as session:
@@ -85,7 +85,7 @@ def _when(moment: datetime | None) -> str:
 @click.argument("key_or_prefix")
 def keys_revoke(key_or_prefix: str) -> None:
     """Revoke a key, given in full or by its prefix (the 12 characters after 'rk_')."""
-    from app.keys import revoke_key
+    from app.security.keys import revoke_key
 
     _, sessions = _sessions("keys revoke")
     with sessions() as session:

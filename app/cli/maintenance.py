@@ -16,7 +16,7 @@ from app.cli.support import (
     open_database,
     where,
 )
-from app.errors import BlobStoreUnavailable
+from app.domain.errors import BlobStoreUnavailable
 from retrieval.errors import ModelLoadError
 
 
@@ -60,8 +60,8 @@ def reindex() -> None:
 )
 def doctor(repair: bool) -> None:
     """Check that the database and the photo folder agree (exit status 1: problems remain)."""
-    from app.blobs import open_blob_store
-    from app.db.engine import make_engine, make_sessionmaker
+    from app.storage.blobs import open_blob_store
+    from app.storage.db.engine import make_engine, make_sessionmaker
     from app.usecases import doctor as checks
     from retrieval.encoders import model_id_of
 

@@ -28,9 +28,9 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     """Run the HTTP service (migrating the database first)."""
     import uvicorn
 
-    from app.blobs import open_blob_store
-    from app.http_server import uvicorn_options
+    from app.http.server import uvicorn_options
     from app.main import build_services, create_app, load_encoder
+    from app.storage.blobs import open_blob_store
 
     settings = load_settings()
     log_start("serve", settings)

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
 from app import version
-from app.db.engine import shown_url
-from app.errors import BlobStoreUnavailable
+from app.domain.errors import BlobStoreUnavailable
 from app.settings import Settings
+from app.storage.db.engine import shown_url
 from retrieval.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def open_database(settings: Settings, *, revision: str | None = "head") -> None:
     A data folder this call creates is removed again when the database cannot be used, so a
     command that fails leaves nothing behind in the current directory.
     """
-    from app.db.migrate import check_current, upgrade
+    from app.storage.db.migrate import check_current, upgrade
 
     folder = settings.data_dir
     created = not folder.exists()
@@ -108,7 +108,7 @@ def open_database(settings: Settings, *, revision: str | None = "head") -> None:
 
 def database_problem(settings: Settings, error: BaseException) -> str:
     """One line: which database (RAPPORT_DATABASE_URL, password hidden) and why it failed."""
-    from app.db.migrate import SchemaNotCurrent
+    from app.storage.db.migrate import SchemaNotCurrent
 
     if settings.database_url is None:
         named = (

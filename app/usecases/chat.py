@@ -9,9 +9,9 @@ from typing import Any
 
 from PIL import Image
 
-from app import repository as repo
-from app.errors import NoGenerator
+from app.domain.errors import NoGenerator
 from app.services import Services
+from app.storage import repository as repo
 from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, find_matches
 from retrieval import (

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from app.remote_photos import RemotePhotoPolicy, fetch_photo
+from app.security.remote_photos import RemotePhotoPolicy, fetch_photo
 from app.usecases.chat import ChatQuery
 from app.usecases.photo_policy import PhotoPolicy, decode_base64_image
 from retrieval import ChatTurn, GenerationOptions

@@ -6,17 +6,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from app.db.models import Concept, ImageRow
-from app.domain_errors import ConceptNotFound, ImageNotFound
-from app.errors import PhotoFileMissing
-from app.repository import concepts as concept_rows
-from app.repository import images as image_rows
-from app.repository import users as user_rows
+from app.domain.errors import ConceptNotFound, ImageNotFound, PhotoFileMissing
+from app.domain.scope import UserScope
 from app.services import Services
-from app.thumbnails import Thumbnail, make_thumbnail
+from app.storage.db.models import Concept, ImageRow
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
+from app.storage.thumbnails import Thumbnail, make_thumbnail
 from app.usecases.lookalikes import LooksLike, looks_like
 from app.usecases.photo_policy import PhotoPolicy
-from app.usecases.scope import UserScope
 
 logger = logging.getLogger(__name__)
 

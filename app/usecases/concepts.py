@@ -8,16 +8,22 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.db.models import Embedding, ImageRow, utcnow
-from app.domain_errors import ConceptNameTaken, ConceptNotFound, LastImage
-from app.errors import QuotaExceeded, StorageQuotaExceeded
-from app.repository import concepts as concept_rows
-from app.repository import images as image_rows
-from app.repository import tenants as tenant_rows
-from app.repository import vectors as vector_rows
-from app.repository.users import UserLock
+from app.domain.errors import (
+    ConceptNameTaken,
+    ConceptNotFound,
+    LastImage,
+    QuotaExceeded,
+    StorageQuotaExceeded,
+)
+from app.domain.scope import UserScope
+from app.domain.text_fields import concept_name
 from app.services import Services
-from app.text_fields import concept_name
+from app.storage.db.models import Embedding, ImageRow, utcnow
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import images as image_rows
+from app.storage.repository import tenants as tenant_rows
+from app.storage.repository import vectors as vector_rows
+from app.storage.repository.users import UserLock
 from app.usecases.concept_reads import ConceptView, with_looks_like
 from app.usecases.photos import (
     PreparedPhoto,
@@ -26,7 +32,6 @@ from app.usecases.photos import (
     prepare_photos,
     store_photos,
 )
-from app.usecases.scope import UserScope
 from app.usecases.user_write import UserWrite, user_write
 from retrieval import UserIndex, name_key
 from retrieval.errors import InvalidRequest

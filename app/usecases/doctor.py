@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.blobs import BlobStore
-from app.repository import concepts as concept_rows
-from app.repository import images as image_rows
-from app.repository import maintenance
-from app.repository import users as user_rows
-from app.repository import vectors as vector_rows
 from app.services import Services
 from app.settings import Settings
+from app.storage.blobs import BlobStore
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import images as image_rows
+from app.storage.repository import maintenance
+from app.storage.repository import users as user_rows
+from app.storage.repository import vectors as vector_rows
 
 _USER_FOLDER = re.compile(r"^t\d+/u(\d+)/")
 SHOWN = 20  # ids listed per problem; the counts are always whole

@@ -9,14 +9,14 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.db.models import utcnow
-from app.domain_errors import NotFound
-from app.repository import concepts as concept_rows
-from app.repository import images as image_rows
-from app.repository import users as user_rows
+from app.domain.errors import NotFound
+from app.domain.scope import UserScope
 from app.services import Services
+from app.storage.db.models import utcnow
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
 from app.usecases.concept_reads import read_blob
-from app.usecases.scope import UserScope
 
 SUFFIXES = {
     "image/jpeg": ".jpg",

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from app.schemas import Category, Description, Name
+from app.http.schemas import Category, Description, Name
 from retrieval.errors import InvalidRequest
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})

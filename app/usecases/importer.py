@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.blobs import sha256_hex
-from app.domain_errors import Conflict, NotFound
-from app.errors import QuotaExceeded
-from app.repository.tenants import get_or_create_tenant
+from app.domain.errors import Conflict, NotFound, QuotaExceeded
+from app.domain.scope import UserScope
 from app.services import Services
+from app.storage.blobs import sha256_hex
+from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
-from app.usecases.scope import UserScope
 from retrieval import decode_image, name_key
 from retrieval.common_words import is_bare_word_matchable
 from retrieval.errors import ImageRejected, InvalidRequest, RapportError

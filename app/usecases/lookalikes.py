@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.repository.concepts import ConceptSummary
 from app.services import Services
+from app.storage.repository.concepts import ConceptSummary
 from app.usecases.retrieve import cached_concepts, cached_index, decision_for
 from retrieval import UserIndex
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.blobs import blob_key, sha256_hex
-from app.db.models import Embedding, ImageRow
-from app.errors import BlobStoreUnavailable, PhotoFileMissing
-from app.repository import images as image_rows
-from app.repository import users as user_rows
-from app.repository import vectors as vector_rows
+from app.domain.errors import BlobStoreUnavailable, PhotoFileMissing
 from app.services import Services
+from app.storage.blobs import blob_key, sha256_hex
+from app.storage.db.models import Embedding, ImageRow
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
+from app.storage.repository import vectors as vector_rows
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest

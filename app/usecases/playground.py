@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from app.repository import concepts as concept_rows
-from app.repository import images as image_rows
-from app.repository import users as user_rows
-from app.repository.concepts import ConceptSummary
 from app.services import Services
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
+from app.storage.repository.concepts import ConceptSummary
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
 from app.usecases.retrieve import cached_concepts, cached_index, decision_for, kept_matches
 from retrieval import name_key, named_in
@@ -113,7 +113,7 @@ def _explain(
     categories: list[str],
     query: ChatQuery,
 ) -> tuple[list[RegionScore], list[ConceptScore], list[str]]:
-    proposed = services.regions.propose(photo, categories)
+    proposed = services.region_proposer.propose(photo, categories)
     width, height = photo.size
     boxes = [region.box or (0, 0, width, height) for region in proposed]
     vectors = services.encoder.encode_images([region.image for region in proposed])

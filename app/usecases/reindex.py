@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.repository import images as image_rows
-from app.repository import users as user_rows
-from app.repository import vectors as vector_rows
 from app.services import Services
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
+from app.storage.repository import vectors as vector_rows
 from app.usecases.photo_policy import PhotoPolicy
 
 BATCH = 64

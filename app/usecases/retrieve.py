@@ -10,11 +10,11 @@ from typing import Literal, TypeVar
 import numpy as np
 from PIL import Image
 
-from app.repository import concepts as concept_rows
-from app.repository import users as user_rows
-from app.repository import vectors as vector_rows
-from app.repository.concepts import ConceptSummary
 from app.services import Services
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import users as user_rows
+from app.storage.repository import vectors as vector_rows
+from app.storage.repository.concepts import ConceptSummary
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
 from retrieval import UserIndex, name_key, named_in
@@ -131,7 +131,7 @@ def find_matches(
         searched = search_photos(
             index,
             services.encoder,
-            services.regions,
+            services.region_proposer,
             [photo.image for photo in photos],
             SearchOptions.of(settings.region_config(), settings.region_aggregation, categories),
             stage=timings.stage,
@@ -226,7 +226,7 @@ def cached_concepts(services: Services, user_id: int, version: int) -> dict[str,
         with services.sessions() as session:
             return concept_rows.concept_summaries(session=session, user_id=user_id)
 
-    return services.concept_cache.get(user_id, version, load)
+    return services.concept_summary_cache.get(user_id, version, load)
 
 
 def cached_index(services: Services, user_id: int, version: int) -> UserIndex:

@@ -9,12 +9,12 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import keys
-from app.db.models import ApiKey, Tenant
-from app.domain_errors import Conflict, NotFound
-from app.repository import keys as key_rows
-from app.repository import tenants as tenant_rows
+from app.domain.errors import Conflict, NotFound
+from app.security import keys
 from app.services import Services
+from app.storage.db.models import ApiKey, Tenant
+from app.storage.repository import keys as key_rows
+from app.storage.repository import tenants as tenant_rows
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain_errors import ConceptNotFound
-from app.repository import users as user_rows
+from app.domain.errors import ConceptNotFound
+from app.domain.scope import UserScope
 from app.services import Services
-from app.usecases.scope import UserScope
+from app.storage.repository import users as user_rows
 from retrieval import UserIndex
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from app.domain_errors import NotFound
-from app.errors import BlobStoreUnavailable
-from app.repository import users as user_rows
-from app.repository.users import UserCounts
+from app.domain.errors import BlobStoreUnavailable, NotFound
+from app.domain.scope import UserScope
 from app.services import Services
+from app.storage.repository import users as user_rows
+from app.storage.repository.users import UserCounts
 from app.usecases.photos import user_namespace
-from app.usecases.scope import UserScope
 
 logger = logging.getLogger(__name__)
 

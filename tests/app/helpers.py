@@ -11,9 +11,9 @@ import httpx
 from PIL import Image
 from sqlalchemy import func, select
 
-from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
 from app.settings import Settings
+from app.storage.db.models import Concept, Embedding, ImageRow
 from tests import factories
 from tests.conftest import LiveServer, make_settings
 from tests.fake_openai_server import FakeOpenAI

@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from app.keys import create_key
+from app.security.keys import create_key
 from tests.app.processes import ServeProcess, free_port, rapport_env
 from tests.deploy.balancer import loopback_config
 from tests.s3_server import S3Server

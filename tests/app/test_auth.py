@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.keys import revoke_key
+from app.security.keys import revoke_key
 from tests.app.helpers import assert_problem
 from tests.conftest import LiveServer, make_settings
 
@@ -61,7 +61,7 @@ def test_a_key_revoked_elsewhere_is_trusted_at_most_key_cache_s(
 def test_keys_are_stored_only_as_hashes(server: object) -> None:
     from sqlalchemy import select
 
-    from app.db.models import ApiKey
+    from app.storage.db.models import ApiKey
 
     key = server.new_key("acme")  # type: ignore[attr-defined]
     with server.services.sessions() as session:  # type: ignore[attr-defined]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from app.blobs import BlobStore, LocalBlobStore, open_blob_store
-from app.blobs_s3 import S3BlobStore
-from app.errors import BlobStoreUnavailable
+from app.domain.errors import BlobStoreUnavailable
 from app.settings import Settings
+from app.storage.blobs import BlobStore, LocalBlobStore, open_blob_store
+from app.storage.blobs_s3 import S3BlobStore, S3Config
 from tests.s3_server import S3Server
 
 KEY = f"t1/u1/ab/{'ab' * 32}"
@@ -27,7 +27,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
         made = LocalBlobStore(tmp_path / "blobs")
     else:
         s3: S3Server = request.getfixturevalue("s3_server")
-        made = S3BlobStore(Settings(**s3.settings(s3.new_bucket())).s3_config())
+        made = S3BlobStore(S3Config.from_settings(Settings(**s3.settings(s3.new_bucket()))))
     made.check()
     yield made
     made.close()
@@ -107,7 +107,7 @@ def test_deleting_a_namespace_deletes_it_whole_and_nothing_else(store: BlobStore
 def test_erasing_a_namespace_of_more_than_one_listing_page(s3_server: S3Server) -> None:
     # S3 lists and deletes at most 1,000 keys per request.
     bucket = s3_server.new_bucket()
-    store = S3BlobStore(Settings(**s3_server.settings(bucket)).s3_config())
+    store = S3BlobStore(S3Config.from_settings(Settings(**s3_server.settings(bucket))))
     client = s3_server.client()
     keys = [f"photos/t1/u1/{n % 256:02x}/{n:064x}" for n in range(1_234)]
     with ThreadPoolExecutor(8) as pool:
@@ -121,8 +121,8 @@ def test_erasing_a_namespace_of_more_than_one_listing_page(s3_server: S3Server) 
 
 def test_two_prefixes_in_one_bucket_are_two_stores(s3_server: S3Server) -> None:
     bucket = s3_server.new_bucket()
-    a = S3BlobStore(Settings(**s3_server.settings(bucket, "one")).s3_config())
-    b = S3BlobStore(Settings(**s3_server.settings(bucket, "two/deeper")).s3_config())
+    a = S3BlobStore(S3Config.from_settings(Settings(**s3_server.settings(bucket, "one"))))
+    b = S3BlobStore(S3Config.from_settings(Settings(**s3_server.settings(bucket, "two/deeper"))))
     a.put(KEY, b"a")
     assert keys_of(b) == set() and not b.exists(KEY)
     b.put(KEY, b"b")
@@ -151,15 +151,15 @@ def test_half_a_key_pair_fails_at_start_up() -> None:
 
 
 def test_the_prefix_is_normalised() -> None:
-    config = Settings(blob_store="s3://my-bucket/a/b/").s3_config()
+    config = S3Config.from_settings(Settings(blob_store="s3://my-bucket/a/b/"))
     assert (config.bucket, config.prefix) == ("my-bucket", "a/b/")
-    assert Settings(blob_store="s3://my-bucket").s3_config().prefix == ""
+    assert S3Config.from_settings(Settings(blob_store="s3://my-bucket")).prefix == ""
     keys = Settings(
         blob_store="s3://b-1",
         s3_access_key_id=SecretStr("AKID-NOT-SHOWN"),
         s3_secret_access_key=SecretStr("SK-NOT-SHOWN"),
     )
-    assert "NOT-SHOWN" not in repr(keys.s3_config()) + repr(keys) + str(keys)
+    assert "NOT-SHOWN" not in repr(S3Config.from_settings(keys)) + repr(keys) + str(keys)
 
 
 def test_an_unreachable_store_names_its_setting(s3_server: S3Server) -> None:

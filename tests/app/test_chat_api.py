@@ -206,7 +206,7 @@ def test_the_transformers_generator_end_to_end(
 def test_a_reference_photo_whose_file_is_gone_is_skipped_and_reported(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app import repository as repo
+    from app.storage import repository as repo
     from app.usecases.doctor import Storage, check
 
     client = setup_users(server)

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, exists, func, select, text
 
-from app.db.models import Concept, Embedding, ImageRow
 from app.main import build_services
+from app.storage.db.models import Concept, Embedding, ImageRow
 from app.usecases.doctor import Storage, check, repair
 from retrieval import Encoder
 from tests import factories

@@ -12,10 +12,10 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
 
-from app.blobs import LocalBlobStore
-from app.blobs_s3 import S3BlobStore
-from app.db.models import Concept, Embedding, ImageRow
 from app.services import Services
+from app.storage.blobs import LocalBlobStore
+from app.storage.blobs_s3 import S3BlobStore
+from app.storage.db.models import Concept, Embedding, ImageRow
 from app.usecases.doctor import Storage, check, repair
 from app.usecases.reindex import reindex_all
 from tests.app.helpers import register_subject, stored

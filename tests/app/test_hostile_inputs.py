@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from app.blobs import LocalBlobStore
+from app.storage.blobs import LocalBlobStore
 from tests import factories
 from tests.app.helpers import assert_problem, matched_names, register, retrieve, stored
 from tests.conftest import LiveServer, make_settings

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from app.domain.scope import UserScope
 from app.main import build_services
-from app.repository.tenants import get_or_create_tenant
+from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.importer import import_concepts
-from app.usecases.scope import UserScope
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import stored

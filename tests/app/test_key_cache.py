@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.db.models import utcnow
-from app.keys import Caller, KeyCache
+from app.security.keys import Caller, KeyCache
+from app.storage.db.models import utcnow
 
 SECRET = b"s" * 32
 

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.repository.tenants import stored_bytes
+from app.storage.repository.tenants import stored_bytes
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import assert_problem, register, stored

@@ -78,7 +78,7 @@ def test_whole_photo_matches_have_no_box(server: LiveServer, api: Any) -> None:
 def test_detector_regions_end_to_end(
     start_server: Any, database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from app import repository as repo
+    from app.storage import repository as repo
     from retrieval.regions import DetectorRegions
 
     detector = build_tiny_detector(tmp_path_factory.mktemp("owlv2"), "owlv2")
@@ -91,7 +91,7 @@ def test_detector_regions_end_to_end(
         region_max=3,
     )
     server: LiveServer = start_server(settings)
-    assert isinstance(server.services.regions, DetectorRegions)
+    assert isinstance(server.services.region_proposer, DetectorRegions)
     client = server.client(server.new_key("acme"))
     register_subject(client, "alice", "dog")
     register_subject(client, "alice", "backpack")

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from sqlalchemy import select
 
-from app.db.models import Embedding
 from app.main import build_services
+from app.storage.db.models import Embedding
 from app.usecases.reindex import reindex_all
 from retrieval import Encoder, EncoderConfig
 from tests import factories

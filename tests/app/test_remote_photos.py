@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app import pinned_http
-from app.errors import RemotePhotoRefused, RemotePhotoUnavailable
-from app.remote_photos import RemotePhotoPolicy, fetch_photo, is_public, require_public
+from app.domain.errors import RemotePhotoRefused, RemotePhotoUnavailable
+from app.security import pinned_http
+from app.security.remote_photos import RemotePhotoPolicy, fetch_photo, is_public, require_public
 from tests import factories
 from tests.app.helpers import assert_problem, decoded, image_urls, openai_settings, register
 from tests.conftest import LiveServer, make_settings

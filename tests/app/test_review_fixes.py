@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.errors import STATUS
+from app.http.errors import STATUS
 from app.main import build_services
 from app.settings import Settings
 from app.usecases.reindex import reindex_all

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import BlobStoreUnavailable
+from app.domain.errors import BlobStoreUnavailable
 from app.usecases.doctor import Storage, check, repair
 from tests import factories
 from tests.app.helpers import assert_problem, register, register_subject, stored

@@ -153,7 +153,7 @@ def test_a_wheel_ships_the_console_and_serves_it(tmp_path: Path) -> None:
     code = (
         "from starlette.testclient import TestClient\n"
         "from fastapi import FastAPI\n"
-        "import app.routes.console as c\n"
+        "import app.http.routes.console as c\n"
         "assert c.__file__.startswith(TARGET), c.__file__\n"
         "api = FastAPI()\n"
         "api.include_router(c.console_router)\n"

@@ -4,8 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from app.db.migrate import upgrade
-from app.db.models import Base
+from app.storage.db.migrate import upgrade
+from app.storage.db.models import Base
 
 
 def test_migrations_create_exactly_the_models_schema(database_url: str) -> None:

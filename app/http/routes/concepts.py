@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
+
+from app.domain.text_fields import CONTROL_FREE, DescriptionText, NameText, PlainText
+from app.http.deps import ResourceId, ServicesDep, UserScopeDep
+from app.http.openapi import USER_DATA_ERRORS
+from app.http.schemas import VISIBLE, ConceptOut, ConceptPage, ConceptPatch
+from app.services import Services
+from app.usecases import concept_reads, concepts
+from retrieval.errors import PayloadTooLarge
+
+router = APIRouter(
+    prefix="/v1/users/{user_id}/concepts", tags=["concepts"], responses=USER_DATA_ERRORS
+)
+
+Images = Annotated[
+    list[UploadFile], File(min_length=1, description="one or more photos of the concept")
+]
+
+
+def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
+    """Each upload's bytes, refusing one over the per-image cap without reading past it."""
+    limit = services.settings.max_image_bytes
+    contents = []
+    for upload in uploads:
+        data = upload.file.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"{upload.filename or 'an image'} is over {limit} bytes")
+        contents.append(data)
+    return contents
+
+
+@router.post("", status_code=201)
+def create_concept(
+    scope: UserScopeDep,
+    services: ServicesDep,
+    images: Images,
+    name: Annotated[NameText, Form(min_length=1, max_length=100, pattern=VISIBLE)],
+    description: Annotated[DescriptionText, Form(max_length=4000)] = "",
+    category: Annotated[PlainText | None, Form(max_length=50)] = None,
+) -> ConceptOut:
+    """Register a concept (name, description, category, photos) for a user."""
+    view = concepts.create_concept(
+        services,
+        scope=scope,
+        name=name,
+        description=description,
+        category=category or None,
+        uploads=read_uploads(services, images),
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.get("")
+def list_concepts(
+    scope: UserScopeDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64, pattern=CONTROL_FREE)] = None,
+) -> ConceptPage:
+    """List a user's concepts, oldest first; pass next_cursor back for the next page."""
+    views, next_cursor = concept_reads.list_concepts(
+        services, scope=scope, limit=limit, after=cursor
+    )
+    return ConceptPage(items=[ConceptOut.from_view(v) for v in views], next_cursor=next_cursor)
+
+
+@router.get("/{concept_id}")
+def get_concept(scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep) -> ConceptOut:
+    """One concept with its photos."""
+    view = concept_reads.get_concept(services, scope=scope, concept_id=concept_id)
+    return ConceptOut.from_view(view)
+
+
+@router.patch("/{concept_id}")
+def update_concept(
+    scope: UserScopeDep,
+    concept_id: ResourceId,
+    patch: ConceptPatch,
+    services: ServicesDep,
+) -> ConceptOut:
+    """Change a concept's name, description or category."""
+    view = concepts.update_concept(
+        services,
+        scope=scope,
+        concept_id=concept_id,
+        changes=patch.to_changes(),
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.delete("/{concept_id}", status_code=204)
+def delete_concept(scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep) -> Response:
+    """Delete a concept with its photos and vectors."""
+    concepts.delete_concept(services, scope=scope, concept_id=concept_id)
+    return Response(status_code=204)
+
+
+@router.post("/{concept_id}/images", status_code=201)
+def add_images(
+    scope: UserScopeDep,
+    concept_id: ResourceId,
+    services: ServicesDep,
+    images: Images,
+) -> ConceptOut:
+    """Add photos to a concept."""
+    view = concepts.add_images(
+        services,
+        scope=scope,
+        concept_id=concept_id,
+        uploads=read_uploads(services, images),
+    )
+    return ConceptOut.from_view(view)
+
+
+@router.get(
+    "/{concept_id}/images/{image_id}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/*": {}}, "description": "the photo, or its thumbnail"},
+        304: {"description": "the thumbnail named by If-None-Match has not changed"},
+    },
+)
+def get_image(
+    scope: UserScopeDep,
+    concept_id: ResourceId,
+    image_id: ResourceId,
+    services: ServicesDep,
+    size: Annotated[
+        int | None,
+        Query(
+            ge=16,
+            le=2048,
+            description="a thumbnail (JPEG) whose longer side is at most this many pixels; "
+            "never larger than the photo itself",
+        ),
+    ] = None,
+    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """The photo's bytes as uploaded, or a thumbnail of it with ``size``."""
+    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    if size is None:
+        data, media_type = concept_reads.read_image(
+            services,
+            scope=scope,
+            concept_id=concept_id,
+            image_id=image_id,
+        )
+        return Response(data, media_type=media_type, headers=headers)
+    thumbnail, etag = concept_reads.read_thumbnail(
+        services,
+        scope=scope,
+        concept_id=concept_id,
+        image_id=image_id,
+        size=size,
+    )
+    headers["ETag"] = etag
+    if if_none_match == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(thumbnail.data, media_type=thumbnail.media_type, headers=headers)
+
+
+@router.delete("/{concept_id}/images/{image_id}", status_code=204)
+def delete_image(
+    scope: UserScopeDep,
+    concept_id: ResourceId,
+    image_id: ResourceId,
+    services: ServicesDep,
+) -> Response:
+    """Delete one photo of a concept (never its last one)."""
+    concepts.delete_image(
+        services,
+        scope=scope,
+        concept_id=concept_id,
+        image_id=image_id,
+    )
+    return Response(status_code=204)

@@ -1,0 +1,80 @@
+"""Server-sent events from a blocking generator stream, without blocking the event loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from app.http.errors import status_of
+from retrieval import Generation
+from retrieval.errors import RapportError
+from retrieval.generators import Stream
+
+logger = logging.getLogger(__name__)
+_END = object()
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One event; ``data`` is JSON-encoded unless it is already a string."""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+class StartedStream:
+    """A stream whose first item has been produced, so that a failing backend is
+    still answered with an HTTP error status rather than a broken event stream."""
+
+    def __init__(self, stream: Stream, first: object) -> None:
+        self._stream = stream
+        self._first = first
+
+    @classmethod
+    async def start(cls, stream: Stream) -> StartedStream:
+        try:
+            first = await run_in_threadpool(next, stream, _END)
+        except BaseException:
+            await run_in_threadpool(stream.close)
+            raise
+        return cls(stream, first)
+
+    async def items(self) -> AsyncIterator[str | Generation]:
+        """Deltas, then the final Generation; closing early stops the generation."""
+        item = self._first
+        try:
+            while item is not _END:
+                yield item  # type: ignore[misc]
+                item = await run_in_threadpool(next, self._stream, _END)
+        finally:
+            await run_in_threadpool(self._stream.close)
+
+
+def event_stream(
+    events: AsyncIterator[bytes], on_error: Callable[[dict[str, Any]], bytes]
+) -> StreamingResponse:
+    """An SSE response; an error after the first byte becomes a last event made by ``on_error``."""
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in events:
+                yield chunk
+        except RapportError as error:
+            yield on_error(
+                {"title": error.title, "status": status_of(error), "detail": error.detail}
+            )
+        except Exception:
+            logger.exception("stream failed")
+            yield on_error(
+                {"title": "Internal server error", "status": 500, "detail": "the stream failed"}
+            )
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

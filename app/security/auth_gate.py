@@ -1,0 +1,130 @@
+"""Who is calling, decided from the path and headers before any body is read.
+
+An anonymous or bad-key request used to have its body (up to the body cap)
+received and parsed before its 401. Here, every ``/v1`` request is
+authenticated first: a tenant key (cached for RAPPORT_KEY_CACHE_S), or the
+admin key on ``/v1/admin``. Failed authentications are limited per client
+address (``AuthFailureLimiter``): once an address is over its budget, its
+requests get 429 without a database query, except with a key already known good.
+The tenant's rate limit is applied here too. Routes read the result through
+``require_caller`` / ``require_admin`` (``app.http.deps``), which fail closed.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import unquote_to_bytes
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.domain.errors import NotFound, RateLimited, Unauthorized
+from app.http.errors import render
+from app.security.keys import Caller, authenticate
+from app.services import Services
+from retrieval.errors import InvalidRequest, RapportError
+
+ADMIN_PREFIX = "/v1/admin"
+
+
+class AuthGate:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        services: Services = scope["app"].state.services
+        state = scope.setdefault("state", {})
+        try:
+            _check_path(scope)
+            if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+                _check_admin(services, scope)
+                state["admin"] = True
+            else:
+                state["caller"] = await _caller(services, scope)
+        except RapportError as error:
+            response = render(error, path)
+            response.headers["Connection"] = "close"  # the body, if any, is not read
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _check_path(scope: Scope) -> None:
+    """Refuse a path whose percent escapes are not UTF-8: the server would turn each such
+    escape into U+FFFD, so "caf%E9" and "caf%E8" would name one and the same user."""
+    raw = scope.get("raw_path") or b""
+    if b"%" not in raw:
+        return
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the path is not valid UTF-8 once percent-decoded") from None
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            key = key.strip()
+            return key if scheme.lower() == "bearer" and key else None
+    return None
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _refuse(services: Services, scope: Scope, detail: str) -> Unauthorized:
+    services.auth_failures.record(_address(scope))
+    return Unauthorized(detail)
+
+
+def _check_blocked(services: Services, scope: Scope) -> None:
+    wait = services.auth_failures.blocked(_address(scope))
+    if wait is not None:
+        raise RateLimited("too many failed authentications from this address", wait)
+
+
+def _check_admin(services: Services, scope: Scope) -> None:
+    admin_key = services.settings.admin_key
+    if admin_key is None:
+        raise NotFound("not found")
+    _check_blocked(services, scope)
+    presented = _bearer(scope) or ""
+    expected = admin_key.get_secret_value()
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise _refuse(services, scope, "send the admin key as 'Authorization: Bearer KEY'")
+
+
+async def _caller(services: Services, scope: Scope) -> Caller:
+    key = _bearer(scope)
+    caller = services.key_cache.get(key) if key else None
+    if caller is None:
+        _check_blocked(services, scope)
+        if key is None:
+            raise _refuse(services, scope, "send the API key as 'Authorization: Bearer KEY'")
+        caller = await run_in_threadpool(_authenticate, services, key)
+        if caller is None:
+            raise _refuse(services, scope, "the API key is unknown, revoked or expired")
+    limiter = services.rate_limiter
+    if limiter.blocking:
+        wait = await run_in_threadpool(limiter.acquire, caller.tenant_id)
+    else:
+        wait = limiter.acquire(caller.tenant_id)
+    if wait is not None:
+        rate = services.settings.rate_limit_rps
+        raise RateLimited(f"over this app's limit of {rate:g} requests per second", wait)
+    return caller
+
+
+def _authenticate(services: Services, key: str) -> Caller | None:
+    with services.sessions() as session:
+        caller = authenticate(session=session, key=key, secret=services.settings.key_secret)
+    if caller is not None:
+        services.key_cache.put(key, caller)
+    return caller
