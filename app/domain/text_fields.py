@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -44,3 +44,10 @@ def concept_name(value: str) -> str:
 NameText = Annotated[str, AfterValidator(concept_name)]
 DescriptionText = Annotated[str, AfterValidator(no_control_but_lines)]
 PlainText = Annotated[str, AfterValidator(no_control)]
+
+# A concept's fields as the API and the importer accept them. A name needs a character
+# other than spaces and the <> that may wrap it ("<bo>").
+VISIBLE = r"[^\s<>]"
+Name = Annotated[NameText, Field(min_length=1, max_length=100, pattern=VISIBLE)]
+Description = Annotated[DescriptionText, Field(max_length=4000)]
+Category = Annotated[PlainText, Field(max_length=50)]

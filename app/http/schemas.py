@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.domain.text_fields import DescriptionText, NameText, PlainText
+from app.domain.text_fields import Category, Description, Name
 from app.storage.db.models import Concept
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.repository.users import UserCounts
@@ -15,11 +15,6 @@ from app.usecases.concepts import ConceptChanges, ConceptView
 from app.usecases.photo_policy import decode_base64_image
 from app.usecases.retrieve import Match, RetrieveQuery
 
-# A name needs a character other than spaces and the <> that may wrap it ("<bo>").
-VISIBLE = r"[^\s<>]"
-Name = Annotated[NameText, Field(min_length=1, max_length=100, pattern=VISIBLE)]
-Description = Annotated[DescriptionText, Field(max_length=4000)]
-Category = Annotated[PlainText, Field(max_length=50)]
 QueryText = Annotated[str, Field(min_length=1, max_length=4000)]
 TopK = Annotated[int, Field(ge=1, le=100)]
 MinScore = Annotated[float, Field(ge=-1.0, le=1.0)]

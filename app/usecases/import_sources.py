@@ -19,12 +19,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from app.http.schemas import Category, Description, Name
+from app.domain.text_fields import Category, Description, Name
 from retrieval.errors import InvalidRequest
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 RAP_DATABASE = "database.json"
-# The HTTP API's own rules for a concept's fields.
+# The same rules for a concept's fields as the HTTP API's.
 _FIELDS: dict[str, TypeAdapter[str]] = {
     "name": TypeAdapter(Name),
     "description": TypeAdapter(Description),

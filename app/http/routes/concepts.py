@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 
-from app.domain.text_fields import CONTROL_FREE, DescriptionText, NameText, PlainText
+from app.domain.text_fields import CONTROL_FREE, VISIBLE, DescriptionText, NameText, PlainText
 from app.http.deps import ResourceId, ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS
-from app.http.schemas import VISIBLE, ConceptOut, ConceptPage, ConceptPatch
+from app.http.schemas import ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
 from app.usecases import concept_reads, concepts
 from retrieval.errors import PayloadTooLarge
