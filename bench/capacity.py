@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _postgres import add_user, bench_database, new_tenant, unit
 from _support import conditions, median, percentile, returning
 
-from app.storage import repository as repo
 from app.storage.db.engine import make_engine, make_sessionmaker
 from app.storage.db.models import User
+from app.storage.repository import vectors as vector_rows
 from retrieval import UserIndex, UserIndexCache
 
 SIZES = (20, 200, 2000)
@@ -61,7 +61,7 @@ def cold_load(url: str, dim: int, repeats: int, rng: np.random.Generator) -> Non
         for _ in range(repeats):
             started = time.perf_counter()
             with sessions() as session:
-                ids, labels, matrix = repo.user_vectors(
+                ids, labels, matrix = vector_rows.user_vectors(
                     session=session, user_id=user_id, model_id=MODEL
                 )
             read = time.perf_counter()

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import conditions, median, percentile, returning
 
-from app.storage import repository as repo
 from app.storage.db.engine import make_engine, make_sessionmaker
 from app.storage.db.migrate import upgrade
 from app.storage.db.models import Concept, Embedding, ImageRow, Tenant, User
+from app.storage.repository import vectors as vector_rows
 from retrieval import UserIndex, UserIndexCache
 from retrieval.matching import search_concepts
 
@@ -118,7 +118,7 @@ def cold_load(dim: int, rng: np.random.Generator) -> None:
         for _ in range(5):
             started = time.perf_counter()
             with sessions() as session:
-                ids, labels, matrix = repo.user_vectors(
+                ids, labels, matrix = vector_rows.user_vectors(
                     session=session, user_id=user_id, model_id="bench"
                 )
             UserIndex(dim).add(ids, labels, matrix)

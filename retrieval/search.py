@@ -56,11 +56,13 @@ class RegionMatch:
 
 @dataclass(frozen=True)
 class PhotoSearch:
-    """Every concept of the index that any region matched, best first, and the vector of
-    every region (photo by photo, each photo's whole first)."""
+    """Every concept of the index that any region matched, best first, and every
+    region searched (photo by photo, each photo's whole first): its photo, its box
+    (None: the whole photo) and its vector."""
 
     matches: list[RegionMatch]
     vectors: np.ndarray
+    regions: list[tuple[int, Box | None]]
 
 
 def search_photos(
@@ -98,7 +100,7 @@ def search_photos(
         )
         for hit in hits
     ]
-    return PhotoSearch(matches, vectors)
+    return PhotoSearch(matches, vectors, [(p, region.box) for p, region in located])
 
 
 def encode_regions(

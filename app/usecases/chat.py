@@ -10,8 +10,10 @@ from typing import Any
 from PIL import Image
 
 from app.domain.errors import NoGenerator
+from app.domain.scope import UserScope
 from app.services import Services
-from app.storage import repository as repo
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
 from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, find_matches
 from retrieval import (
@@ -52,9 +54,7 @@ class ChatAnswer:
     prompt_messages: list[dict[str, Any]] | None = None
 
 
-def prepare_chat(
-    services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
-) -> PreparedChat:
+def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuery) -> PreparedChat:
     """Retrieve the user's concepts for the conversation and build the prompt.
 
     Retrieval runs on the latest user turn that has a photo or names a concept;
@@ -62,11 +62,11 @@ def prepare_chat(
     The concepts are chosen once, here; the prompt carries exactly those.
     """
     turns = list(query.turns)
-    if external_user_id is None:
+    if scope is None:
         return PreparedChat(prompt=compose_prompt(turns, []), used=[])
     with services.sessions() as session:
-        found = repo.user_version(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+        found = user_rows.user_version(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
     names = [c.name for c in cached_concepts(services, *found).values()] if found else []
     query_turn = latest_query_turn(turns, names)
@@ -75,8 +75,7 @@ def prepare_chat(
     turn = turns[query_turn]
     matches = find_matches(
         services,
-        tenant_id=tenant_id,
-        external_user_id=external_user_id,
+        scope,
         photos=[QueryPhoto(image) for image in turn.images],
         text=turn.text,
         top_k=query.top_k,
@@ -102,14 +101,10 @@ def prepare_chat(
     return PreparedChat(prompt=prompt, used=used)
 
 
-def answer_chat(
-    services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
-) -> ChatAnswer:
+def answer_chat(services: Services, scope: UserScope | None, *, query: ChatQuery) -> ChatAnswer:
     """The whole personalized answer (blocking: run it off the event loop); without a
     generator, the answer comes with the prompt it would have been given."""
-    prepared = prepare_chat(
-        services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
-    )
+    prepared = prepare_chat(services, scope, query=query)
     generator = services.generator
     generation = generator.generate(prepared.prompt, query.options)
     messages = None
@@ -120,12 +115,10 @@ def answer_chat(
 
 
 def stream_chat(
-    services: Services, *, tenant_id: int, external_user_id: str | None, query: ChatQuery
+    services: Services, scope: UserScope | None, *, query: ChatQuery
 ) -> tuple[PreparedChat, Stream]:
     """The prompt's concepts at once, and a stream of the answer (deltas, then a Generation)."""
-    prepared = prepare_chat(
-        services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
-    )
+    prepared = prepare_chat(services, scope, query=query)
     return prepared, services.generator.stream(prepared.prompt, query.options)
 
 
@@ -149,7 +142,7 @@ def _reference_photos(
     if not matches or per_concept == 0:
         return [() for _ in matches]
     with services.sessions() as session:
-        rows = repo.images_of(session=session, concept_ids=[m.concept.id for m in matches])
+        rows = image_rows.images_of(session=session, concept_ids=[m.concept.id for m in matches])
     # The configured caps (a photo accepted under raised caps must not fail every chat),
     # reduced to what the MLLM is shown.
     policy = PhotoPolicy.for_references(services)

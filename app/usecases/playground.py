@@ -7,17 +7,19 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
-from app.usecases.retrieve import cached_concepts, cached_index, decision_for, kept_matches
+from app.usecases.retrieve import cached_concepts, cached_index, decision_for, present_matches
 from retrieval import name_key, named_in
 from retrieval.matching import best_per_label
 from retrieval.prompt import ImagePart
 from retrieval.regions import Box
+from retrieval.search import SearchOptions, search_photos
 
 SHOWN_SCORES = 20  # concepts listed with their best score, best first
 SEARCH_DEPTH = 1000  # hits per region read to find those scores
@@ -60,19 +62,15 @@ class Preview:
     photos: dict[int, PromptPhoto]  # id() of each prompt image -> which photo it is
 
 
-def preview(
-    services: Services, *, tenant_id: int, external_user_id: str, query: ChatQuery
-) -> Preview:
+def preview(services: Services, scope: UserScope, *, query: ChatQuery) -> Preview:
     """The regions, scores and matches of the question's photo, and the exact prompt
     ``/chat`` would send for it. Blocking: run it off the event loop."""
-    prepared = prepare_chat(
-        services, tenant_id=tenant_id, external_user_id=external_user_id, query=query
-    )
+    prepared = prepare_chat(services, scope, query=query)
     turn = query.turns[-1]
     photo = turn.images[0] if turn.images else None
     with services.sessions() as session:
         found_user = user_rows.user_version(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         categories = (
             concept_rows.concept_categories(session=session, user_id=found_user[0])
@@ -113,14 +111,23 @@ def _explain(
     categories: list[str],
     query: ChatQuery,
 ) -> tuple[list[RegionScore], list[ConceptScore], list[str]]:
-    proposed = services.region_proposer.propose(photo, categories)
+    """Each region's best concept, the best concepts over all regions, and those that
+    retrieval keeps: from the same search ``/retrieve`` runs (``search_photos``)."""
     width, height = photo.size
-    boxes = [region.box or (0, 0, width, height) for region in proposed]
-    vectors = services.encoder.encode_images([region.image for region in proposed])
     index = cached_index(services, user_id, version)
     if len(index) == 0:
-        return [RegionScore(box, None, None) for box in boxes], [], []
-    rows = index.search(vectors, min(len(index), SEARCH_DEPTH))
+        proposed = services.region_proposer.propose(photo, categories)
+        return [RegionScore(r.box or (0, 0, width, height), None, None) for r in proposed], [], []
+    settings = services.settings
+    searched = search_photos(
+        index,
+        services.encoder,
+        services.region_proposer,
+        [photo],
+        SearchOptions.of(settings.region_config(), settings.region_aggregation, categories),
+    )
+    boxes = [box or (0, 0, width, height) for _, box in searched.regions]
+    rows = index.search(searched.vectors, min(len(index), SEARCH_DEPTH))
     regions = [
         RegionScore(box, concepts.get(row[0].label), row[0].score)
         if row
@@ -133,9 +140,8 @@ def _explain(
         for m in best
         if m.label in concepts
     ][:SHOWN_SCORES]
-    aggregation = services.settings.region_aggregation if len(proposed) > 1 else "best"
     decide = decision_for(services, user_id, version, index, query.min_score)
-    kept = kept_matches(index, vectors, decide, top_k=query.top_k, aggregation=aggregation)
+    kept = present_matches(searched.matches, decide, top_k=query.top_k)
     return regions, scores, [m.label for m in kept if m.label in concepts]
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
+from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import users as user_rows
@@ -18,9 +18,7 @@ from app.storage.repository.concepts import ConceptSummary
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy, query_min_side
 from retrieval import UserIndex, name_key, named_in
-from retrieval.config import Aggregation
 from retrieval.errors import InvalidRequest
-from retrieval.matching import VisualMatch, search_concepts
 from retrieval.regions import Box
 from retrieval.search import RegionMatch, SearchOptions, search_photos
 
@@ -56,9 +54,8 @@ class Match:
 
 def retrieve(
     services: Services,
+    scope: UserScope,
     *,
-    tenant_id: int,
-    external_user_id: str,
     query: RetrieveQuery,
     timings: Timings | None = None,
 ) -> list[Match]:
@@ -79,8 +76,7 @@ def retrieve(
         photos.append(QueryPhoto(decoded.image, scale=decoded.width / decoded.image.width))
     return find_matches(
         services,
-        tenant_id=tenant_id,
-        external_user_id=external_user_id,
+        scope,
         photos=photos,
         text=query.text,
         top_k=query.top_k,
@@ -91,9 +87,8 @@ def retrieve(
 
 def find_matches(
     services: Services,
+    scope: UserScope,
     *,
-    tenant_id: int,
-    external_user_id: str,
     photos: Sequence[QueryPhoto],
     text: str | None,
     top_k: int,
@@ -109,7 +104,7 @@ def find_matches(
     timings = timings or Timings()
     with services.sessions() as session, timings.stage("db"):
         found = user_rows.user_version(
-            session=session, tenant_id=tenant_id, external_id=external_user_id
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
         if found is None:
             return []
@@ -138,7 +133,7 @@ def find_matches(
         )
         vectors = searched.vectors
         with timings.stage("search"):
-            for match in _present(searched.matches, decide, top_k=top_k):
+            for match in present_matches(searched.matches, decide, top_k=top_k):
                 box = _scaled(match.box, photos[match.photo].scale)
                 scores[match.label] = (match.score, "image", box)
     if not scores and not text:
@@ -172,8 +167,6 @@ def find_matches(
     return matches
 
 
-M = TypeVar("M", VisualMatch, RegionMatch)
-
 # (concept, score) -> (present, the score it needed)
 Decide = Callable[[str, float], tuple[bool, float | None]]
 
@@ -191,18 +184,9 @@ def decision_for(
     return lambda label, score: (rule.present(label, score), rule.threshold(label))
 
 
-def kept_matches(
-    index: UserIndex, vectors: np.ndarray, decide: Decide, *, top_k: int, aggregation: Aggregation
-) -> list[VisualMatch]:
-    """The ``top_k`` best concepts that ``decide`` says are present, best first (for the
-    console's explanation of one photo's regions; retrieval uses ``search_photos``)."""
-    hits = search_concepts(
-        index, vectors, top_k=len(index), min_score=-math.inf, aggregation=aggregation
-    )
-    return _present(hits, decide, top_k=top_k)
-
-
-def _present(matches: Sequence[M], decide: Decide, *, top_k: int) -> list[M]:
+def present_matches(
+    matches: Sequence[RegionMatch], decide: Decide, *, top_k: int
+) -> list[RegionMatch]:
     """The ``top_k`` first of ``matches`` (best first) that ``decide`` says are present."""
     return [match for match in matches if decide(match.label, match.score)[0]][:top_k]
 

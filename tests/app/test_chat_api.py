@@ -206,14 +206,14 @@ def test_the_transformers_generator_end_to_end(
 def test_a_reference_photo_whose_file_is_gone_is_skipped_and_reported(
     server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app.storage import repository as repo
+    from app.storage.repository import images as image_rows
     from app.usecases.doctor import Storage, check
 
     client = setup_users(server)
     services = server.services
     [bo] = client.get("/v1/users/alice/concepts").json()["items"]
     with services.sessions() as session:
-        rows = repo.images_of(session=session, concept_ids=[bo["id"]])[bo["id"]]
+        rows = image_rows.images_of(session=session, concept_ids=[bo["id"]])[bo["id"]]
     question = {"question": "What is <bo> doing?", "image": data_url(factories.photo("dog", 4))}
 
     services.blobs.delete(rows[0].blob_key)

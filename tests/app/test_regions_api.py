@@ -78,7 +78,8 @@ def test_whole_photo_matches_have_no_box(server: LiveServer, api: Any) -> None:
 def test_detector_regions_end_to_end(
     start_server: Any, database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from app.storage import repository as repo
+    from app.storage.repository import concepts as concept_rows
+    from app.storage.repository import users as user_rows
     from retrieval.regions import DetectorRegions
 
     detector = build_tiny_detector(tmp_path_factory.mktemp("owlv2"), "owlv2")
@@ -96,10 +97,13 @@ def test_detector_regions_end_to_end(
     register_subject(client, "alice", "dog")
     register_subject(client, "alice", "backpack")
     with server.services.sessions() as session:
-        user = repo.find_user(session=session, tenant_id=1, external_id="alice")
+        user = user_rows.find_user(session=session, tenant_id=1, external_id="alice")
         assert user is not None
         # The words the detector is prompted with, besides its generic ones.
-        assert repo.concept_categories(session=session, user_id=user.id) == ["backpack", "dog"]
+        assert concept_rows.concept_categories(session=session, user_id=user.id) == [
+            "backpack",
+            "dog",
+        ]
     photo = factories.photo("dog", 1)
     response = retrieve(client, "alice", photo, top_k=2, min_score=-1)
     assert "regions;dur=" in response.headers["server-timing"]

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 
 from app.http.chat_schemas import ChatOut, ChatRequest
-from app.http.deps import CallerDep, ServicesDep, UserId
+from app.http.deps import ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS, problems
 from app.http.serving.chat import ChatServing
 from app.http.serving.sse_rapport import rapport_sse
@@ -20,10 +20,10 @@ router = APIRouter(
     responses={200: {"content": {"text/event-stream": {}}, "description": "with stream: true"}},
 )
 async def chat(
-    user_id: UserId, request: ChatRequest, caller: CallerDep, services: ServicesDep
+    scope: UserScopeDep, request: ChatRequest, services: ServicesDep
 ) -> ChatOut | StreamingResponse:
     """Answer about the user's photo with their concepts in the prompt (SSE with stream: true)."""
-    serving = ChatServing(services, caller.tenant_id, user_id)
+    serving = ChatServing(services, scope)
     if request.stream:
         return rapport_sse(await serving.stream(request.to_input()))
     return ChatOut.from_answer(await serving.complete(request.to_input()))

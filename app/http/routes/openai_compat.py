@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import StreamingResponse
 
+from app.domain.scope import UserScope
 from app.http.deps import CallerDep, ServicesDep
 from app.http.openai_schemas import Completion, CompletionRequest, ModelList, now
 from app.http.openapi import OPENAI_ROUTE_ERRORS
@@ -36,7 +37,8 @@ async def chat_completions(
     request: CompletionRequest, caller: CallerDep, services: ServicesDep
 ) -> Completion | StreamingResponse:
     """OpenAI-compatible chat; ``user`` names the end user whose concepts personalize it."""
-    serving = ChatServing(services, caller.tenant_id, request.user, generator_required=True)
+    scope = UserScope(caller.tenant_id, request.user) if request.user else None
+    serving = ChatServing(services, scope, generator_required=True)
     if request.stream:
         events = await serving.stream(request.to_input())
         return openai_sse(events, include_usage=request.include_usage)

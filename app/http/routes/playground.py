@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from app.http.deps import CallerDep, ServicesDep, UserId
+from app.http.deps import ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS
 from app.http.playground_schemas import PlaygroundOut, PlaygroundRequest
 from app.usecases.chat_input import read_query
@@ -14,12 +14,10 @@ router = APIRouter(prefix="/v1/users", tags=["retrieval"], responses=USER_DATA_E
 
 @router.post("/{user_id}/playground")
 async def playground(
-    user_id: UserId, request: PlaygroundRequest, caller: CallerDep, services: ServicesDep
+    scope: UserScopeDep, request: PlaygroundRequest, services: ServicesDep
 ) -> PlaygroundOut:
     """Dry-run /chat: the photo's regions and scores, the concepts found and named, and the
     exact prompt, without calling the generator."""
     query = await run_in_threadpool(read_query, services, request.to_input())
-    result = await run_in_threadpool(
-        preview, services, tenant_id=caller.tenant_id, external_user_id=user_id, query=query
-    )
+    result = await run_in_threadpool(preview, services, scope, query=query)
     return PlaygroundOut.from_preview(result, query, services.generator.name)

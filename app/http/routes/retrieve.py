@@ -10,7 +10,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
 from app.http.body_limit import BodyTimeout, BodyTooLarge
-from app.http.deps import CallerDep, ServicesDep, UserId
+from app.http.deps import ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS
 from app.http.schemas import RetrieveJSON, RetrieveOut
 from app.services import Services
@@ -45,7 +45,7 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
     },
 )
 async def retrieve_concepts(
-    user_id: UserId, request: Request, response: Response, caller: CallerDep, services: ServicesDep
+    scope: UserScopeDep, request: Request, response: Response, services: ServicesDep
 ) -> RetrieveOut:
     """Find which of the user's concepts a photo shows or a text names."""
     timings = Timings()
@@ -54,8 +54,7 @@ async def retrieve_concepts(
     matches = await run_in_threadpool(
         retrieve,
         services,
-        tenant_id=caller.tenant_id,
-        external_user_id=user_id,
+        scope,
         query=query,
         timings=timings,
     )

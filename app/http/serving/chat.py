@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
+from app.domain.scope import UserScope
 from app.http.streaming import StartedStream
 from app.services import Services
 from app.usecases.chat import ChatAnswer, ChatQuery, answer_chat, require_generator, stream_chat
@@ -68,8 +69,7 @@ class ChatServing:
     """
 
     services: Services
-    tenant_id: int
-    external_user_id: str | None
+    scope: UserScope | None
     generator_required: bool = False
 
     async def complete(self, request: ChatInput) -> ChatAnswer:
@@ -78,8 +78,7 @@ class ChatServing:
         return await run_in_threadpool(
             answer_chat,
             self.services,
-            tenant_id=self.tenant_id,
-            external_user_id=self.external_user_id,
+            self.scope,
             query=query,
         )
 
@@ -89,8 +88,7 @@ class ChatServing:
         prepared, stream = await run_in_threadpool(
             stream_chat,
             self.services,
-            tenant_id=self.tenant_id,
-            external_user_id=self.external_user_id,
+            self.scope,
             query=query,
         )
         started = await StartedStream.start(stream)
