@@ -252,3 +252,19 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
     """A client of tenant 'acme', authenticated."""
     with server.client(server.new_key("acme")) as client:
         yield client
+
+
+@pytest.fixture
+def llava_server(
+    start_server: Any, database_url: str, tmp_path: Path, tiny_llava_dir: Path
+) -> LiveServer:
+    """A served rapport whose generator is the tiny random-weight LLaVA, on the CPU."""
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        generator="transformers",
+        generator_model=str(tiny_llava_dir),
+        generator_device="cpu",
+    )
+    server: LiveServer = start_server(settings)
+    return server

@@ -22,7 +22,7 @@ from tests.app.helpers import (
     sse_events,
     texts,
 )
-from tests.conftest import BOTH_BLOB_STORES, LiveServer, make_settings
+from tests.conftest import BOTH_BLOB_STORES, LiveServer
 from tests.fake_openai_server import FakeOpenAI
 
 
@@ -169,17 +169,8 @@ def test_max_new_tokens_over_the_limit_is_refused_before_any_photo_is_read(
     assert "max_new_tokens" in problem["detail"]
 
 
-def test_the_transformers_generator_end_to_end(
-    start_server: Any, database_url: str, tmp_path: Path, tiny_llava_dir: Path
-) -> None:
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        generator="transformers",
-        generator_model=str(tiny_llava_dir),
-        generator_device="cpu",
-    )
-    server = start_server(settings)
+def test_the_transformers_generator_end_to_end(llava_server: LiveServer) -> None:
+    server = llava_server
     client = setup_users(server)
     request = {
         "question": "what is <bo> doing?",

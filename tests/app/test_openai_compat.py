@@ -13,7 +13,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests import factories
 from tests.app.helpers import data_url, image_urls, setup_users, texts
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer
 from tests.fake_openai_server import FakeOpenAI
 
 
@@ -152,16 +152,9 @@ def test_errors_carry_their_message_in_openai_shape(
 
 
 def test_transformers_backend_through_the_openai_client(
-    start_server: Any, database_url: str, tmp_path: Path, tiny_llava_dir: Path
+    llava_server: LiveServer, tiny_llava_dir: Path
 ) -> None:
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        generator="transformers",
-        generator_model=str(tiny_llava_dir),
-        generator_device="cpu",
-    )
-    server: LiveServer = start_server(settings)
+    server = llava_server
     setup_users(server)
     client = client_for(server, server.new_key("acme"))
     messages = photo_question("what is <bo> doing?")
