@@ -27,6 +27,7 @@ from app.storage.repository.users import UserLock
 from app.usecases.concept_reads import ConceptView, with_looks_like
 from app.usecases.photos import (
     PreparedPhoto,
+    Upload,
     collect_blobs,
     photo_key,
     prepare_photos,
@@ -62,7 +63,7 @@ def create_concept(
     name: str,
     description: str,
     category: str | None,
-    uploads: Sequence[bytes],
+    uploads: Sequence[Upload],
 ) -> ConceptView:
     """Register a concept with its photos; the concept and its vectors commit together."""
     key = _checked_name(name)
@@ -95,7 +96,7 @@ def add_images(
     *,
     scope: UserScope,
     concept_id: str,
-    uploads: Sequence[bytes],
+    uploads: Sequence[Upload],
 ) -> ConceptView:
     photos = prepare_photos(services, uploads)
     with user_write(services, scope, missing=_no_concept(concept_id)) as w:

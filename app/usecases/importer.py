@@ -20,7 +20,9 @@ from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
-from retrieval import decode_image, name_key
+from app.usecases.photo_policy import PhotoPolicy
+from app.usecases.photos import DecodedUpload
+from retrieval import name_key
 from retrieval.common_words import is_bare_word_matchable
 from retrieval.errors import ImageRejected, InvalidRequest, RapportError
 
@@ -126,7 +128,7 @@ class _ConceptImport:
         self.report, self.tick = report, tick
         settings = services.settings
         self.chunk_size = max(1, min(settings.max_images_per_request, settings.encode_queue_size))
-        self.chunk: list[bytes] = []
+        self.chunk: list[DecodedUpload] = []
         self.concept_id: str | None = None
         self.fields: dict[str, Any] = {}
         self.added = 0
@@ -152,11 +154,11 @@ class _ConceptImport:
         hashes = set(existing.hashes) if existing else set()
         settings = self.services.settings
         room = settings.max_photos_per_concept - (existing.photos if existing else 0)
-        limits, min_side = settings.image_limits(), self.services.encoder.input_size
+        policy = PhotoPolicy.for_uploads(self.services)
         for index, path in enumerate(source.photos):
             try:
                 with path.open("rb") as handle:
-                    data = handle.read(limits.max_bytes + 1)
+                    data = handle.read(policy.limits.max_bytes + 1)
                 sha = sha256_hex(data)
                 if sha in hashes:
                     self.report.photos_skipped += 1
@@ -165,14 +167,14 @@ class _ConceptImport:
                 if room <= 0:
                     limit = settings.max_photos_per_concept
                     raise QuotaExceeded(f"a concept holds at most {limit} photos")
-                decode_image(data, limits, min_side=min_side)
+                upload = DecodedUpload(data, policy.decode(data))
             except (OSError, ImageRejected, QuotaExceeded) as error:
                 self.report.failures.append(Failure(str(path), _reason(error)))
                 self.tick(1)
                 continue
             hashes.add(sha)
             room -= 1
-            self.chunk.append(data)
+            self.chunk.append(upload)
             if len(self.chunk) == self.chunk_size and not self.flush(source.origin):
                 self.tick(len(source.photos) - index - 1)
                 return

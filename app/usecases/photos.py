@@ -31,19 +31,39 @@ class PreparedPhoto:
     vector: np.ndarray
 
 
-def prepare_photos(services: Services, uploads: Sequence[bytes]) -> list[PreparedPhoto]:
-    """Decode every upload (rejecting the request on the first bad one), then embed all at once."""
+@dataclass(frozen=True)
+class DecodedUpload:
+    """An uploaded photo already decoded under ``PhotoPolicy.for_uploads`` (the importer
+    decodes each photo on its own to report which one fails)."""
+
+    data: bytes
+    decoded: DecodedImage
+
+
+Upload = bytes | DecodedUpload
+
+
+def prepare_photos(services: Services, uploads: Sequence[Upload]) -> list[PreparedPhoto]:
+    """Decode every upload not decoded yet (rejecting the request on the first bad one),
+    then embed all at once."""
     limit = services.settings.max_images_per_request
     if not uploads:
         raise InvalidRequest("at least one image is required")
     if len(uploads) > limit:
         raise InvalidRequest(f"{len(uploads)} images in one request; the limit is {limit}")
     policy = PhotoPolicy.for_uploads(services)
-    decoded = [policy.decode(data) for data in uploads]
-    vectors = services.encoder.encode_images([photo.image for photo in decoded])
+    decoded = [
+        upload
+        if isinstance(upload, DecodedUpload)
+        else DecodedUpload(upload, policy.decode(upload))
+        for upload in uploads
+    ]
+    vectors = services.encoder.encode_images([photo.decoded.image for photo in decoded])
     return [
-        PreparedPhoto(data=data, sha256=sha256_hex(data), decoded=photo, vector=vector)
-        for data, photo, vector in zip(uploads, decoded, vectors, strict=True)
+        PreparedPhoto(
+            data=photo.data, sha256=sha256_hex(photo.data), decoded=photo.decoded, vector=vector
+        )
+        for photo, vector in zip(decoded, vectors, strict=True)
     ]
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from app.domain.scope import UserScope
 from app.main import build_services
 from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.importer import import_concepts
+from app.usecases.photo_policy import PhotoPolicy
 from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import stored
@@ -183,6 +185,33 @@ def test_quotas_fail_the_photos_and_concepts_over_them_and_the_import_goes_on(
         "02.jpg": "Quota exceeded: a concept holds at most 2 photos",
         "c": "1 photo(s) not added: Quota exceeded: this user has the most concepts allowed (2)",
     }
+
+
+def test_each_photo_is_decoded_once(
+    sqlite_url: str, tmp_path: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The importer decodes each photo to name the one that fails; registering it must
+    # not decode it again. Decodes are counted where every one starts: PIL's open.
+    root = tmp_path / "concepts"
+    copy_photos("dog", root / "bo", 3)
+    opened: list[object] = []
+    original = Image.open
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting)
+    services = build_services(make_settings(sqlite_url, tmp_path / "data"), encoder=encoder)
+    try:
+        PhotoPolicy.for_uploads(services).decode((root / "bo" / "00.jpg").read_bytes())
+        per_decode = len(opened)
+        opened.clear()
+        report = import_concepts(services, tenant_name="acme", external_user_id="al", root=root)
+    finally:
+        services.close()
+    assert report.photos_added == 3
+    assert per_decode >= 1 and len(opened) == 3 * per_decode
 
 
 def test_the_import_command_prints_a_summary_and_exits_1_on_a_bad_file(tmp_path: Path) -> None:
