@@ -1,4 +1,11 @@
-"""rapport's HTTP service: settings, storage, use cases and routes."""
+"""rapport's HTTP service, in layers whose imports only point down:
+
+``http`` (routes, schemas, middleware, error table) → ``usecases`` (what the service
+does) → ``storage`` (SQL, photo stores) and ``domain`` (errors, scope, text rules);
+``security`` (keys, auth gate, rate limits, URL fetching) beside ``http``. ``main``
+builds the app, ``services`` its long-lived parts, ``settings`` reads the environment,
+``cli`` is the ``rapport`` command and ``console`` the browser console's files.
+"""
 
 from importlib import metadata
 

@@ -1,1 +1,5 @@
-"""Use cases: one function per thing a client can do, called by exactly one route."""
+"""Use cases: what the service does, one function per client action, free of HTTP.
+
+They take ``Services`` and a ``UserScope``, read and write through ``app.storage``,
+decode photos through ``photo_policy`` and write a user's data in ``user_write``.
+"""
