@@ -12,7 +12,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
-from app import version
+from app import logs, version
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import install_error_handlers
 from app.http.metrics import Metrics, MetricsMiddleware
@@ -120,6 +120,7 @@ def build_services(
 
 def served_app() -> FastAPI:
     """The app of one ``rapport serve --workers N`` worker (an import-string factory)."""
+    logs.configure_worker()
     settings = Settings()
     return create_app(settings, freeze_heap=settings.gc_freeze)
 

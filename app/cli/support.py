@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy import exc as sql_errors
 
-from app import version
+from app import logs, version
 from app.domain.errors import BlobStoreUnavailable
 from app.settings import Settings
 from app.storage.db.engine import shown_url
@@ -21,11 +20,6 @@ if TYPE_CHECKING:
     from app.services import Services
 
 logger = logging.getLogger("rapport")
-
-# Loggers that speak at INFO about their own machinery (faiss's CPU-feature probe reports a
-# ModuleNotFoundError that is no error; Alembic lists its plugins): warnings only, unless
-# the operator asks for debug output.
-_CHATTY_LOGGERS = ("alembic", "faiss", "faiss.loader", "httpx")
 
 
 class StartupError(click.ClickException):
@@ -38,20 +32,10 @@ class StartupError(click.ClickException):
 
 
 def configure_logging(level: str) -> None:
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        raise click.BadParameter(f"unknown log level {level!r}", param_hint="--log-level")
-    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
-    if numeric > logging.DEBUG:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_quiet_open_clip)
-
-
-def _quiet_open_clip(record: logging.LogRecord) -> bool:
-    # open_clip narrates each model build at INFO on the root logger (no logger of its own).
-    return record.levelno >= logging.WARNING or f"{os.sep}open_clip{os.sep}" not in record.pathname
+    try:
+        logs.configure(level)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--log-level") from None
 
 
 def load_settings() -> Settings:

@@ -96,6 +96,9 @@ def test_serve_with_several_workers(postgres_env: dict[str, str], tmp_path: Path
         server.stop()
     assert server.process.returncode == 0
     assert list(temp.iterdir()) == []
+    # Each worker logs as the parent does: its start-up line, at INFO.
+    started = [line for line in server.log.read_text().splitlines() if " INFO app.main: " in line]
+    assert sum("encoder rapport-test-tiny" in line for line in started) == 2, started
 
 
 RETRIEVE_ROUTE = "/v1/users/{user_id}/retrieve"
