@@ -57,10 +57,12 @@ class RegionMatch:
 @dataclass(frozen=True)
 class PhotoSearch:
     """Every concept of the index that any region matched, best first, and the vector of
-    every region (photo by photo, each photo's whole first)."""
+    every region (photo by photo, each photo's whole first). ``pooled``: the vectors
+    were pooled from one forward pass per photo (decide with ``pooled=True``)."""
 
     matches: list[RegionMatch]
     vectors: np.ndarray
+    pooled: bool = False
 
 
 def search_photos(
@@ -82,6 +84,7 @@ def search_photos(
         proposals = [proposer.propose(photo, options.categories) for photo in photos]
     with timed("encode"):
         vectors = encode_regions(encoder, photos, proposals, options)
+    pooled = pools(encoder, proposals, options)
     located = [(p, region) for p, proposed in enumerate(proposals) for region in proposed]
     with timed("search"):
         aggregation = options.aggregation if len(located) > 1 else "best"
@@ -98,7 +101,18 @@ def search_photos(
         )
         for hit in hits
     ]
-    return PhotoSearch(matches, vectors)
+    return PhotoSearch(matches, vectors, pooled)
+
+
+def pools(
+    encoder: ImageEncoder, proposals: Sequence[Sequence[Region]], options: SearchOptions
+) -> bool:
+    """Whether ``encode_regions`` pools these regions from one pass per photo."""
+    return (
+        options.encoding == "pooled"
+        and encoder.pools_regions
+        and any(len(proposed) > 1 for proposed in proposals)
+    )
 
 
 def encode_regions(
@@ -109,6 +123,7 @@ def encode_regions(
 ) -> np.ndarray:
     """Every region's vector, in order: crops in one batch, or pooled per photo."""
     if options.encoding == "pooled" and any(len(proposed) > 1 for proposed in proposals):
+        # Encoders without a feature map encode crops here (their ``encode_regions``).
         return np.concatenate(
             [
                 encoder.encode_regions(
