@@ -18,6 +18,13 @@ same model's scores, so it needs no per-model constant and no labelled photos.
 (0.55 was chosen among 0.5-0.6 on a development half of the evaluation
 subjects and checked on the other half: bench/RESULTS.md.)
 
+Regions pooled from one forward pass (``pooled=True``) use ``POOLED_GENUINE_WEIGHT``
+(0.3) instead: a pooled region's vector mixes in context from beyond its box,
+so a concept it shows scores lower than the same region cropped and encoded on
+its own, while regions without the concept score no higher (0.3 was chosen on
+the same development half with both backbones, bench/RESULTS.md). It is still a
+share of each concept's own gap, never a score.
+
 Degradations (never "everything matches"):
 
 - a concept with one photo has no genuine sample: it borrows the median
@@ -48,15 +55,19 @@ MAX_PHOTOS = 32
 MIN_SEPARATION = 2.0
 # Where the threshold sits between the impostor mean (0) and the genuine mean (1).
 GENUINE_WEIGHT = 0.55
+# The same for scores of regions pooled from one forward pass (see the module doc).
+POOLED_GENUINE_WEIGHT = 0.3
 # A concept with one photo and no other concept to borrow from.
 SINGLE_PHOTO_GENUINE = 1.0
 
 
 @dataclass(frozen=True)
 class ConceptThreshold:
-    """How one concept is decided: ``present`` iff score >= ``threshold`` and separable."""
+    """How one concept is decided: ``present`` iff score >= ``threshold`` (or
+    ``pooled_threshold`` for pooled regions) and separable."""
 
     threshold: float
+    pooled_threshold: float
     genuine: float  # mean leave-one-out score of its photos (or borrowed, see ``basis``)
     impostor: float  # mean score of photos that are not it
     impostor_sd: float
@@ -71,15 +82,18 @@ class DecisionRule:
 
     thresholds: dict[str, ConceptThreshold]
 
-    def present(self, label: str, score: float) -> bool:
-        """Whether a concept scoring ``score`` is present; an unknown label never is."""
-        found = self.thresholds.get(label)
-        return found is not None and found.separable and score >= found.threshold
+    def present(self, label: str, score: float, *, pooled: bool = False) -> bool:
+        """Whether a concept scoring ``score`` is present; an unknown label never is.
+        ``pooled``: the score is of regions pooled from one forward pass."""
+        needed = self.threshold(label, pooled=pooled)
+        return needed is not None and score >= needed
 
-    def threshold(self, label: str) -> float | None:
+    def threshold(self, label: str, *, pooled: bool = False) -> float | None:
         """The score ``label`` needs (None: unknown, or never present by its photos)."""
         found = self.thresholds.get(label)
-        return found.threshold if found is not None and found.separable else None
+        if found is None or not found.separable:
+            return None
+        return found.pooled_threshold if pooled else found.threshold
 
     @property
     def nbytes(self) -> int:
@@ -132,8 +146,10 @@ def fit_decision(
             mean_genuine = borrowed
             basis = "borrowed" if genuine else "single photo"
         mean_impostor, sd = float(impostor.mean()), float(impostor.std())
+        gap = mean_genuine - mean_impostor
         thresholds[name] = ConceptThreshold(
-            threshold=mean_impostor + GENUINE_WEIGHT * (mean_genuine - mean_impostor),
+            threshold=mean_impostor + GENUINE_WEIGHT * gap,
+            pooled_threshold=mean_impostor + POOLED_GENUINE_WEIGHT * gap,
             genuine=mean_genuine,
             impostor=mean_impostor,
             impostor_sd=sd,

@@ -1,10 +1,20 @@
-"""CLIP encoders (open_clip): photos to L2-normalised vectors with the image tower."""
+"""CLIP encoders (open_clip): photos to L2-normalised vectors with the image tower.
+
+Regions of a photo (``encode_regions``) come from one pass of a ViT: the photo
+is squeezed to the model's input square, and each box's vector is the mean of
+the patch tokens under it (weighted by how much of each patch the box covers),
+through the model's final norm and projection (retrieval/vit_regions.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from retrieval.config import RANDOM_WEIGHTS, EncoderConfig
 from retrieval.devices import resolve_device
@@ -17,6 +27,8 @@ from retrieval.image_encoder import (
     weights_file_id,
 )
 from retrieval.preprocessing import Preprocessing
+from retrieval.regions import Box
+from retrieval.vit_regions import pooled_token_vectors, squeezing, token_pooling_supported
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 TEST_MODEL = "rapport-test-tiny"
@@ -26,7 +38,36 @@ class Encoder(BatchedImageEncoder):
     """Encodes photos into unit-norm vectors with an open_clip model's image tower.
 
     Build it with ``Encoder.from_config`` (or ``retrieval.encoders.open_encoder``).
+    ``squeezed``: the preprocessing that fits a whole photo into the model's input
+    square (for ``encode_regions``); None encodes regions as crops.
     """
+
+    def __init__(self, *, squeezed: Preprocessing | None = None, **base: Any) -> None:
+        super().__init__(**base)
+        supported = token_pooling_supported(self._model)
+        self._squeezed = squeezed if supported else None
+
+    @property
+    def pools_regions(self) -> bool:
+        """Whether ``encode_regions`` pools one pass's patch tokens (ViTs), else crops."""
+        return self._squeezed is not None
+
+    def encode_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> np.ndarray:
+        """The whole photo's vector, then each box's (x0, y0, x1, y1 in its pixels),
+        from one forward pass over the photo squeezed to the model's input square
+        (``side`` is ignored: a ViT's positional embeddings fix its grid). The whole
+        photo's vector is the model's own embedding of the squeezed photo; a box's is
+        the mean of the patch tokens it covers, through the final norm and projection.
+        Other models encode each crop."""
+        if self._squeezed is None:
+            return super().encode_regions(image, boxes, side)
+        batch = self._squeezed.batch([self._squeezed.pixels(image)], self.device, self._dtype)
+        with self._lock, torch.inference_mode():
+            features = pooled_token_vectors(self._model, batch, image.size, boxes)
+            vectors = torch.nn.functional.normalize(features.float(), dim=-1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
 
     @classmethod
     def from_config(cls, config: EncoderConfig) -> Encoder:
@@ -70,6 +111,7 @@ class Encoder(BatchedImageEncoder):
             probe = torch.zeros((1, 3, *_image_size(model)), device=device)
             dim = int(model.encode_image(probe.to(_dtype(precision))).shape[-1])
         return cls(
+            squeezed=squeezing(preprocess, _image_size(model)),
             model=model,
             preprocessing=Preprocessing.from_transforms(preprocess),
             model_id=f"{config.model}:{weights_id}",

@@ -115,9 +115,12 @@ def evaluate(
             positives.append(scores[name])
             negatives.extend(score for label, score in scores.items() if label != name)
             negative_labels.extend(label for label in scores if label != name)
-            accepted.append(rule.present(name, scores[name]))
+            pooled = search.pooled
+            accepted.append(rule.present(name, scores[name], pooled=pooled))
             rejected.extend(
-                not rule.present(label, score) for label, score in scores.items() if label != name
+                not rule.present(label, score, pooled=pooled)
+                for label, score in scores.items()
+                if label != name
             )
             if not ranked or ranked[0] != name:
                 found = ranked[0] if ranked else None
@@ -161,7 +164,11 @@ def evaluate(
         rule_positive_accuracy=rule_accepted,
         rule_negative_accuracy=rule_rejected,
         rule_balanced_accuracy=(rule_accepted + rule_rejected) / 2,
-        rule_thresholds={n: t.threshold for n, t in rule.thresholds.items()},
+        # The thresholds the run's queries needed (pooled ones when its regions were).
+        rule_thresholds={
+            n: t.pooled_threshold if search.pooled else t.threshold
+            for n, t in rule.thresholds.items()
+        },
         rule_unseparable=unseparable,
         median_query_ms=single_ms,
         median_query_cpu_ms=statistics.median(search.cpu_ms),
@@ -226,12 +233,14 @@ class _Search:
         self.options, self.labels = options, labels
         self.times_ms: list[float] = []
         self.cpu_ms: list[float] = []  # this process's CPU (all its threads)
+        self.pooled = False  # whether the last query's regions were pooled
 
     def __call__(self, image: Image.Image) -> dict[str, float]:
         start, cpu_start = time.perf_counter(), time.process_time()
         found = search_photos(self.index, self.encoder, self.proposer, [image], self.options)
         self.times_ms.append((time.perf_counter() - start) * 1000)
         self.cpu_ms.append((time.process_time() - cpu_start) * 1000)
+        self.pooled = found.pooled
         scores = dict.fromkeys(self.labels, NOT_MATCHED)
         scores.update((match.label, match.score) for match in found.matches)
         return scores
@@ -262,9 +271,12 @@ def _collages(
         absent.extend(score for label, score in scores.items() if label not in chosen)
         absent_labels.extend(label for label in scores if label not in chosen)
         present_labels.extend(chosen)
-        accepted.extend(rule.present(name, scores[name]) for name in chosen)
+        pooled = search.pooled
+        accepted.extend(rule.present(name, scores[name], pooled=pooled) for name in chosen)
         rejected.extend(
-            not rule.present(label, score) for label, score in scores.items() if label not in chosen
+            not rule.present(label, score, pooled=pooled)
+            for label, score in scores.items()
+            if label not in chosen
         )
     return CollageReport(
         collages=count,

@@ -58,11 +58,13 @@ class RegionMatch:
 class PhotoSearch:
     """Every concept of the index that any region matched, best first, and every
     region searched (photo by photo, each photo's whole first): its photo, its box
-    (None: the whole photo) and its vector."""
+    (None: the whole photo) and its vector. ``pooled``: the vectors were pooled from
+    one forward pass per photo (decide with ``pooled=True``)."""
 
     matches: list[RegionMatch]
     vectors: np.ndarray
     regions: list[tuple[int, Box | None]]
+    pooled: bool = False
 
 
 def search_photos(
@@ -84,6 +86,7 @@ def search_photos(
         proposals = [proposer.propose(photo, options.categories) for photo in photos]
     with timed("encode"):
         vectors = encode_regions(encoder, photos, proposals, options)
+    pooled = pools(encoder, proposals, options)
     located = [(p, region) for p, proposed in enumerate(proposals) for region in proposed]
     with timed("search"):
         aggregation = options.aggregation if len(located) > 1 else "best"
@@ -100,7 +103,19 @@ def search_photos(
         )
         for hit in hits
     ]
-    return PhotoSearch(matches, vectors, [(p, region.box) for p, region in located])
+    regions = [(p, region.box) for p, region in located]
+    return PhotoSearch(matches, vectors, regions, pooled)
+
+
+def pools(
+    encoder: ImageEncoder, proposals: Sequence[Sequence[Region]], options: SearchOptions
+) -> bool:
+    """Whether ``encode_regions`` pools these regions from one pass per photo."""
+    return (
+        options.encoding == "pooled"
+        and encoder.pools_regions
+        and any(len(proposed) > 1 for proposed in proposals)
+    )
 
 
 def encode_regions(
@@ -111,6 +126,7 @@ def encode_regions(
 ) -> np.ndarray:
     """Every region's vector, in order: crops in one batch, or pooled per photo."""
     if options.encoding == "pooled" and any(len(proposed) > 1 for proposed in proposals):
+        # Encoders without a feature map encode crops here (their ``encode_regions``).
         return np.concatenate(
             [
                 encoder.encode_regions(

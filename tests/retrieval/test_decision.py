@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from retrieval.background import BACKGROUND_COUNT, SIDE, background_photos
-from retrieval.decision import SINGLE_PHOTO_GENUINE, BackgroundVectors, fit_decision
+from retrieval.decision import (
+    POOLED_GENUINE_WEIGHT,
+    SINGLE_PHOTO_GENUINE,
+    BackgroundVectors,
+    fit_decision,
+)
 
 DIM = 64
 
@@ -105,7 +110,22 @@ def test_scores_that_do_not_separate_never_match(rng: np.random.Generator) -> No
     rule = fit_decision(vectors, [f"c{i // 3}" for i in range(12)], noise)
     assert not any(t.separable for t in rule.thresholds.values())
     assert not any(rule.present(label, 1.0) for label in rule.thresholds)
+    assert not any(rule.present(label, 1.0, pooled=True) for label in rule.thresholds)
     assert all(rule.threshold(label) is None for label in rule.thresholds)
+
+
+def test_pooled_regions_need_less_of_the_gap_but_more_than_an_impostor(
+    rng: np.random.Generator,
+) -> None:
+    """Pooled scores run low for present concepts: a laxer share of the same gap."""
+    vectors, labels, _ = clusters(rng, concepts=5, photos=3, spread=0.12)
+    rule = fit_decision(vectors, labels, background(rng))
+    for label, found in rule.thresholds.items():
+        pooled = rule.threshold(label, pooled=True)
+        assert pooled is not None and found.impostor < pooled < found.threshold
+        gap = found.genuine - found.impostor
+        assert abs((pooled - found.impostor) / gap - POOLED_GENUINE_WEIGHT) < 1e-5
+        assert rule.present(label, pooled, pooled=True) and not rule.present(label, pooled)
 
 
 def test_the_work_is_bounded(rng: np.random.Generator) -> None:

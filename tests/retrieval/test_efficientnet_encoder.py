@@ -15,8 +15,10 @@ from retrieval import EncoderConfig, decode_image
 from retrieval.efficientnet_encoder import MEAN, STD, EfficientNetLite0, packaged_weights
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
-from retrieval.regions import GridRegions
-from retrieval.torchvision_encoder import TorchvisionEncoder
+from retrieval.index import UserIndex
+from retrieval.regions import GridRegions, WholePhoto
+from retrieval.search import SearchOptions, search_photos
+from retrieval.torchvision_encoder import TorchvisionEncoder, central
 from tests import factories
 from tests.retrieval.test_torchvision_encoder import RANDOM_MOBILENET
 
@@ -97,13 +99,32 @@ def test_pooled_regions_come_from_one_forward_pass(mobilenet: TorchvisionEncoder
     assert passes == [(1, 3, 224, 224)]
     assert vectors.shape == (2 + 13, 1280) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    # The whole photo's box pools the whole map: the squeezed photo's own vector.
+    # The whole photo pools the whole map: the squeezed photo's own vector; a box pools
+    # only its centre, so a box over the whole photo does not.
     squeezed = TorchvisionEncoder.from_config(RANDOM_MOBILENET, center_crop=False)
     whole = squeezed.encode_images([image])[0]
-    assert np.allclose(vectors[0], whole, atol=1e-4) and np.allclose(vectors[1], whole, atol=1e-4)
+    assert np.allclose(vectors[0], whole, atol=1e-4)
+    assert not np.allclose(vectors[1], whole, atol=1e-4)
+    boxes_t = torch.tensor([[0.0, 0.0, 400.0, 200.0], [10.0, 20.0, 30.0, 60.0]])
+    assert torch.equal(
+        central(boxes_t, 0.5), torch.tensor([[100.0, 50.0, 300.0, 150.0], [15.0, 30.0, 25.0, 50.0]])
+    )
     # Different boxes pool different parts of the map.
     assert not np.allclose(vectors[2], vectors[5], atol=1e-3)
     assert mobilenet.encode_regions(image, [], side=320).shape == (1, 1280)
+
+
+def test_a_search_says_whether_its_regions_were_pooled(mobilenet: TorchvisionEncoder) -> None:
+    """The decision rule needs to know (``rule.present(..., pooled=...)``)."""
+    index = UserIndex(mobilenet.dim)
+    index.add([0], ["cat"], mobilenet.encode_images([photo("cat")]))
+    grid = GridRegions((2,))
+    query = [photo("dog")]
+    pooled = search_photos(index, mobilenet, grid, query, SearchOptions(encoding="pooled"))
+    cropped = search_photos(index, mobilenet, grid, query, SearchOptions(encoding="crop"))
+    whole = search_photos(index, mobilenet, WholePhoto(), query, SearchOptions(encoding="pooled"))
+    assert pooled.pooled and not cropped.pooled and not whole.pooled
+    assert pooled.vectors.shape == cropped.vectors.shape == (5, 1280)
 
 
 def test_models_without_a_feature_map_encode_crops() -> None:

@@ -107,7 +107,7 @@ def test_other_torchvision_models_drop_their_head() -> None:
 def test_open_encoder_dispatches_on_family(encoder: Encoder) -> None:
     built = open_encoder(TINY)
     assert isinstance(built, Encoder) and built.model_id == encoder.model_id
-    assert not built.pools_regions  # crops: open_clip has no pooled feature map here
+    assert built.pools_regions  # a ViT pools its patch tokens (tests/retrieval/test_vit_regions.py)
 
 
 @pytest.mark.parametrize(
