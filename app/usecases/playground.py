@@ -140,7 +140,9 @@ def _explain(
         for m in best
         if m.label in concepts
     ][:SHOWN_SCORES]
-    decide = decision_for(services, user_id, version, index, query.min_score)
+    decide = decision_for(
+        services, user_id, version, index, query.min_score, pooled=searched.pooled
+    )
     kept = present_matches(searched.matches, decide, top_k=query.top_k)
     return regions, scores, [m.label for m in kept if m.label in concepts]
 

