@@ -19,11 +19,12 @@ same model's scores, so it needs no per-model constant and no labelled photos.
 subjects and checked on the other half: bench/RESULTS.md.)
 
 Regions pooled from one forward pass (``pooled=True``) use ``POOLED_GENUINE_WEIGHT``
-(0.3) instead: a pooled region's vector mixes in context from beyond its box,
+(0.25) instead: a pooled region's vector mixes in context from beyond its box,
 so a concept it shows scores lower than the same region cropped and encoded on
-its own, while regions without the concept score no higher (0.3 was chosen on
-the same development half with both backbones, bench/RESULTS.md). It is still a
-share of each concept's own gap, never a score.
+its own, while regions without the concept score no higher (0.25 was chosen on
+the same development half with both backbones, under the condition that absent
+concepts stay rejected, bench/RESULTS.md). It is still a share of each
+concept's own gap, never a score.
 
 Degradations (never "everything matches"):
 
@@ -56,7 +57,7 @@ MIN_SEPARATION = 2.0
 # Where the threshold sits between the impostor mean (0) and the genuine mean (1).
 GENUINE_WEIGHT = 0.55
 # The same for scores of regions pooled from one forward pass (see the module doc).
-POOLED_GENUINE_WEIGHT = 0.3
+POOLED_GENUINE_WEIGHT = 0.25
 # A concept with one photo and no other concept to borrow from.
 SINGLE_PHOTO_GENUINE = 1.0
 

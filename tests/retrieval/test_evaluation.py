@@ -266,14 +266,16 @@ def test_bad_inputs_say_what_is_wrong(dataset: Path, encoder: Encoder, tmp_path:
 # before any query is seen. Measured (bench/eval_quality.py, 80 collages; see
 # bench/RESULTS.md), rule vs in-sample threshold:
 #   MobileNetV2: whole photo recall@1 0.964, balanced accuracy 0.986 (0.980);
-#     grid 2x2 + winner: balanced accuracy 0.998, collage top 4 0.988, present
-#     accepted 0.978, absent rejected 0.994; pooled regions: top 4 0.947,
-#     present accepted 0.838, absent rejected 0.997.
+#     grid 2x2 + winner: balanced accuracy 0.998, collage top 4 0.994, present
+#     accepted 0.978, absent rejected 0.996; pooled regions: top 4 0.984,
+#     present accepted 0.972, absent rejected 0.998.
 #   EfficientNet-Lite0: whole recall@1 0.946, balanced accuracy 0.982 (0.980);
-#     grid 2x2 + winner: 0.988, top 4 0.966, present accepted 0.963, absent
-#     rejected 0.994; pooled: top 4 0.944, 0.806, 0.994.
+#     grid 2x2 + winner: 0.988, top 4 0.972, present accepted 0.966, absent
+#     rejected 0.995; pooled: top 4 0.972, 0.975, 0.996.
 # The collage assertions here run on 24 collages (cost), a little below
-# (measured on them: crop 0.979 / 0.969 present accepted, pooled 0.875 / 0.802).
+# (measured on them, EfficientNet-Lite0 / MobileNetV2: crop 0.969 / 0.979
+# present accepted, 0.996 / 1.000 absent rejected; pooled 0.979 / 0.990 and
+# 0.998 / 0.998).
 BACKBONES = {
     "mobilenet_v2": "torchvision/mobilenet_v2:sha256-b03531047ffacf1e",
     "efficientnet_lite0": "torchvision/efficientnet_lite0:sha256-579344248a93e230",
@@ -321,18 +323,18 @@ def test_quality_with_real_weights(real_reports: dict[str, EvalReport]) -> None:
     # The label-free rule, per concept, against the in-sample best single threshold.
     assert whole.rule_balanced_accuracy >= 0.975
     assert whole.rule_balanced_accuracy >= whole.balanced_accuracy - 0.005
-    assert crop.rule_balanced_accuracy >= 0.98
+    assert crop.rule_balanced_accuracy >= 0.985
     assert crop.collage is not None and pooled.collage is not None
-    assert crop.collage.present_top4_rate >= 0.94
-    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.95
-    assert (crop.collage.rule_absent_rejected_rate or 0) >= 0.98
+    assert crop.collage.present_top4_rate >= 0.97
+    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.96
+    assert (crop.collage.rule_absent_rejected_rate or 0) >= 0.99
     # Pooled regions: each tile's central half, decided at the pooled share of the gap.
-    assert pooled.rule_balanced_accuracy >= 0.975
-    assert pooled.collage.present_top4_rate >= 0.95
-    assert (pooled.collage.rule_absent_rejected_rate or 0) >= 0.98
-    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.93
+    assert pooled.rule_balanced_accuracy >= 0.98
+    assert pooled.collage.present_top4_rate >= 0.97
+    assert (pooled.collage.rule_absent_rejected_rate or 0) >= 0.99
+    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.97
     assert (pooled.collage.rule_present_accepted_rate or 0) >= (
-        (crop.collage.rule_present_accepted_rate or 0) - 0.05
+        (crop.collage.rule_present_accepted_rate or 0) - 0.02
     )
     # One forward pass per photo instead of five.
     assert pooled.collage.median_query_cpu_ms < crop.collage.median_query_cpu_ms / 1.5

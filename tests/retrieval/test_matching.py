@@ -7,7 +7,7 @@ import pytest
 
 from retrieval import UserIndex, name_key, named_in
 from retrieval.common_words import is_bare_word_matchable
-from retrieval.matching import search_concepts
+from retrieval.matching import region_winners, search_concepts
 from tests import factories
 
 
@@ -84,6 +84,37 @@ def test_search_concepts_matches_brute_force() -> None:
         assert [(m.label, pytest.approx(m.score)) for m in got] == [
             (label, s) for s, label in expected
         ]
+
+
+def _unit(*rows: list[float]) -> np.ndarray:
+    matrix = np.asarray(rows, dtype=np.float32)
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def test_a_region_goes_to_the_concept_all_its_photos_resemble_not_to_one_look_alike() -> None:
+    index = UserIndex(3)
+    # "shiny": three photos around the query; "colorful": one photo a little closer
+    # to the query than any of shiny's, the others far from it.
+    shiny = _unit([1, 0.45, 0], [1, -0.45, 0], [1, 0, 0.45])
+    colorful = _unit([1, 0, -0.4], [0, 1, 0], [0, 0, 1])
+    index.add(range(6), ["shiny"] * 3 + ["colorful"] * 3, np.concatenate([shiny, colorful]))
+    query = _unit([1, 0, 0])
+    assert index.search(query, 1)[0][0].label == "colorful"  # the best single photo
+    [won] = region_winners(index, query)
+    assert won.label == "shiny" and won.region == 0
+    assert won.score == pytest.approx(float((shiny @ query[0]).max()))  # its best photo's score
+    got = search_concepts(index, query, top_k=5, min_score=-1.0, aggregation="winner")
+    assert [m.label for m in got] == ["shiny"]  # one region: one concept
+
+
+def test_winner_aggregation_keeps_each_concepts_best_region() -> None:
+    index = UserIndex(3)
+    index.add(range(4), ["a", "a", "b", "b"], _unit([1, 0, 0], [1, 0.1, 0], [0, 1, 0], [0, 1, 0.1]))
+    queries = _unit([1, 0.05, 0], [0.9, 0.3, 0], [0, 1, 0.05])
+    got = search_concepts(index, queries, top_k=5, min_score=-1.0, aggregation="winner")
+    assert [(m.label, m.region) for m in got] == [("a", 0), ("b", 2)]
+    assert search_concepts(index, queries, top_k=5, min_score=0.9999, aggregation="winner") == []
+    assert region_winners(UserIndex(3), queries) == []
 
 
 def test_search_concepts_on_an_empty_index() -> None:
