@@ -16,7 +16,7 @@ from app.storage.repository.concepts import ConceptSummary
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
 from app.usecases.retrieve import cached_concepts, cached_index, decision_for, present_matches
 from retrieval import name_key, named_in
-from retrieval.matching import best_per_label
+from retrieval.matching import best_per_label, region_winners
 from retrieval.prompt import ImagePart
 from retrieval.regions import Box
 from retrieval.search import SearchOptions, search_photos
@@ -128,11 +128,13 @@ def _explain(
     )
     boxes = [box or (0, 0, width, height) for _, box in searched.regions]
     rows = index.search(searched.vectors, min(len(index), SEARCH_DEPTH))
+    # Each region's winner as retrieval's "winner" aggregation chooses it.
+    winners = {match.region: match for match in region_winners(index, searched.vectors)}
     regions = [
-        RegionScore(box, concepts.get(row[0].label), row[0].score)
-        if row
+        RegionScore(box, concepts.get(won.label), won.score)
+        if (won := winners.get(number)) is not None
         else RegionScore(box, None, None)
-        for box, row in zip(boxes, rows, strict=True)
+        for number, box in enumerate(boxes)
     ]
     best = sorted(best_per_label(rows).values(), key=lambda m: -m.score)
     scores = [

@@ -129,6 +129,9 @@ def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(
     assert {s["concept"]["name"] for s in scores} == {"dog", "cat"}
     assert scores[0]["score"] >= scores[1]["score"]
     assert [s["kept"] for s in scores] == [True, False]  # top_k = 1
+    # What retrieval keeps wins a region as the playground shows it (the same winners).
+    kept = [s["concept"]["id"] for s in scores if s["kept"]]
+    assert set(kept) <= {r["concept"]["id"] for r in result["regions"]}
     assert [c["name"] for c in result["named"]] == ["cat"]
     in_prompt = [c["name"] for c in result["prompt_concepts"]]
     assert in_prompt[0] == "cat" and scores[0]["concept"]["name"] in in_prompt
