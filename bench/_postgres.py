@@ -13,7 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.storage.db.migrate import upgrade
-from app.storage.db.models import Concept, Embedding, ImageRow, Tenant, User
+from app.storage.db.models import Concept, ImageRow, Tenant, User
+from app.storage.repository import vectors as vector_rows
 
 POSTGRES_URL = os.environ.get(
     "RAPPORT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -68,17 +69,10 @@ def add_user(
         ]
         session.add_all(images)
         session.flush()
-        session.add_all(
-            Embedding(
-                image_id=image.id,
-                concept_id=concept.id,
-                user_id=user.id,
-                model_id=model_id,
-                dim=vectors.shape[1],
-                vector=vectors[start + i].tobytes(),
+        for i, image in enumerate(images):
+            vector_rows.add_vector(
+                session=session, image=image, vector=vectors[start + i], model_id=model_id
             )
-            for i, image in enumerate(images)
-        )
     return user.id
 
 

@@ -27,7 +27,7 @@ from _support import conditions, median, percentile, returning
 
 from app.storage.db.engine import make_engine, make_sessionmaker
 from app.storage.db.migrate import upgrade
-from app.storage.db.models import Concept, Embedding, ImageRow, Tenant, User
+from app.storage.db.models import Concept, ImageRow, Tenant, User
 from app.storage.repository import vectors as vector_rows
 from retrieval import UserIndex, UserIndexCache
 from retrieval.matching import search_concepts
@@ -98,15 +98,8 @@ def cold_load(dim: int, rng: np.random.Generator) -> None:
                     )
                     session.add(image)
                     session.flush()
-                    session.add(
-                        Embedding(
-                            image_id=image.id,
-                            concept_id=concept.id,
-                            user_id=user.id,
-                            model_id="bench",
-                            dim=dim,
-                            vector=vectors[i].tobytes(),
-                        )
+                    vector_rows.add_vector(
+                        session=session, image=image, vector=vectors[i], model_id="bench"
                     )
         session.commit()
         users = {
