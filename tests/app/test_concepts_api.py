@@ -127,4 +127,8 @@ def test_health_and_readiness(server: LiveServer) -> None:
         assert ready.status_code == 200
         assert ready.json()["encoder"] == "rapport-test-tiny:none"
         assert ready.json()["photo_store"] == "ok"
+        # Probes that use HEAD get the status without a body.
+        for path in ("/healthz", "/readyz"):
+            head = client.head(path)
+            assert (head.status_code, head.content) == (200, b"")
         assert client.get("/openapi.json").json()["info"]["title"] == "rapport"
