@@ -1,9 +1,10 @@
 """One write to a user's data: lock the user → check → write → commit → patch the cached index.
 
-Every write of a user's concepts, photos and vectors goes through ``user_write``, so
-writes of one user are serialised by their row lock, each bumps the user's version
-(readers elsewhere see their cached index is stale), and this process's cached index
-is patched from the old version to the new one instead of being rebuilt.
+The concept and photo writes of the API go through ``user_write``, so writes of one
+user are serialised by their row lock, each bumps the user's version (readers elsewhere
+see their cached index is stale), and this process's cached index is patched from the
+old version to the new one instead of being rebuilt. Maintenance writes (reindex, the
+doctor's repairs, erasing a user) lock and bump the same row themselves.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class UserWrite:
 
     session: Session
     lock: user_rows.UserLock
-    _index_update: Callable[[UserIndex], None] = lambda index: None
+    _index_update: Callable[[UserIndex], None] | None = None
     _on_rollback: list[Callable[[], None]] = field(default_factory=list)
     _conflict: Exception | None = None
 
@@ -91,9 +92,14 @@ def user_write(
             for undo in write._on_rollback:
                 undo()
             raise
-    services.user_index_cache.apply(
-        services.index_key(lock.user_id),
-        from_version=lock.from_version,
-        to_version=lock.to_version,
-        update=write._index_update,
-    )
+    key = services.index_key(lock.user_id)
+    versions = {"from_version": lock.from_version, "to_version": lock.to_version}
+    services.user_index_cache.apply(key, **versions, update=write._index_update or _unchanged)
+    if write._index_update is None:
+        # The same vectors make the same decision rule: carry it to the new version
+        # instead of fitting it again (a rename, a new description).
+        services.decisions.apply(key, **versions, update=_unchanged)
+
+
+def _unchanged(value: object) -> None:
+    """Nothing of a cached value changed with the write: it only moves to the new version."""

@@ -125,3 +125,23 @@ def test_random_weights_never_match_everything(
     assert named["threshold"] is None
     # A registered photo itself is not enough either.
     assert matched_names(retrieve(client, "alice", factories.photo("dog", 0))) == []
+
+
+def test_a_write_that_keeps_every_vector_keeps_the_fitted_rule(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # A rename bumps the user's version but changes no vector: the rule fitted at the old
+    # version is carried over, not fitted again (the cached index is carried the same way).
+    server: LiveServer = start_server(
+        make_settings(database_url, tmp_path / "data", min_score=None)
+    )
+    client = server.client(server.new_key("acme"))
+    dog = register_subject(client, "alice", "dog")
+    register_subject(client, "alice", "cat")
+    retrieve(client, "alice", held_out("dog"))
+    before = decision_cache(client)
+    renamed = client.patch(f"/v1/users/alice/concepts/{dog['id']}", json={"name": "bo"})
+    assert renamed.status_code == 200, renamed.text
+    retrieve(client, "alice", held_out("dog"))
+    after = decision_cache(client)
+    assert after["misses"] == before["misses"] and after["hits"] > before["hits"]
