@@ -15,7 +15,7 @@ from app.services import Services
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.usecases.photo_policy import PhotoPolicy
-from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, find_matches
+from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, matches_at
 from retrieval import (
     ChatTurn,
     Generation,
@@ -68,14 +68,16 @@ def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuer
         found = user_rows.user_version(
             session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
-    names = [c.name for c in cached_concepts(services, *found).values()] if found else []
+    if found is None:  # a user with no concepts yet
+        return PreparedChat(prompt=compose_prompt(turns, []), used=[])
+    names = [c.name for c in cached_concepts(services, *found).values()]
     query_turn = latest_query_turn(turns, names)
     if query_turn is None:
         return PreparedChat(prompt=compose_prompt(turns, []), used=[])
     turn = turns[query_turn]
-    matches = find_matches(
+    matches = matches_at(
         services,
-        scope,
+        *found,
         photos=[QueryPhoto(image) for image in turn.images],
         text=turn.text,
         top_k=query.top_k,

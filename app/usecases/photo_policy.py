@@ -43,6 +43,11 @@ class PhotoPolicy:
         )
 
     @classmethod
+    def for_retrieval(cls, services: Services) -> PhotoPolicy:
+        """Photos of /retrieve: cut into regions and encoded; no MLLM sees them."""
+        return cls(services.settings.image_limits(), query_min_side(services))
+
+    @classmethod
     def for_references(cls, services: Services) -> PhotoPolicy:
         """Stored photos put into a prompt: only the MLLM sees them."""
         return cls(services.settings.image_limits(), 1, services.settings.generator_image_max_side)

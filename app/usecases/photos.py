@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.domain.errors import BlobStoreUnavailable, PhotoFileMissing
+from app.domain.errors import BlobStoreUnavailable
 from app.services import Services
 from app.storage.blobs import blob_key, sha256_hex
 from app.storage.db.models import Embedding, ImageRow
@@ -109,23 +109,6 @@ def store_photos(
         embeddings.append(embedding)
     session.flush()
     return images, embeddings
-
-
-def read_photo(services: Services, image: ImageRow) -> bytes:
-    """The stored bytes of a photo; PhotoFileMissing (and a log line) if the store lost them."""
-    try:
-        return services.blobs.get(image.blob_key)
-    except FileNotFoundError:
-        logger.error(
-            "photo %s of concept %s has no file (blob %s): run `rapport doctor`",
-            image.id,
-            image.concept_id,
-            image.blob_key,
-        )
-        raise PhotoFileMissing(
-            "this photo's file is missing on the server; the operator has been told "
-            "(`rapport doctor` reports such photos)"
-        ) from None
 
 
 def collect_blobs(services: Services, *, user_id: int, keys: Sequence[str]) -> None:

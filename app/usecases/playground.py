@@ -9,12 +9,17 @@ from PIL import Image
 
 from app.domain.scope import UserScope
 from app.services import Services
-from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
-from app.usecases.retrieve import cached_concepts, cached_index, decision_for, present_matches
+from app.usecases.retrieve import (
+    cached_concepts,
+    cached_index,
+    decision_for,
+    detector_categories,
+    present_matches,
+)
 from retrieval import name_key, named_in
 from retrieval.matching import best_per_label, region_winners
 from retrieval.prompt import ImagePart
@@ -72,11 +77,6 @@ def preview(services: Services, scope: UserScope, *, query: ChatQuery) -> Previe
         found_user = user_rows.user_version(
             session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
-        categories = (
-            concept_rows.concept_categories(session=session, user_id=found_user[0])
-            if found_user and photo is not None and services.settings.regions == "detector"
-            else []
-        )
     regions: list[RegionScore] = []
     scores: list[ConceptScore] = []
     found: list[str] = []
@@ -87,6 +87,8 @@ def preview(services: Services, scope: UserScope, *, query: ChatQuery) -> Previe
         keys = named_in(turn.text, [c.name for c in concepts.values()])
         named = [c for c in concepts.values() if name_key(c.name) in keys]
         if photo is not None:
+            detector = services.settings.regions == "detector"
+            categories = detector_categories(concepts) if detector else []
             regions, scores, found = _explain(
                 services, user_id, version, concepts, photo, categories, query
             )

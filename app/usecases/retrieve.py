@@ -16,7 +16,7 @@ from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.timing import Timings
-from app.usecases.photo_policy import PhotoPolicy, query_min_side
+from app.usecases.photo_policy import PhotoPolicy
 from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
 from retrieval.regions import Box
@@ -71,8 +71,7 @@ def retrieve(
     photos = []
     if query.image is not None:
         with timings.stage("decode"):
-            policy = PhotoPolicy(services.settings.image_limits(), query_min_side(services))
-            decoded = policy.decode(query.image)
+            decoded = PhotoPolicy.for_retrieval(services).decode(query.image)
         photos.append(QueryPhoto(decoded.image, scale=decoded.width / decoded.image.width))
     return find_matches(
         services,
@@ -106,14 +105,36 @@ def find_matches(
         found = user_rows.user_version(
             session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
         )
-        if found is None:
-            return []
-        user_id, version = found
-        categories = (
-            concept_rows.concept_categories(session=session, user_id=user_id)
-            if photos and services.settings.regions == "detector"
-            else []
-        )
+    if found is None:
+        return []
+    return matches_at(
+        services,
+        *found,
+        photos=photos,
+        text=text,
+        top_k=top_k,
+        min_score=min_score,
+        timings=timings,
+    )
+
+
+def matches_at(
+    services: Services,
+    user_id: int,
+    version: int,
+    *,
+    photos: Sequence[QueryPhoto],
+    text: str | None,
+    top_k: int,
+    min_score: float | None,
+    timings: Timings | None = None,
+) -> list[Match]:
+    """``find_matches`` for a user whose row id and version the caller has just read."""
+    timings = timings or Timings()
+    categories: list[str] = []
+    if photos and services.settings.regions == "detector":
+        with timings.stage("db"):
+            categories = detector_categories(cached_concepts(services, user_id, version))
     scores: dict[str, tuple[float, Literal["image", "text"], Box | None]] = {}
     index = None
     vectors = None
@@ -213,6 +234,11 @@ def _scaled(box: Box | None, scale: float) -> Box | None:
         return None
     x0, y0, x1, y1 = (round(value * scale) for value in box)
     return (x0, y0, x1, y1)
+
+
+def detector_categories(concepts: dict[str, ConceptSummary]) -> list[str]:
+    """The distinct categories of the user's concepts ("dog", "mug"), for a detector's prompts."""
+    return sorted({concept.category for concept in concepts.values() if concept.category})
 
 
 def cached_concepts(services: Services, user_id: int, version: int) -> dict[str, ConceptSummary]:

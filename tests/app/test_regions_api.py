@@ -68,8 +68,8 @@ def test_whole_photo_matches_have_no_box(server: LiveServer, api: Any) -> None:
 def test_detector_regions_end_to_end(
     start_server: Any, database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from app.storage.repository import concepts as concept_rows
     from app.storage.repository import users as user_rows
+    from app.usecases.retrieve import cached_concepts, detector_categories
     from retrieval.regions import DetectorRegions
 
     detector = build_tiny_detector(tmp_path_factory.mktemp("owlv2"), "owlv2")
@@ -89,11 +89,12 @@ def test_detector_regions_end_to_end(
     with server.services.sessions() as session:
         user = user_rows.find_user(session=session, tenant_id=1, external_id="alice")
         assert user is not None
-        # The words the detector is prompted with, besides its generic ones.
-        assert concept_rows.concept_categories(session=session, user_id=user.id) == [
-            "backpack",
-            "dog",
-        ]
+    # The words the detector is prompted with, besides its generic ones.
+    concepts = cached_concepts(server.services, user.id, user.version)
+    assert detector_categories(concepts) == [
+        "backpack",
+        "dog",
+    ]
     photo = factories.photo("dog", 1)
     response = retrieve(client, "alice", photo, top_k=2, min_score=-1)
     assert "regions;dur=" in response.headers["server-timing"]

@@ -97,14 +97,6 @@ def list_concepts(
     return session.scalars(query).all()
 
 
-def concept_categories(*, session: Session, user_id: int) -> list[str]:
-    """The distinct categories of the user's concepts ("dog", "mug"), for a detector's prompts."""
-    query = select(Concept.category).where(
-        Concept.user_id == user_id, Concept.category.is_not(None)
-    )
-    return sorted({category for category in session.scalars(query.distinct()) if category})
-
-
 def count_concepts(*, session: Session, user_id: int) -> int:
     query = select(func.count()).select_from(Concept).where(Concept.user_id == user_id)
     return int(session.scalar(query) or 0)
