@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -191,3 +192,17 @@ def test_photos_and_exports_need_the_key_like_any_other_request(server: LiveServ
         )
     finally:
         anonymous.close()
+
+
+def test_requests_for_files_that_do_not_exist_cache_nothing(server: LiveServer) -> None:
+    # The console and docs routes are public: a made-up name must cost nothing lasting.
+    from app.http.routes import console
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/console/main.js").status_code == 200
+        cached = console._read.cache_info().currsize
+        for _ in range(50):
+            made_up = uuid.uuid4().hex
+            assert client.get(f"/console/{made_up}.js").status_code == 404
+            assert client.get(f"/docs/assets/{made_up}.css").status_code == 404
+    assert console._read.cache_info().currsize == cached

@@ -56,19 +56,28 @@ def _folder(package: str, *parts: str) -> Traversable:
 
 
 @cache
-def _read(package: str, folder: tuple[str, ...], name: str) -> bytes | None:
-    """A packaged file's bytes (read once), or None when the package has no such file."""
-    path = _folder(package, *folder) / name
-    if not path.is_file():
-        return None
-    data = path.read_bytes()
+def _names(package: str, folder: tuple[str, ...]) -> frozenset[str]:
+    """The files a packaged folder holds, listed once."""
+    return frozenset(entry.name for entry in _folder(package, *folder).iterdir() if entry.is_file())
+
+
+def _packaged(package: str, folder: tuple[str, ...], name: str) -> bytes | None:
+    """A packaged file's bytes, or None when the package has no such file. Only names
+    of real files reach the cache, so requests for made-up names cannot grow it."""
+    return _read(package, folder, name) if name in _names(package, folder) else None
+
+
+@cache
+def _read(package: str, folder: tuple[str, ...], name: str) -> bytes:
+    """The bytes of a file ``_names`` lists, read once."""
+    data = (_folder(package, *folder) / name).read_bytes()
     if name in REWRITES:
         data = data.replace(*REWRITES[name])
     return data
 
 
 def _serve(package: str, folder: tuple[str, ...], name: str, csp: str) -> Response:
-    data = _read(package, folder, name)
+    data = _packaged(package, folder, name)
     suffix = name[name.rfind(".") :]
     if data is None or suffix not in MEDIA_TYPES:
         raise NotFound("not found")
@@ -109,6 +118,6 @@ def redoc_page() -> Response:
 @docs_router.get("/docs/assets/{name}")
 def docs_asset(name: AssetName) -> Response:
     """Our own start-up script, or Swagger UI's and ReDoc's files as fastapi-offline ships them."""
-    if _read("app", ("console", "docs"), name) is not None:
+    if _packaged("app", ("console", "docs"), name) is not None:
         return _serve("app", ("console", "docs"), name, DOCS_CSP)
     return _serve("fastapi_offline", ("static",), name, DOCS_CSP)
