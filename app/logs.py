@@ -24,7 +24,8 @@ def configure(level: str) -> None:
         raise ValueError(f"unknown log level {level!r}")
     logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+        quiet = numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        logging.getLogger(name).setLevel(quiet)
     if numeric > logging.DEBUG:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet_open_clip)
