@@ -6,14 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from app.domain.errors import (
     ConceptNameTaken,
     ConceptNotFound,
     LastImage,
-    QuotaExceeded,
-    StorageQuotaExceeded,
 )
 from app.domain.scope import UserScope
 from app.domain.text_fields import concept_name
@@ -21,7 +18,6 @@ from app.services import Services
 from app.storage.db.models import Embedding, ImageRow, utcnow
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
-from app.storage.repository import tenants as tenant_rows
 from app.storage.repository import vectors as vector_rows
 from app.storage.repository.users import UserLock
 from app.usecases.concept_reads import ConceptView, with_looks_like
@@ -32,6 +28,12 @@ from app.usecases.photos import (
     photo_key,
     prepare_photos,
     store_photos,
+)
+from app.usecases.quotas import (
+    check_before_work,
+    check_concept_count,
+    check_photo_quotas,
+    upload_sizes,
 )
 from app.usecases.user_write import UserWrite, user_write
 from retrieval import UserIndex, name_key
@@ -67,17 +69,15 @@ def create_concept(
 ) -> ConceptView:
     """Register a concept with its photos; the concept and its vectors commit together."""
     key = _checked_name(name)
+    sizes = upload_sizes(uploads)
+    check_before_work(services, scope, concept_id=None, sizes=sizes)
     photos = prepare_photos(services, uploads)
     with user_write(services, scope, create=True) as w:
         w.conflict_is(_name_taken(name))
         if concept_rows.name_in_use(session=w.session, user_id=w.user_id, name_key=key):
             raise _name_taken(name)
-        limit = services.settings.max_concepts_per_user
-        if concept_rows.count_concepts(session=w.session, user_id=w.user_id) >= limit:
-            raise QuotaExceeded(f"this user has the most concepts allowed ({limit})")
-        _check_photo_quotas(
-            services, w.session, tenant_id=scope.tenant_id, existing=0, photos=photos
-        )
+        check_concept_count(services, w.session, user_id=w.user_id)
+        check_photo_quotas(services, w.session, tenant_id=scope.tenant_id, existing=0, sizes=sizes)
         concept = concept_rows.add_concept(
             session=w.session,
             user_id=w.user_id,
@@ -98,14 +98,16 @@ def add_images(
     concept_id: str,
     uploads: Sequence[Upload],
 ) -> ConceptView:
+    sizes = upload_sizes(uploads)
+    check_before_work(services, scope, concept_id=concept_id, sizes=sizes)
     photos = prepare_photos(services, uploads)
     with user_write(services, scope, missing=_no_concept(concept_id)) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id
         )
         existing = image_rows.count_images(session=w.session, concept_id=concept.id)
-        _check_photo_quotas(
-            services, w.session, tenant_id=scope.tenant_id, existing=existing, photos=photos
+        check_photo_quotas(
+            services, w.session, tenant_id=scope.tenant_id, existing=existing, sizes=sizes
         )
         _, embeddings = _store(services, w, scope, concept.id, photos)
         concept.updated_at = utcnow()
@@ -169,37 +171,6 @@ def delete_image(services: Services, *, scope: UserScope, concept_id: str, image
         ).updated_at = utcnow()
         w.after_commit(lambda index: index.remove(vector_ids))
     collect_blobs(services, user_id=w.user_id, keys=[image.blob_key])
-
-
-def _check_photo_quotas(
-    services: Services,
-    session: Session,
-    *,
-    tenant_id: int,
-    existing: int,
-    photos: Sequence[PreparedPhoto],
-) -> None:
-    """Photos per concept and bytes per tenant. Checked under the user's lock; writes of
-    other users of the tenant can pass the byte quota together by at most one request each."""
-    settings = services.settings
-    if existing + len(photos) > settings.max_photos_per_concept:
-        raise QuotaExceeded(
-            f"a concept holds at most {settings.max_photos_per_concept} photos; "
-            f"it has {existing} and {len(photos)} were sent"
-        )
-    if settings.max_tenant_bytes:
-        adding = sum(
-            tenant_rows.stored_bytes(size_bytes=len(photo.data), dims=[photo.vector.shape[0]])
-            for photo in photos
-        )
-        if (
-            tenant_rows.tenant_bytes(session=session, tenant_id=tenant_id) + adding
-            > settings.max_tenant_bytes
-        ):
-            raise StorageQuotaExceeded(
-                f"this app stores at most {settings.max_tenant_bytes} bytes of photos and "
-                "their vectors (each photo counts at least 4 KiB plus its rows)"
-            )
 
 
 def _store(

@@ -89,6 +89,7 @@ def test_quotas_refuse_clearly_and_store_nothing(
     dog = register(client, "alice", "dog", photo_bytes[:2]).json()
     register(client, "alice", "cat", [factories.photo("cat", 0)])
     before = stored(server.services)
+    encoded = photos_encoded(client)
 
     third = assert_problem(register(client, "alice", "can", [factories.photo("can", 0)]), 409)
     assert "(2)" in third["detail"]
@@ -101,6 +102,16 @@ def test_quotas_refuse_clearly_and_store_nothing(
     big = register(client, "bob", "big", [factories.photo("backpack", 0)])
     assert "stores at most" in assert_problem(big, 413)["detail"]
     assert stored(server.services) == before
+    # Refused before any photo was decoded or embedded: the encoder did no work for them.
+    assert photos_encoded(client) == encoded
+
+
+def photos_encoded(client: Any) -> float:
+    """Photos the server's encoder has embedded so far (from /metrics)."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("rapport_encoder_batch_size_sum "):
+            return float(line.split()[-1])
+    raise AssertionError("no rapport_encoder_batch_size_sum in /metrics")
 
 
 def test_tiny_photos_are_charged_what_they_store(
