@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PIL import Image
@@ -43,6 +43,8 @@ class ChatQuery:
 class PreparedChat:
     prompt: Prompt
     used: list[Match]  # the matches whose concepts are in the prompt, in its order
+    # id() of each reference photo in the prompt -> (its concept's id, its photo's id)
+    references: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,13 @@ def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuer
         config.max_concepts,
     )
     used = [by_id[concept.id] for concept in chosen]
-    concepts = [
-        replace(concept, reference_images=photos)
-        for concept, photos in zip(chosen, _reference_photos(services, used), strict=True)
-    ]
+    concepts = []
+    references: dict[int, tuple[str, str]] = {}
+    for concept, match, photos in zip(chosen, used, _reference_photos(services, used), strict=True):
+        concepts.append(replace(concept, reference_images=tuple(image for _, image in photos)))
+        references.update({id(image): (match.concept.id, photo_id) for photo_id, image in photos})
     prompt = compose_prompt(turns, concepts, config, query_turn=query_turn)
-    return PreparedChat(prompt=prompt, used=used)
+    return PreparedChat(prompt=prompt, used=used, references=references)
 
 
 def answer_chat(services: Services, scope: UserScope | None, *, query: ChatQuery) -> ChatAnswer:
@@ -134,23 +137,24 @@ def require_generator(services: Services) -> None:
 
 def _reference_photos(
     services: Services, matches: Sequence[Match]
-) -> list[tuple[Image.Image, ...]]:
-    """The first reference photos of each concept, decoded (they were checked on upload).
+) -> list[list[tuple[str, Image.Image]]]:
+    """The first reference photos of each concept, with their ids, decoded (they were
+    checked on upload).
 
     A photo whose file is gone from the photo store is skipped (the next one takes its
     place) and logged for the operator: the answer goes on without it.
     """
     per_concept = services.settings.prompt_max_reference_images
     if not matches or per_concept == 0:
-        return [() for _ in matches]
+        return [[] for _ in matches]
     with services.sessions() as session:
         rows = image_rows.images_of(session=session, concept_ids=[m.concept.id for m in matches])
     # The configured caps (a photo accepted under raised caps must not fail every chat),
     # reduced to what the MLLM is shown.
     policy = PhotoPolicy.for_references(services)
-    chosen: list[tuple[Image.Image, ...]] = []
+    chosen: list[list[tuple[str, Image.Image]]] = []
     for match in matches:
-        photos: list[Image.Image] = []
+        photos: list[tuple[str, Image.Image]] = []
         for row in rows[match.concept.id]:
             if len(photos) == per_concept:
                 break
@@ -165,6 +169,6 @@ def _reference_photos(
                     row.blob_key,
                 )
                 continue
-            photos.append(policy.decode(data).image)
-        chosen.append(tuple(photos))
+            photos.append((row.id, policy.decode(data).image))
+        chosen.append(photos)
     return chosen

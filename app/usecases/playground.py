@@ -9,7 +9,6 @@ from PIL import Image
 
 from app.domain.scope import UserScope
 from app.services import Services
-from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.usecases.chat import ChatQuery, PreparedChat, prepare_chat
@@ -154,15 +153,10 @@ def _explain(
 def _prompt_photos(services: Services, prepared: PreparedChat) -> dict[int, PromptPhoto]:
     """Name each image of the prompt: the query photo (boxes drawn on it in visual mode)
     or the reference photo of a concept, by the ids the API gives them."""
-    per_concept = services.settings.prompt_max_reference_images
-    concept_ids = [match.concept.id for match in prepared.used]
-    named: dict[int, PromptPhoto] = {}
-    if concept_ids and per_concept:
-        with services.sessions() as session:
-            rows = image_rows.images_of(session=session, concept_ids=concept_ids)
-        for concept, concept_id in zip(prepared.prompt.concepts, concept_ids, strict=True):
-            for image, row in zip(concept.reference_images, rows[concept_id], strict=False):
-                named[id(image)] = PromptPhoto("reference", concept_id, row.id)
+    named = {
+        image: PromptPhoto("reference", concept_id, photo_id)
+        for image, (concept_id, photo_id) in prepared.references.items()
+    }
     for message in prepared.prompt.messages:
         for part in message.parts:
             if isinstance(part, ImagePart) and id(part.image) not in named:

@@ -160,6 +160,30 @@ def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(
     assert_problem(api.post("/v1/users/alice/playground", json={"image": "x"}), 422)
 
 
+def test_the_playground_names_the_reference_photo_that_stood_in_for_a_missing_one(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    from app.storage.repository import images as image_rows
+
+    server = start_server(make_settings(database_url, tmp_path / "data"))
+    api = server.client(server.new_key("acme"))
+    bo = register_subject(api, "alice", "dog")
+    services = server.services
+    with services.sessions() as session:
+        rows = image_rows.images_of(session=session, concept_ids=[bo["id"]])[bo["id"]]
+    services.blobs.delete(rows[0].blob_key)
+    body = {
+        "question": "What is <dog> doing?",
+        "image": "data:image/jpeg;base64,"
+        + __import__("base64").b64encode(factories.photo("dog", 4)).decode(),
+    }
+    result = api.post("/v1/users/alice/playground", json=body).json()
+    _, user = result["prompt"]
+    references = [p for p in user["parts"] if p["photo"] == "reference"]
+    # The second photo took the missing first one's place, and is named as itself.
+    assert [(p["concept_id"], p["image_id"]) for p in references] == [(bo["id"], rows[1].id)]
+
+
 def test_an_export_imports_into_another_tenant_as_it_was(
     server: LiveServer, api: httpx.Client, tmp_path: Path
 ) -> None:
