@@ -124,9 +124,9 @@ def encode_regions(
     proposals: Sequence[Sequence[Region]],
     options: SearchOptions,
 ) -> np.ndarray:
-    """Every region's vector, in order: crops in one batch, or pooled per photo."""
-    if options.encoding == "pooled" and any(len(proposed) > 1 for proposed in proposals):
-        # Encoders without a feature map encode crops here (their ``encode_regions``).
+    """Every region's vector, in order: pooled per photo when the encoder pools regions
+    (``pools``), else crops in one batch."""
+    if pools(encoder, proposals, options):
         return np.concatenate(
             [
                 encoder.encode_regions(
