@@ -65,12 +65,7 @@ def plan_export(services: Services, *, scope: UserScope) -> Export:
         )
         if user is None:
             raise NotFound("no such user")
-        concepts = concept_rows.list_concepts(
-            session=session,
-            user_id=user.id,
-            limit=services.settings.max_concepts_per_user + 1,
-            after=None,
-        )
+        concepts = concept_rows.every_concept(session=session, user_id=user.id)
         images = image_rows.images_of(session=session, concept_ids=[c.id for c in concepts])
         exported = []
         for concept in concepts:

@@ -241,3 +241,28 @@ def test_an_export_imports_into_another_tenant_as_it_was(
         assert copied == original  # byte for byte, in the same order
     assert_problem(api.get("/v1/users/nobody/export"), 404)
     assert_problem(other.get("/v1/users/alice/export"), 404)
+
+
+def test_an_export_holds_every_concept_even_above_a_lowered_quota(
+    start_server: Any, database_url: str, tmp_path: Path, encoder: Any
+) -> None:
+    from app.domain.scope import UserScope
+    from app.main import build_services
+    from app.storage.repository import tenants as tenant_rows
+    from app.usecases.export import plan_export
+
+    server = start_server(make_settings(database_url, tmp_path / "data"))
+    api = server.client(server.new_key("acme"))
+    for subject in ("dog", "cat", "backpack"):
+        register_subject(api, "alice", subject, count=1)
+    # The operator lowers the quota later: what the user stored must still all be exported.
+    lowered = make_settings(database_url, tmp_path / "data", max_concepts_per_user=1)
+    services = build_services(lowered, encoder=encoder)
+    try:
+        with services.sessions() as session:
+            tenant = tenant_rows.find_tenant(session=session, name="acme")
+        assert tenant is not None
+        exported = plan_export(services, scope=UserScope(tenant.id, "alice"))
+    finally:
+        services.close()
+    assert sorted(c.fields["name"] or "" for c in exported.concepts) == ["backpack", "cat", "dog"]

@@ -97,6 +97,16 @@ def list_concepts(
     return session.scalars(query).all()
 
 
+def every_concept(*, session: Session, user_id: int, page: int = 500) -> list[Concept]:
+    """All of the user's concepts, by id, read a page at a time."""
+    found: list[Concept] = []
+    after = None
+    while batch := list_concepts(session=session, user_id=user_id, limit=page, after=after):
+        found += batch
+        after = batch[-1].id
+    return found
+
+
 def count_concepts(*, session: Session, user_id: int) -> int:
     query = select(func.count()).select_from(Concept).where(Concept.user_id == user_id)
     return int(session.scalar(query) or 0)
