@@ -16,8 +16,10 @@ from app.domain.errors import Conflict, NotFound, QuotaExceeded
 from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.blobs import sha256_hex
+from app.storage.repository import concepts as concept_rows
+from app.storage.repository import images as image_rows
+from app.storage.repository import users as user_rows
 from app.storage.repository.tenants import get_or_create_tenant
-from app.usecases.concept_reads import list_concepts
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
 from app.usecases.photo_policy import PhotoPolicy
@@ -230,13 +232,19 @@ def _check_id(kind: str, value: str, max_length: int) -> None:
 
 
 def _stored_concepts(services: Services, *, scope: UserScope) -> dict[str, _Stored]:
-    """The user's concepts by name key, with their photos' hashes."""
-    found: dict[str, _Stored] = {}
-    after: str | None = None
-    while True:
-        views, after = list_concepts(services, scope=scope, limit=500, after=after)
-        for view in views:
-            hashes = {image.sha256 for image in view.images}
-            found[view.concept.name_key] = _Stored(view.concept.id, len(view.images), hashes)
-        if after is None:
-            return found
+    """The user's concepts by name key, with their photos' hashes (the rows only: none of
+    the look-alike work of the API's listing)."""
+    with services.sessions() as session:
+        user = user_rows.user_version(
+            session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
+        )
+        if user is None:
+            return {}
+        concepts = concept_rows.every_concept(session=session, user_id=user[0])
+        images = image_rows.images_of(session=session, concept_ids=[c.id for c in concepts])
+    return {
+        concept.name_key: _Stored(
+            concept.id, len(images[concept.id]), {row.sha256 for row in images[concept.id]}
+        )
+        for concept in concepts
+    }
