@@ -107,9 +107,12 @@ def read_thumbnail(
     concept_id: str,
     image_id: str,
     size: int,
-) -> tuple[Thumbnail, str]:
+    if_none_match: str | None = None,
+) -> tuple[Thumbnail | None, str]:
     """The photo downscaled to at most ``size`` pixels a side (never larger than stored),
-    from the thumbnail cache when it is there; with an ETag naming its content and size."""
+    from the thumbnail cache when it is there; with an ETag naming its content and size.
+    None for the thumbnail when the client has it already (``if_none_match`` is its ETag):
+    nothing is read or made for a 304."""
     image = _image_row(
         services,
         scope=scope,
@@ -117,6 +120,8 @@ def read_thumbnail(
         image_id=image_id,
     )
     etag = f'"{image.sha256[:32]}-{size}"'
+    if if_none_match == etag:
+        return None, etag
     key = (image.blob_key, size)
     thumbnail = services.thumbnails.get(key)
     if thumbnail is None:

@@ -63,7 +63,11 @@ def test_a_thumbnail_is_downscaled_upright_cached_and_never_larger_than_the_phot
     original = Image.open(io.BytesIO(big))
     assert abs(thumbnail.width / thumbnail.height - original.width / original.height) < 0.02
     etag = response.headers["etag"]
+    asked = server.services.thumbnails.hits, server.services.thumbnails.misses
     assert api.get(f"{url}/{big_id}?size=128", headers={"If-None-Match": etag}).status_code == 304
+    # A 304 reads and makes nothing: the thumbnail cache is not even asked.
+    assert (server.services.thumbnails.hits, server.services.thumbnails.misses) == asked
+    assert api.get(f"{url}/{big_id}", params={"size": 128}).content == response.content
     assert server.services.thumbnails.hits >= 1
 
     # A photo already within the size comes back as it is (bytes and type).

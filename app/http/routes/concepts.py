@@ -156,9 +156,10 @@ def get_image(
         concept_id=concept_id,
         image_id=image_id,
         size=size,
+        if_none_match=if_none_match,
     )
     headers["ETag"] = etag
-    if if_none_match == etag:
+    if thumbnail is None:
         return Response(status_code=304, headers=headers)
     return Response(thumbnail.data, media_type=thumbnail.media_type, headers=headers)
 
