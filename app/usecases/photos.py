@@ -43,14 +43,19 @@ class DecodedUpload:
 Upload = bytes | DecodedUpload
 
 
+def check_photo_count(services: Services, count: int) -> None:
+    """One request's photos: at least one, at most ``max_images_per_request``."""
+    limit = services.settings.max_images_per_request
+    if not count:
+        raise InvalidRequest("at least one image is required")
+    if count > limit:
+        raise InvalidRequest(f"{count} images in one request; the limit is {limit}")
+
+
 def prepare_photos(services: Services, uploads: Sequence[Upload]) -> list[PreparedPhoto]:
     """Decode every upload not decoded yet (rejecting the request on the first bad one),
     then embed all at once."""
-    limit = services.settings.max_images_per_request
-    if not uploads:
-        raise InvalidRequest("at least one image is required")
-    if len(uploads) > limit:
-        raise InvalidRequest(f"{len(uploads)} images in one request; the limit is {limit}")
+    check_photo_count(services, len(uploads))
     policy = PhotoPolicy.for_uploads(services)
     decoded = [
         upload

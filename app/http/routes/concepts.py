@@ -10,6 +10,7 @@ from app.http.openapi import USER_DATA_ERRORS
 from app.http.schemas import ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
 from app.usecases import concept_reads, concepts
+from app.usecases.photos import check_photo_count
 from retrieval.errors import PayloadTooLarge
 
 router = APIRouter(
@@ -22,7 +23,9 @@ Images = Annotated[
 
 
 def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
-    """Each upload's bytes, refusing one over the per-image cap without reading past it."""
+    """Each upload's bytes, refusing too many uploads before reading any, and one over the
+    per-image cap without reading past it."""
+    check_photo_count(services, len(uploads))
     limit = services.settings.max_image_bytes
     contents = []
     for upload in uploads:
