@@ -129,7 +129,8 @@ class BatchingEncoder:
                 self._preparing -= 1
                 self._ready.notify()
             raise
-        return self._encode_queued(tensors, prepared=True)
+        futures = self.submit(tensors, prepared=True)
+        return np.stack([future.result() for future in futures])
 
     def submit(
         self, tensors: Sequence[torch.Tensor], *, prepared: bool = False
@@ -155,19 +156,7 @@ class BatchingEncoder:
         """Vectors for preprocessed photos, in order, through the queue (blocks)."""
         if not tensors:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._encode_queued(tensors)
-
-    def _encode_queued(
-        self, tensors: Sequence[torch.Tensor], *, prepared: bool = False
-    ) -> np.ndarray:
-        """Vectors for ``tensors`` through the queue. A call with more photos than the queue
-        holds (a grid's regions of many photos) queues them a queueful at a time."""
-        step = self.config.queue_size
-        vectors: list[np.ndarray] = []
-        for start in range(0, len(tensors), step):
-            futures = self.submit(tensors[start : start + step], prepared=prepared and start == 0)
-            vectors += [future.result() for future in futures]
-        return np.stack(vectors)
+        return np.stack([future.result() for future in self.submit(tensors)])
 
     def _next_batch(self) -> list[tuple[torch.Tensor, Future[np.ndarray]]]:
         with self._ready:

@@ -143,17 +143,3 @@ def test_a_lone_caller_does_not_wait_for_company(encoder: Encoder) -> None:
         assert time.perf_counter() - started < 2.5
     finally:
         batching.stop()
-
-
-def test_one_call_with_more_photos_than_the_queue_holds_is_encoded(encoder: Encoder) -> None:
-    # A grid query of many photos asks for more regions than the queue holds: on an idle
-    # encoder it is queued a queueful at a time, not refused.
-    batching = BatchingEncoder(encoder, BatchingConfig(max_batch=2, queue_size=3)).start()
-    images = photos(7)
-    try:
-        vectors = batching.encode_images(images)
-        tensors = batching.encode_tensors([encoder.preprocess(image) for image in images])
-    finally:
-        batching.stop()
-    assert np.allclose(vectors, encoder.encode_images(images), atol=1e-5)
-    assert np.allclose(tensors, vectors, atol=1e-5)
