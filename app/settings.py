@@ -33,6 +33,8 @@ from retrieval.config import (
 )
 
 MiB = 1024 * 1024
+# The encoder queue's length when RAPPORT_ENCODE_QUEUE_SIZE is unset and one request needs fewer.
+DEFAULT_ENCODE_QUEUE = 256
 
 
 class Settings(BaseSettings):
@@ -82,7 +84,12 @@ class Settings(BaseSettings):
     device: str = "auto"
     encode_batch_size: Annotated[int, Field(ge=1, le=1024)] = 32
     encode_max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
-    encode_queue_size: Annotated[int, Field(ge=1)] = 256
+    encode_queue_size: Annotated[int | None, Field(ge=1)] = Field(
+        default=None,
+        description="photos (regions, with grid or detector regions) waiting for the "
+        "encoder, beyond which requests get 429; unset: the regions of one largest "
+        "request, at least 256",
+    )
     threadpool_size: Annotated[int, Field(ge=4, le=1024)] = 64
     torch_threads: Annotated[int, Field(ge=0, le=1024)] = Field(
         default=0,
@@ -293,11 +300,22 @@ class Settings(BaseSettings):
             mode=self.prompt_mode,
         )
 
+    def largest_request_regions(self) -> int:
+        """Regions one request with the most photos allowed puts in the encoder's queue."""
+        return self.max_images_per_request * self.region_config().most_per_photo()
+
+    def encode_queue_slots(self) -> int:
+        """``encode_queue_size``, or when unset the regions of one largest request
+        (at least 256), so that every request the limits allow can be encoded."""
+        if self.encode_queue_size is not None:
+            return self.encode_queue_size
+        return max(DEFAULT_ENCODE_QUEUE, self.largest_request_regions())
+
     def batching_config(self) -> BatchingConfig:
         return BatchingConfig(
             max_batch=self.encode_batch_size,
             max_wait_ms=self.encode_max_wait_ms,
-            queue_size=self.encode_queue_size,
+            queue_size=self.encode_queue_slots(),
             torch_threads=self.torch_threads,
         )
 

@@ -68,11 +68,13 @@ def check_together(s: Settings) -> None:
             f"RAPPORT_DEFAULT_MAX_NEW_TOKENS ({s.default_max_new_tokens}) is above "
             f"RAPPORT_MAX_NEW_TOKENS_LIMIT ({s.max_new_tokens_limit})"
         )
-    if s.encode_queue_size < s.max_images_per_request:
+    if s.encode_queue_size is not None and s.encode_queue_size < s.largest_request_regions():
         raise ValueError(
-            f"RAPPORT_ENCODE_QUEUE_SIZE ({s.encode_queue_size}) is below "
-            f"RAPPORT_MAX_IMAGES_PER_REQUEST ({s.max_images_per_request}): a request "
-            "with that many photos could never be encoded"
+            f"RAPPORT_ENCODE_QUEUE_SIZE ({s.encode_queue_size}) is below the regions of "
+            f"one request: RAPPORT_MAX_IMAGES_PER_REQUEST ({s.max_images_per_request}) "
+            f"photos x {s.region_config().most_per_photo()} regions each "
+            f"(RAPPORT_REGIONS={s.regions}), so such a request could never be encoded; "
+            "raise it, or leave it unset to size it from these"
         )
     if s.max_request_pixels < s.max_image_pixels:
         raise ValueError(

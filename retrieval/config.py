@@ -85,6 +85,16 @@ class RegionConfig:
     encoding: RegionEncoding = "crop"
     pooled_side: int = 320
 
+    def most_per_photo(self) -> int:
+        """The most regions one photo can give (the photo itself included): what one
+        photo may put in the encoder's queue, since pooled regions fall back to crops
+        on encoders without a feature map."""
+        if self.kind == "grid":
+            return 1 + sum(scale * scale for scale in self.grid_scales if scale > 1)
+        if self.kind == "detector":
+            return 1 + self.max_regions
+        return 1
+
 
 @dataclass(frozen=True)
 class ImageLimits:

@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 
 from tests import factories
-from tests.app.helpers import matched_names, mobilenet_settings, register_subject, retrieve
+from tests.app.helpers import (
+    data_url,
+    matched_names,
+    mobilenet_settings,
+    register_subject,
+    retrieve,
+)
 from tests.conftest import LiveServer, make_settings
 from tests.tiny_detector import build_tiny_detector
 
@@ -146,3 +152,24 @@ def test_visual_prompt_mode_reaches_the_mllm_with_boxes_drawn(
     original = np.asarray(Image.open(factories.io_bytes(photo)).convert("RGB")).astype(int)
     was_red = (original[..., 0] > 180) & (original[..., 1] < 80) & (original[..., 2] < 80)
     assert red.sum() > was_red.sum() + 500  # a box outline, a few pixels wide
+
+
+def test_a_request_with_the_most_photos_fits_the_default_queue_with_grid_regions(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # The 2+3 grid makes 14 regions of each photo: 20 photos are 280 crops, more than the
+    # queue's former fixed 256, which refused such a request even on an idle server.
+    settings = make_settings(database_url, tmp_path / "data", regions="grid")
+    assert settings.encode_queue_size is None
+    assert settings.encode_queue_slots() == settings.max_images_per_request * 14 == 280
+    server: LiveServer = start_server(settings)
+    client = server.client(server.new_key("acme"))
+    register_subject(client, "alice", "dog")
+    photos = [factories.photo("cat", i % factories.photo_count("cat")) for i in range(20)]
+    content: list[dict[str, Any]] = [{"type": "text", "text": "Which of these show my dog?"}]
+    content += [{"type": "image_url", "image_url": {"url": data_url(p)}} for p in photos]
+    response = client.post(
+        "/v1/users/alice/chat", json={"messages": [{"role": "user", "content": content}]}
+    )
+    assert response.status_code == 200, response.text
+    assert server.services.encoder.config.queue_size == 280
