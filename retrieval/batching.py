@@ -7,6 +7,11 @@ completes each caller's future. It waits for more (at most ``max_wait_ms``
 after the first) only while other callers are still preprocessing, so a lone
 request pays no batching delay. A full queue refuses new work (Overloaded)
 instead of growing without bound.
+
+A photo whose regions are pooled from one pass of its own (``encode_regions``
+with an encoder that pools) queues as one job that the worker runs alone, in
+turn with the batches: it takes one place in the queue, is refused like any
+other work when the queue is full, and runs on the worker's threads.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -26,6 +32,9 @@ from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
 from retrieval.image_encoder import ImageEncoder
 from retrieval.regions import Box
+
+# A queued photo: its preprocessed tensor (batched with others), or a pass of its own.
+Job: TypeAlias = torch.Tensor | Callable[[], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ class BatchingEncoder:
         self.encoder = encoder
         self.config = config
         self._on_batch = on_batch
-        self._queue: deque[tuple[torch.Tensor, Future[np.ndarray]]] = deque()
+        self._queue: deque[tuple[Job, Future[np.ndarray]]] = deque()
         self._ready = threading.Condition()
         self._running = False
         self._preparing = 0  # callers between encode_images() and their submit
@@ -88,10 +97,12 @@ class BatchingEncoder:
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
     ) -> np.ndarray:
         """The whole photo's vector then each box's, pooled from one forward pass when the
-        encoder can (``encode_regions``), else from crops through the batching queue."""
+        encoder can (``encode_regions``, queued as one job the worker runs alone), else
+        from crops through the batching queue."""
         if self.encoder.pools_regions:
-            # One photo's pass, outside the queue: its regions are its own batch.
-            return self.encoder.encode_regions(image, boxes, side)
+            encoder = self.encoder
+            (future,) = self.submit([lambda: encoder.encode_regions(image, boxes, side)])
+            return future.result()
         return self.encode_images([image, *(image.crop(box) for box in boxes)])
 
     @property
@@ -132,23 +143,22 @@ class BatchingEncoder:
         futures = self.submit(tensors, prepared=True)
         return np.stack([future.result() for future in futures])
 
-    def submit(
-        self, tensors: Sequence[torch.Tensor], *, prepared: bool = False
-    ) -> list[Future[np.ndarray]]:
-        """Queue preprocessed photos; all or none are queued (Overloaded when full).
+    def submit(self, jobs: Sequence[Job], *, prepared: bool = False) -> list[Future[np.ndarray]]:
+        """Queue preprocessed photos (or passes of their own); all or none are queued
+        (Overloaded when full).
 
         ``prepared``: the caller announced itself in ``encode_images``.
         """
-        futures: list[Future[np.ndarray]] = [Future() for _ in tensors]
+        futures: list[Future[np.ndarray]] = [Future() for _ in jobs]
         with self._ready:
             if prepared:
                 self._preparing -= 1
                 self._ready.notify()
             if not self._running:
                 raise Overloaded("the encoder is not running")
-            if len(self._queue) + len(tensors) > self.config.queue_size:
+            if len(self._queue) + len(jobs) > self.config.queue_size:
                 raise Overloaded("too many photos are waiting to be encoded; retry shortly")
-            self._queue.extend(zip(tensors, futures, strict=True))
+            self._queue.extend(zip(jobs, futures, strict=True))
             self._ready.notify()
         return futures
 
@@ -158,20 +168,39 @@ class BatchingEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([future.result() for future in self.submit(tensors)])
 
-    def _next_batch(self) -> list[tuple[torch.Tensor, Future[np.ndarray]]]:
+    def _next_batch(self) -> list[tuple[Job, Future[np.ndarray]]]:
+        """The tensors at the head of the queue (at most ``max_batch``), or the job of a
+        pass of its own when it is first."""
         with self._ready:
             while not self._queue and self._running:
                 self._ready.wait()
             if not self._queue:
                 return []
+            if not isinstance(self._queue[0][0], torch.Tensor):
+                return [self._queue.popleft()]
             deadline = time.monotonic() + self.config.max_wait_ms / 1000
-            while len(self._queue) < self.config.max_batch and self._preparing and self._running:
+            while self._batchable() < self.config.max_batch and self._preparing and self._running:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._ready.wait(remaining)
-            count = min(self.config.max_batch, len(self._queue))
-            return [self._queue.popleft() for _ in range(count)]
+            return [self._queue.popleft() for _ in range(self._batchable())]
+
+    def _batchable(self) -> int:
+        """How many tensors lead the queue, up to ``max_batch`` (under ``_ready``)."""
+        count = 0
+        for job, _ in self._queue:
+            if count == self.config.max_batch or not isinstance(job, torch.Tensor):
+                break
+            count += 1
+        return count
+
+    def _encode(self, jobs: list[Job]) -> list[np.ndarray] | np.ndarray:
+        """One forward pass: a batch of tensors, or one job's own pass."""
+        first = jobs[0]
+        if not isinstance(first, torch.Tensor):
+            return [first()]
+        return self.encoder.encode_tensors([job for job in jobs if isinstance(job, torch.Tensor)])
 
     def _run(self) -> None:
         if self.config.torch_threads:
@@ -183,7 +212,7 @@ class BatchingEncoder:
                 return
             started = time.perf_counter()
             try:
-                vectors = self.encoder.encode_tensors([tensor for tensor, _ in batch])
+                vectors = self._encode([job for job, _ in batch])
             except BaseException as error:
                 for _, future in batch:
                     future.set_exception(error)

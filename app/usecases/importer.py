@@ -129,7 +129,9 @@ class _ConceptImport:
         self.services, self.scope = services, scope
         self.report, self.tick = report, tick
         settings = services.settings
-        self.chunk_size = max(1, min(settings.max_images_per_request, settings.encode_queue_slots()))
+        self.chunk_size = max(
+            1, min(settings.max_images_per_request, settings.encode_queue_slots())
+        )
         self.chunk: list[DecodedUpload] = []
         self.concept_id: str | None = None
         self.fields: dict[str, Any] = {}

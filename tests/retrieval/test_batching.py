@@ -143,3 +143,58 @@ def test_a_lone_caller_does_not_wait_for_company(encoder: Encoder) -> None:
         assert time.perf_counter() - started < 2.5
     finally:
         batching.stop()
+
+
+class GatedPooling(GatedEncoder):
+    """A gated encoder whose regions come from one pass of their own (the tiny ViT's)."""
+
+    @property
+    def pools_regions(self) -> bool:
+        return True
+
+    def encode_regions(
+        self, image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], side: int = 320
+    ) -> np.ndarray:
+        self.gate.wait(timeout=30)
+        self.batches.append(-1)  # a pooled pass
+        return self.inner.encode_regions(image, boxes, side)
+
+
+def test_pooled_regions_queue_as_one_job_and_are_refused_when_the_queue_is_full(
+    encoder: Encoder,
+) -> None:
+    assert encoder.pools_regions
+    gated = GatedPooling(encoder)
+    seen: list[BatchStats] = []
+    batching = BatchingEncoder(
+        gated, BatchingConfig(max_batch=4, queue_size=2), on_batch=seen.append
+    ).start()
+    image = photos(1)[0]
+    boxes = [(0, 0, 256, 256), (128, 128, 512, 512)]
+    tensor = encoder.preprocess(image)
+    results: list[np.ndarray] = []
+    try:
+        busy = batching.submit([tensor])
+        assert gated.entered.wait(timeout=30)
+        caller = threading.Thread(
+            target=lambda: results.append(batching.encode_regions(image, boxes))
+        )
+        caller.start()
+        with batching._ready:  # the caller's job is queued before the next photo
+            assert batching._ready.wait_for(lambda: batching.queue_depth == 1, timeout=30)
+        behind = batching.submit([tensor])
+        # The pooled photo waits in the queue (one place) like any photo: a third is refused.
+        assert batching.queue_depth == 2
+        with pytest.raises(Overloaded):
+            batching.encode_regions(image, boxes)
+        gated.gate.set()
+        caller.join(timeout=30)
+        for future in busy + behind:
+            future.result(timeout=30)
+    finally:
+        gated.gate.set()
+        batching.stop()
+    # In queue order: the first batch, the pooled pass alone, then the photo queued after it.
+    assert gated.batches == [1, -1, 1]
+    assert [s.size for s in seen] == [1, 1, 1]
+    assert np.allclose(results[0], encoder.encode_regions(image, boxes), atol=1e-5)
