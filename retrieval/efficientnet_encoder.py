@@ -44,16 +44,22 @@ def packaged_weights() -> Path | None:
     return path if path.is_file() else None
 
 
-class _SameConv2d(nn.Conv2d):
+class SamePaddedConv2d(nn.Conv2d):
     """A convolution padded like TensorFlow's "same" (more at the bottom and right when
-    odd), as the weights were trained with; padded in ``forward`` for any input size."""
+    odd), as the weights were trained with; padded in ``forward`` for any input size
+    and dilation."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, kernel, stride in zip(
-            reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
+        for size, kernel, stride, dilation in zip(
+            reversed(x.shape[-2:]),
+            reversed(self.kernel_size),
+            reversed(self.stride),
+            reversed(self.dilation),
+            strict=True,
         ):
-            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            span = (kernel - 1) * dilation + 1
+            total = max((math.ceil(size / stride) - 1) * stride + span - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(nn.functional.pad(x, pads))
 
@@ -70,7 +76,7 @@ class _MBConv(nn.Module):
         if self.expands:
             self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
             self._bn0 = _bn(hidden)
-        self._depthwise_conv = _SameConv2d(
+        self._depthwise_conv = SamePaddedConv2d(
             hidden, hidden, kernel, stride, groups=hidden, bias=False
         )
         self._bn1 = _bn(hidden)
@@ -94,7 +100,7 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        self._conv_stem = _SameConv2d(3, 32, 3, 2, bias=False)
+        self._conv_stem = SamePaddedConv2d(3, 32, 3, 2, bias=False)
         self._bn0 = _bn(32)
         blocks = []
         for repeats, kernel, stride, expansion, cin, cout in STAGES:

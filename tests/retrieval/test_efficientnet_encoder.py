@@ -12,7 +12,13 @@ import torchvision
 from PIL import Image
 
 from retrieval import EncoderConfig, decode_image
-from retrieval.efficientnet_encoder import MEAN, STD, EfficientNetLite0, packaged_weights
+from retrieval.efficientnet_encoder import (
+    MEAN,
+    STD,
+    EfficientNetLite0,
+    SamePaddedConv2d,
+    packaged_weights,
+)
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
 from retrieval.index import UserIndex
@@ -144,3 +150,11 @@ def test_models_without_a_feature_map_encode_crops() -> None:
     box = (0, 0, 200, 300)
     expected = encoder.encode_images([image, image.crop(box)])
     assert np.allclose(encoder.encode_regions(image, [box]), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_same_padding_keeps_the_size_at_any_dilation(dilation: int) -> None:
+    conv = SamePaddedConv2d(4, 4, 5, 1, dilation=dilation, groups=4, bias=False)
+    assert conv(torch.zeros(1, 4, 14, 11)).shape[-2:] == (14, 11)
+    strided = SamePaddedConv2d(4, 4, 3, 2, dilation=dilation, bias=False)
+    assert strided(torch.zeros(1, 4, 14, 11)).shape[-2:] == (7, 6)
