@@ -87,8 +87,14 @@ class Settings(BaseSettings):
     encode_queue_size: Annotated[int | None, Field(ge=1)] = Field(
         default=None,
         description="photos (regions, with grid or detector regions) waiting for the "
-        "encoder, beyond which requests get 429; unset: the regions of one largest "
-        "request, at least 256",
+        "encoder, beyond which requests get 429; unset: room for two of the largest "
+        "requests, at least 256",
+    )
+    encode_queue_per_app: Annotated[int | None, Field(ge=1)] = Field(
+        default=None,
+        description="places in that queue one app may hold, beyond which its requests get "
+        "429 while other apps' photos are still taken; unset: half the queue, and at "
+        "least one largest request",
     )
     threadpool_size: Annotated[int, Field(ge=4, le=1024)] = 64
     torch_threads: Annotated[int, Field(ge=0, le=1024)] = Field(
@@ -305,17 +311,26 @@ class Settings(BaseSettings):
         return self.max_images_per_request * self.region_config().most_per_photo()
 
     def encode_queue_slots(self) -> int:
-        """``encode_queue_size``, or when unset the regions of one largest request
-        (at least 256), so that every request the limits allow can be encoded."""
+        """``encode_queue_size``, or when unset room for the regions of two largest
+        requests (at least 256), so that every request the limits allow can be encoded
+        and one app's cannot fill the queue alone."""
         if self.encode_queue_size is not None:
             return self.encode_queue_size
-        return max(DEFAULT_ENCODE_QUEUE, self.largest_request_regions())
+        return max(DEFAULT_ENCODE_QUEUE, 2 * self.largest_request_regions())
+
+    def encode_queue_app_slots(self) -> int:
+        """``encode_queue_per_app``, or when unset half the queue (at least one largest
+        request)."""
+        if self.encode_queue_per_app is not None:
+            return self.encode_queue_per_app
+        return max(self.largest_request_regions(), self.encode_queue_slots() // 2)
 
     def batching_config(self) -> BatchingConfig:
         return BatchingConfig(
             max_batch=self.encode_batch_size,
             max_wait_ms=self.encode_max_wait_ms,
             queue_size=self.encode_queue_slots(),
+            max_per_owner=self.encode_queue_app_slots(),
             torch_threads=self.torch_threads,
         )
 

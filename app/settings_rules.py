@@ -76,6 +76,12 @@ def check_together(s: Settings) -> None:
             f"(RAPPORT_REGIONS={s.regions}), so such a request could never be encoded; "
             "raise it, or leave it unset to size it from these"
         )
+    if s.encode_queue_per_app is not None and s.encode_queue_per_app < s.largest_request_regions():
+        raise ValueError(
+            f"RAPPORT_ENCODE_QUEUE_PER_APP ({s.encode_queue_per_app}) is below the regions of "
+            f"one request ({s.largest_request_regions()}): such a request could never be "
+            "encoded; raise it, or leave it unset"
+        )
     if s.max_request_pixels < s.max_image_pixels:
         raise ValueError(
             f"RAPPORT_MAX_REQUEST_PIXELS ({s.max_request_pixels}) is below "

@@ -8,6 +8,12 @@ after the first) only while other callers are still preprocessing, so a lone
 request pays no batching delay. A full queue refuses new work (Overloaded)
 instead of growing without bound.
 
+The queue is fair between owners (the service's apps): each caller's photos
+queue under the owner ``encoding_for`` names in its context (None outside
+one), no owner may hold more than ``max_per_owner`` places, and each forward
+pass takes the owners' photos in turn, one each per round, so one app's large
+request cannot make another app's photo wait behind all of it.
+
 A photo whose regions are pooled from one pass of its own (``encode_regions``
 with an encoder that pools) queues as one job that the worker runs alone, in
 turn with the batches: it takes one place in the queue, is refused like any
@@ -18,9 +24,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -35,6 +43,21 @@ from retrieval.regions import Box
 
 # A queued photo: its preprocessed tensor (batched with others), or a pass of its own.
 Job: TypeAlias = torch.Tensor | Callable[[], np.ndarray]
+
+
+_owner: ContextVar[Hashable | None] = ContextVar("rapport_encoding_owner", default=None)
+
+
+@contextmanager
+def encoding_for(owner: Hashable | None) -> Iterator[None]:
+    """Queue the photos this context encodes under ``owner`` (the service: an app's id),
+    for fairness between owners; threads started with a copy of the context (as
+    Starlette's thread pool does) inherit it."""
+    token = _owner.set(owner)
+    try:
+        yield
+    finally:
+        _owner.reset(token)
 
 
 @dataclass(frozen=True)
@@ -64,7 +87,11 @@ class BatchingEncoder:
         self.encoder = encoder
         self.config = config
         self._on_batch = on_batch
-        self._queue: deque[tuple[Job, Future[np.ndarray]]] = deque()
+        # Each owner's photos in order; owners in the order the next pass serves them.
+        self._queues: OrderedDict[Hashable | None, deque[tuple[Job, Future[np.ndarray]]]] = (
+            OrderedDict()
+        )
+        self._depth = 0
         self._ready = threading.Condition()
         self._running = False
         self._preparing = 0  # callers between encode_images() and their submit
@@ -107,7 +134,7 @@ class BatchingEncoder:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        return self._depth
 
     def start(self) -> BatchingEncoder:
         with self._ready:
@@ -144,21 +171,33 @@ class BatchingEncoder:
         return np.stack([future.result() for future in futures])
 
     def submit(self, jobs: Sequence[Job], *, prepared: bool = False) -> list[Future[np.ndarray]]:
-        """Queue preprocessed photos (or passes of their own); all or none are queued
-        (Overloaded when full).
+        """Queue preprocessed photos (or passes of their own) under the context's owner
+        (``encoding_for``); all or none are queued (Overloaded when the queue, or the
+        owner's share of it, is full).
 
         ``prepared``: the caller announced itself in ``encode_images``.
         """
         futures: list[Future[np.ndarray]] = [Future() for _ in jobs]
+        owner = _owner.get()
         with self._ready:
             if prepared:
                 self._preparing -= 1
                 self._ready.notify()
             if not self._running:
                 raise Overloaded("the encoder is not running")
-            if len(self._queue) + len(jobs) > self.config.queue_size:
+            if self._depth + len(jobs) > self.config.queue_size:
                 raise Overloaded("too many photos are waiting to be encoded; retry shortly")
-            self._queue.extend(zip(jobs, futures, strict=True))
+            queue = self._queues.get(owner)
+            held = len(queue) if queue is not None else 0
+            limit = self.config.max_per_owner
+            if limit is not None and held + len(jobs) > limit:
+                raise Overloaded(
+                    "too many of this app's photos are waiting to be encoded; retry shortly"
+                )
+            if queue is None:
+                queue = self._queues[owner] = deque()
+            queue.extend(zip(jobs, futures, strict=True))
+            self._depth += len(jobs)
             self._ready.notify()
         return futures
 
@@ -169,30 +208,53 @@ class BatchingEncoder:
         return np.stack([future.result() for future in self.submit(tensors)])
 
     def _next_batch(self) -> list[tuple[Job, Future[np.ndarray]]]:
-        """The tensors at the head of the queue (at most ``max_batch``), or the job of a
-        pass of its own when it is first."""
+        """The next pass's photos, the owners' in turn (at most ``max_batch``), or the job
+        of a pass of its own when it is the next owner's first."""
         with self._ready:
-            while not self._queue and self._running:
+            while not self._depth and self._running:
                 self._ready.wait()
-            if not self._queue:
+            if not self._depth:
                 return []
-            if not isinstance(self._queue[0][0], torch.Tensor):
-                return [self._queue.popleft()]
+            first_owner, first = next(iter(self._queues.items()))
+            if not isinstance(first[0][0], torch.Tensor):
+                return [self._take(first_owner)]
             deadline = time.monotonic() + self.config.max_wait_ms / 1000
             while self._batchable() < self.config.max_batch and self._preparing and self._running:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._ready.wait(remaining)
-            return [self._queue.popleft() for _ in range(self._batchable())]
+            batch: list[tuple[Job, Future[np.ndarray]]] = []
+            while len(batch) < self.config.max_batch:
+                owners = [
+                    owner
+                    for owner, queue in self._queues.items()
+                    if isinstance(queue[0][0], torch.Tensor)
+                ]
+                if not owners:
+                    break
+                for owner in owners[: self.config.max_batch - len(batch)]:
+                    batch.append(self._take(owner))
+            return batch
+
+    def _take(self, owner: Hashable | None) -> tuple[Job, Future[np.ndarray]]:
+        """The first photo of ``owner``, whose turn then passes to the next owner."""
+        queue = self._queues.pop(owner)
+        taken = queue.popleft()
+        if queue:
+            self._queues[owner] = queue  # to the back of the turn
+        self._depth -= 1
+        return taken
 
     def _batchable(self) -> int:
-        """How many tensors lead the queue, up to ``max_batch`` (under ``_ready``)."""
+        """How many tensors the next pass could take, up to ``max_batch`` (under
+        ``_ready``): each owner's leading tensors."""
         count = 0
-        for job, _ in self._queue:
-            if count == self.config.max_batch or not isinstance(job, torch.Tensor):
-                break
-            count += 1
+        for queue in self._queues.values():
+            for job, _ in queue:
+                if count == self.config.max_batch or not isinstance(job, torch.Tensor):
+                    break
+                count += 1
         return count
 
     def _encode(self, jobs: list[Job]) -> list[np.ndarray] | np.ndarray:
@@ -221,4 +283,4 @@ class BatchingEncoder:
                 future.set_result(vector)
             if self._on_batch is not None:
                 elapsed = time.perf_counter() - started
-                self._on_batch(BatchStats(len(batch), elapsed, len(self._queue)))
+                self._on_batch(BatchStats(len(batch), elapsed, self._depth))

@@ -56,6 +56,7 @@ class BatchingConfig:
     max_wait_ms: float = 5.0
     queue_size: int = 256
     torch_threads: int = 0  # intra-op threads of the forward passes; 0: torch's default
+    max_per_owner: int | None = None  # places one owner (an app) may hold; None: all
 
 
 @dataclass(frozen=True)

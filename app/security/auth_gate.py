@@ -22,6 +22,7 @@ from app.domain.errors import NotFound, RateLimited, Unauthorized
 from app.http.errors import render
 from app.security.keys import Caller, authenticate
 from app.services import Services
+from retrieval.batching import encoding_for
 from retrieval.errors import InvalidRequest, RapportError
 
 ADMIN_PREFIX = "/v1/admin"
@@ -38,19 +39,23 @@ class AuthGate:
             return
         services: Services = scope["app"].state.services
         state = scope.setdefault("state", {})
+        owner = None
         try:
             _check_path(scope)
             if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
                 _check_admin(services, scope)
                 state["admin"] = True
             else:
-                state["caller"] = await _caller(services, scope)
+                state["caller"] = caller = await _caller(services, scope)
+                owner = caller.tenant_id
         except RapportError as error:
             response = render(error, path)
             response.headers["Connection"] = "close"  # the body, if any, is not read
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        # The app's photos take their turn in the encoder's queue (retrieval/batching.py).
+        with encoding_for(owner):
+            await self.app(scope, receive, send)
 
 
 def _check_path(scope: Scope) -> None:

@@ -65,6 +65,20 @@ def test_a_full_encoder_queue_answers_429_and_stores_nothing(
     assert register(client, "alice", "bo", [factories.photo("dog", 0)]).status_code == 201
 
 
+def test_an_app_over_its_share_of_the_queue_answers_429_while_another_is_served(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # As above, model_copy stands in for a share that the app's own requests have filled.
+    settings = make_settings(database_url, tmp_path / "data")
+    server: LiveServer = start_server(settings.model_copy(update={"encode_queue_per_app": 2}))
+    acme = server.client(server.new_key("acme"))
+    response = register(acme, "alice", "bo", [factories.photo("dog", i) for i in range(3)])
+    assert_problem(response, 429)
+    assert "this app" in response.json()["detail"]
+    globex = server.client(server.new_key("globex"))
+    assert register(globex, "alice", "bo", [factories.photo("dog", 0)]).status_code == 201
+
+
 def test_metrics(server: LiveServer, api: httpx.Client) -> None:
     register_subject(api, "alice", "dog")
     retrieve(api, "alice", factories.photo("dog", 1))

@@ -158,10 +158,12 @@ def test_a_request_with_the_most_photos_fits_the_default_queue_with_grid_regions
     start_server: Any, database_url: str, tmp_path: Path
 ) -> None:
     # The 2+3 grid makes 14 regions of each photo: 20 photos are 280 crops, more than the
-    # queue's former fixed 256, which refused such a request even on an idle server.
+    # queue's former fixed 256, which refused such a request even on an idle server. The
+    # queue now holds two such requests, and one app at most one.
     settings = make_settings(database_url, tmp_path / "data", regions="grid")
     assert settings.encode_queue_size is None
-    assert settings.encode_queue_slots() == settings.max_images_per_request * 14 == 280
+    assert settings.largest_request_regions() == settings.max_images_per_request * 14 == 280
+    assert (settings.encode_queue_slots(), settings.encode_queue_app_slots()) == (560, 280)
     server: LiveServer = start_server(settings)
     client = server.client(server.new_key("acme"))
     register_subject(client, "alice", "dog")
@@ -172,4 +174,4 @@ def test_a_request_with_the_most_photos_fits_the_default_queue_with_grid_regions
         "/v1/users/alice/chat", json={"messages": [{"role": "user", "content": content}]}
     )
     assert response.status_code == 200, response.text
-    assert server.services.encoder.config.queue_size == 280
+    assert server.services.encoder.config.queue_size == 560

@@ -145,6 +145,7 @@ def test_a_large_base64_photo_is_refused_from_its_length_off_the_event_loop(
         ({"encode_queue_size": 4}, "ENCODE_QUEUE_SIZE"),
         # 20 photos of 14 grid regions each need 280 places.
         ({"regions": "grid", "encode_queue_size": 279}, "ENCODE_QUEUE_SIZE"),
+        ({"regions": "grid", "encode_queue_per_app": 279}, "ENCODE_QUEUE_PER_APP"),
         ({"max_request_pixels": 1000}, "MAX_REQUEST_PIXELS"),
         ({"region_grid_scales": (0,)}, "REGION_GRID_SCALES"),
     ],

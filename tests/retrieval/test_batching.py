@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from PIL import Image
 
 from retrieval import Encoder, decode_image
-from retrieval.batching import BatchingEncoder, BatchStats
+from retrieval.batching import BatchingEncoder, BatchStats, encoding_for
 from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
 from tests import factories
@@ -198,3 +199,46 @@ def test_pooled_regions_queue_as_one_job_and_are_refused_when_the_queue_is_full(
     assert gated.batches == [1, -1, 1]
     assert [s.size for s in seen] == [1, 1, 1]
     assert np.allclose(results[0], encoder.encode_regions(image, boxes), atol=1e-5)
+
+
+def test_owners_take_turns_and_one_owner_cannot_fill_the_queue(encoder: Encoder) -> None:
+    gated = GatedEncoder(encoder)
+    batching = BatchingEncoder(
+        gated, BatchingConfig(max_batch=2, queue_size=10, max_per_owner=6)
+    ).start()
+    images = photos(6)
+    tensors = [encoder.preprocess(image) for image in images]
+    finished: list[str] = []  # in the order the worker completes them
+
+    def watch(futures: list[Future[np.ndarray]], name: str) -> None:
+        def done(tag: str) -> Callable[[Future[np.ndarray]], None]:
+            return lambda _: finished.append(tag)
+
+        for i, future in enumerate(futures):
+            future.add_done_callback(done(f"{name}{i}"))
+
+    try:
+        with encoding_for("big-app"):
+            watch(batching.submit(tensors[:1]), "busy")
+            assert gated.entered.wait(timeout=30)
+            big = batching.submit(tensors)
+            watch(big, "big")
+            # Its share is full; the queue is not.
+            with pytest.raises(Overloaded, match="this app"):
+                batching.submit(tensors[:1])
+        with encoding_for("small-app"):
+            small = batching.submit(tensors[5:6])
+            watch(small, "small")
+        assert batching.queue_depth == 7
+        gated.gate.set()
+        vector = small[0].result(timeout=30)
+        for future in big:
+            future.result(timeout=30)
+    finally:
+        gated.gate.set()
+        batching.stop()
+    # First come first served would encode small-app's photo last, after all six of
+    # big-app's; in turns it shares the first pass after the busy one.
+    assert gated.batches == [1, 2, 2, 2, 1]
+    assert finished[:3] == ["busy0", "big0", "small0"], finished
+    assert np.allclose(vector, encoder.encode_images(images[5:6])[0], atol=1e-5)
