@@ -318,6 +318,10 @@ class Settings(BaseSettings):
             return self.encode_queue_size
         return max(DEFAULT_ENCODE_QUEUE, 2 * self.largest_request_regions())
 
+    def encode_chunk_limit(self) -> int:
+        """The most photos one call may queue at once: within the queue and one app's share."""
+        return min(self.encode_queue_slots(), self.encode_queue_app_slots())
+
     def encode_queue_app_slots(self) -> int:
         """``encode_queue_per_app``, or when unset half the queue (at least one largest
         request)."""

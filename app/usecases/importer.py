@@ -130,7 +130,7 @@ class _ConceptImport:
         self.report, self.tick = report, tick
         settings = services.settings
         self.chunk_size = max(
-            1, min(settings.max_images_per_request, settings.encode_queue_slots())
+            1, min(settings.max_images_per_request, settings.encode_chunk_limit())
         )
         self.chunk: list[DecodedUpload] = []
         self.concept_id: str | None = None

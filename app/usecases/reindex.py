@@ -23,7 +23,7 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
     done = 0
     while True:
         with services.sessions() as session:
-            batch = min(BATCH, services.settings.encode_queue_slots())
+            batch = min(BATCH, services.settings.encode_chunk_limit())
             rows = vector_rows.images_without_vector(
                 session=session, model_id=model_id, limit=batch
             )
