@@ -33,7 +33,7 @@ from app.http.server import configure as configure_http_server
 from app.memory import return_large_frees_to_os
 from app.security.auth_gate import AuthGate
 from app.security.keys import KeyCache
-from app.security.ratelimit import AuthFailureLimiter, open_rate_limiter
+from app.security.ratelimit import AuthFailureLimiter, InFlightLimit, open_rate_limiter
 from app.services import Services
 from app.settings import Settings
 from app.storage.blobs import open_blob_store
@@ -104,6 +104,7 @@ def build_services(
             settings.auth_failures_per_minute, settings.auth_failures_burst
         ),
         thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
+        in_flight=InFlightLimit(settings.app_requests_in_flight()),
     )
     logger.info(
         "rapport %s: encoder %s on %s, regions %s, generator %s; database %s; photos in %s",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.http.metrics import Metrics
 from app.security.keys import KeyCache
-from app.security.ratelimit import AuthFailureLimiter, RateLimiter
+from app.security.ratelimit import AuthFailureLimiter, InFlightLimit, RateLimiter
 from app.settings import Settings
 from app.storage.blobs import BlobStore
 from app.storage.repository.concepts import ConceptSummary
@@ -43,6 +43,7 @@ class Services:
     decisions: DecisionCache  # per-user decision rules (retrieval/decision.py)
     background: BackgroundVectors  # generic photos' vectors, for the rule
     thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
+    in_flight: InFlightLimit = field(default_factory=lambda: InFlightLimit(0))
 
     def close(self) -> None:
         """Stop the encoder's worker; release the generator, the database, the photo store

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         "a key revoked in another process stops working within this time (0: always ask)",
     )
     rate_limit_rps: Annotated[float, Field(ge=0)] = 100.0
+    max_requests_in_flight_per_app: Annotated[int | None, Field(ge=0)] = Field(
+        default=None,
+        description="requests of one app in progress at once in each process, beyond which "
+        "429; unset: half of RAPPORT_THREADPOOL_SIZE; 0: no limit",
+    )
     rate_limit_burst: Annotated[int, Field(ge=1)] = 200
     auth_failures_per_minute: Annotated[float, Field(ge=0)] = Field(
         default=30.0,
@@ -317,6 +322,12 @@ class Settings(BaseSettings):
         if self.encode_queue_size is not None:
             return self.encode_queue_size
         return max(DEFAULT_ENCODE_QUEUE, 2 * self.largest_request_regions())
+
+    def app_requests_in_flight(self) -> int:
+        """``max_requests_in_flight_per_app``, or when unset half the thread pool."""
+        if self.max_requests_in_flight_per_app is not None:
+            return self.max_requests_in_flight_per_app
+        return self.threadpool_size // 2
 
     def encode_chunk_limit(self) -> int:
         """The most photos one call may queue at once: within the queue and one app's share."""

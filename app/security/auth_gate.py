@@ -47,15 +47,20 @@ class AuthGate:
                 state["admin"] = True
             else:
                 state["caller"] = caller = await _caller(services, scope)
+                _enter(services, caller)
                 owner = caller.tenant_id
         except RapportError as error:
             response = render(error, path)
             response.headers["Connection"] = "close"  # the body, if any, is not read
             await response(scope, receive, send)
             return
-        # The app's photos take their turn in the encoder's queue (retrieval/batching.py).
-        with encoding_for(owner):
-            await self.app(scope, receive, send)
+        try:
+            # The app's photos take their turn in the encoder's queue (retrieval/batching.py).
+            with encoding_for(owner):
+                await self.app(scope, receive, send)
+        finally:
+            if owner is not None:
+                services.in_flight.leave(owner)
 
 
 def _check_path(scope: Scope) -> None:
@@ -93,6 +98,13 @@ def _check_blocked(services: Services, scope: Scope) -> None:
     wait = services.auth_failures.blocked(_address(scope))
     if wait is not None:
         raise RateLimited("too many failed authentications from this address", wait)
+
+
+def _enter(services: Services, caller: Caller) -> None:
+    """Count the request among its app's in progress, or refuse it when they are many."""
+    if not services.in_flight.try_enter(caller.tenant_id):
+        limit = services.in_flight.limit
+        raise RateLimited(f"this app already has {limit} requests in progress here", 1.0)
 
 
 def _check_admin(services: Services, scope: Scope) -> None:

@@ -134,6 +134,38 @@ class AuthFailureLimiter:
                 self._buckets.popitem(last=False)
 
 
+class InFlightLimit:
+    """Requests of one app in progress in this process, at most ``limit`` at once, so
+    that one app's slow or many requests cannot hold every thread of the pool (0: no
+    limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def try_enter(self, tenant_id: int) -> bool:
+        """Count one more request of ``tenant_id``; False (and not counted) when it already
+        has ``limit`` in progress."""
+        if self.limit <= 0:
+            return True
+        with self._lock:
+            count = self._counts.get(tenant_id, 0)
+            if count >= self.limit:
+                return False
+            self._counts[tenant_id] = count + 1
+            return True
+
+    def leave(self, tenant_id: int) -> None:
+        """One request of ``tenant_id`` (counted by ``try_enter``) has ended."""
+        if self.limit <= 0:
+            return
+        with self._lock:
+            count = self._counts.pop(tenant_id, 0) - 1
+            if count > 0:
+                self._counts[tenant_id] = count
+
+
 def open_rate_limiter(
     redis_url: str | None, rate: float, burst: int, prefix: str = "rapport:"
 ) -> RateLimiter:

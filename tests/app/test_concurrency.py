@@ -12,8 +12,16 @@ from typing import Any
 import httpx
 
 from tests import factories
-from tests.app.helpers import assert_problem, register, register_subject, retrieve, stored
+from tests.app.helpers import (
+    assert_problem,
+    openai_settings,
+    register,
+    register_subject,
+    retrieve,
+    stored,
+)
 from tests.conftest import LiveServer, make_settings
+from tests.fake_openai_server import running_fake_openai
 
 
 def test_health_answers_quickly_while_heavy_registrations_run(server: LiveServer) -> None:
@@ -77,6 +85,30 @@ def test_an_app_over_its_share_of_the_queue_answers_429_while_another_is_served(
     assert "this app" in response.json()["detail"]
     globex = server.client(server.new_key("globex"))
     assert register(globex, "alice", "bo", [factories.photo("dog", 0)]).status_code == 201
+
+
+def test_an_app_with_its_limit_of_requests_in_progress_gets_429_while_others_are_served(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    with running_fake_openai() as backend:
+        backend.behaviour = "hang"  # the generator holds the first request until released
+        settings = openai_settings(
+            database_url, tmp_path / "data", backend, max_requests_in_flight_per_app=1
+        )
+        server: LiveServer = start_server(settings)
+        acme = server.client(server.new_key("acme"))
+        globex = server.client(server.new_key("globex"))
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(acme.post, "/v1/users/alice/chat", json={"question": "hi"})
+            assert backend.received.wait(timeout=30)
+            refused = acme.get("/v1/users/alice/concepts")
+            assert_problem(refused, 429)
+            assert "in progress" in refused.json()["detail"]
+            assert globex.get("/v1/users/alice/concepts").status_code == 200
+            backend.release.set()
+            assert held.result(timeout=30).status_code in (502, 504)
+        # The held request's place is given back when it ends, whatever its answer.
+        assert acme.get("/v1/users/alice/concepts").status_code == 200
 
 
 def test_metrics(server: LiveServer, api: httpx.Client) -> None:
