@@ -6,7 +6,9 @@ authenticated first: a tenant key (cached for RAPPORT_KEY_CACHE_S), or the
 admin key on ``/v1/admin``. Failed authentications are limited per client
 address (``AuthFailureLimiter``): once an address is over its budget, its
 requests get 429 without a database query, except with a key already known good.
-The tenant's rate limit is applied here too. Routes read the result through
+The tenant's rate limit is applied here too, and its requests in progress in
+this process are counted (``InFlightLimit``); the request then runs with its
+app named for the encoder's fair queue. Routes read the result through
 ``require_caller`` / ``require_admin`` (``app.http.deps``), which fail closed.
 """
 
