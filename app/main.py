@@ -92,7 +92,7 @@ def build_services(
         region_proposer=load_regions(settings),
         default_min_score=settings.min_score,
         decisions=decisions,
-        background=BackgroundVectors(batching.encode_images),
+        background=BackgroundVectors(batching.encode_images, chunk=settings.encode_chunk_limit()),
         rate_limiter=open_rate_limiter(
             settings.redis_url,
             settings.rate_limit_rps,

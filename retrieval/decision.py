@@ -169,17 +169,27 @@ def _evenly(index: np.ndarray, at_most: int) -> np.ndarray:
 
 
 class BackgroundVectors:
-    """The background photos' vectors for one encoder, encoded once, on first use."""
+    """The background photos' vectors for one encoder, encoded once, on first use, at
+    most ``chunk`` photos per call to ``encode`` (a batching encoder's queue refuses a
+    call larger than the room it gives one caller)."""
 
-    def __init__(self, encode: Callable[[Sequence[Image.Image]], np.ndarray]) -> None:
+    def __init__(
+        self, encode: Callable[[Sequence[Image.Image]], np.ndarray], *, chunk: int = 256
+    ) -> None:
         self._encode = encode
+        self._chunk = max(1, chunk)
         self._vectors: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def get(self) -> np.ndarray:
         with self._lock:
             if self._vectors is None:
-                self._vectors = self._encode(background_photos())
+                photos = background_photos()
+                parts = [
+                    self._encode(photos[start : start + self._chunk])
+                    for start in range(0, len(photos), self._chunk)
+                ]
+                self._vectors = np.concatenate(parts)
             return self._vectors
 
 

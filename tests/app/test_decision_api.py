@@ -127,6 +127,25 @@ def test_random_weights_never_match_everything(
     assert matched_names(retrieve(client, "alice", factories.photo("dog", 0))) == []
 
 
+def test_the_background_fits_the_smallest_encoder_queue_allowed(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # 48 background photos, a queue (and an app's share) of one request's 20 photos.
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        min_score=None,
+        encode_queue_size=20,
+        encode_queue_per_app=20,
+    )
+    server: LiveServer = start_server(settings)
+    background = server.services.background._vectors
+    assert background is not None and len(background) == 48
+    client = server.client(server.new_key("acme"))
+    register_subject(client, "alice", "dog")
+    assert retrieve(client, "alice", held_out("dog")).status_code == 200
+
+
 def test_a_write_that_keeps_every_vector_keeps_the_fitted_rule(
     start_server: Any, database_url: str, tmp_path: Path
 ) -> None:

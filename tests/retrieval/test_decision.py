@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from retrieval.background import BACKGROUND_COUNT, SIDE, background_photos
 from retrieval.decision import (
@@ -154,10 +157,15 @@ def test_background_photos_are_generated_deterministically() -> None:
     assert len({p.tobytes() for p in first}) == BACKGROUND_COUNT
     calls: list[int] = []
 
-    def encode(photos: object) -> np.ndarray:
-        calls.append(1)
-        return np.ones((3, 2), dtype=np.float32)
+    def encode(photos: Sequence[Image.Image]) -> np.ndarray:
+        calls.append(len(photos))
+        return np.ones((len(photos), 2), dtype=np.float32)
 
-    lazy = BackgroundVectors(encode)  # type: ignore[arg-type]
+    lazy = BackgroundVectors(encode)
     assert not calls
-    assert lazy.get().shape == (3, 2) and lazy.get().shape == (3, 2) and len(calls) == 1
+    shape = (BACKGROUND_COUNT, 2)
+    assert lazy.get().shape == shape and lazy.get().shape == shape and calls == [BACKGROUND_COUNT]
+    # In calls no larger than the encoder's queue takes from one caller.
+    calls.clear()
+    assert BackgroundVectors(encode, chunk=20).get().shape == shape
+    assert calls == [20, 20, BACKGROUND_COUNT - 40]
