@@ -27,6 +27,7 @@ from retrieval import (
 )
 from retrieval.generators import Stream
 from retrieval.prompt import choose_concepts, compose_prompt
+from retrieval.search import PhotoSearch
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class PreparedChat:
     used: list[Match]  # the matches whose concepts are in the prompt, in its order
     # id() of each reference photo in the prompt -> (its concept's id, its photo's id)
     references: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # The search of the query turn's photos, and that turn's place (None: no search).
+    search: PhotoSearch | None = None
+    query_turn: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuer
     if query_turn is None:
         return PreparedChat(prompt=compose_prompt(turns, []), used=[])
     turn = turns[query_turn]
-    matches = matches_at(
+    found_matches = matches_at(
         services,
         *found,
         photos=[QueryPhoto(image) for image in turn.images],
@@ -85,6 +89,7 @@ def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuer
         top_k=query.top_k,
         min_score=query.min_score,
     )
+    matches = found_matches.matches
     config = services.settings.prompt_config()
     by_id: dict[str | None, Match] = {match.concept.id: match for match in matches}
     # Choose first, so that only the photos of concepts that go into the prompt are read.
@@ -103,7 +108,13 @@ def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuer
         concepts.append(replace(concept, reference_images=tuple(image for _, image in photos)))
         references.update({id(image): (match.concept.id, photo_id) for photo_id, image in photos})
     prompt = compose_prompt(turns, concepts, config, query_turn=query_turn)
-    return PreparedChat(prompt=prompt, used=used, references=references)
+    return PreparedChat(
+        prompt=prompt,
+        used=used,
+        references=references,
+        search=found_matches.search,
+        query_turn=query_turn,
+    )
 
 
 def answer_chat(services: Services, scope: UserScope | None, *, query: ChatQuery) -> ChatAnswer:

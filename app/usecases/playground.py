@@ -23,7 +23,7 @@ from retrieval import name_key, named_in
 from retrieval.matching import best_per_label, region_winners
 from retrieval.prompt import ImagePart
 from retrieval.regions import Box
-from retrieval.search import SearchOptions, search_photos
+from retrieval.search import PhotoSearch, SearchOptions, search_photos
 
 SHOWN_SCORES = 20  # concepts listed with their best score, best first
 SEARCH_DEPTH = 1000  # hits per region read to find those scores
@@ -88,8 +88,18 @@ def preview(services: Services, scope: UserScope, *, query: ChatQuery) -> Previe
         if photo is not None:
             detector = services.settings.regions == "detector"
             categories = detector_categories(concepts) if detector else []
+            # The search chat ran, when it was of this photo alone; else search again.
+            last = len(query.turns) - 1
+            reuse = prepared.query_turn == last and len(turn.images) == 1
             regions, scores, found = _explain(
-                services, user_id, version, concepts, photo, categories, query
+                services,
+                user_id,
+                version,
+                concepts,
+                photo,
+                categories,
+                query,
+                prepared.search if reuse else None,
             )
     return Preview(
         width=photo.width if photo else None,
@@ -111,22 +121,25 @@ def _explain(
     photo: Image.Image,
     categories: list[str],
     query: ChatQuery,
+    searched: PhotoSearch | None,
 ) -> tuple[list[RegionScore], list[ConceptScore], list[str]]:
     """Each region's best concept, the best concepts over all regions, and those that
-    retrieval keeps: from the same search ``/retrieve`` runs (``search_photos``)."""
+    retrieval keeps: from the same search ``/retrieve`` runs (``search_photos``), the
+    one chat already ran (``searched``) when given."""
     width, height = photo.size
     index = cached_index(services, user_id, version)
     if len(index) == 0:
         proposed = services.region_proposer.propose(photo, categories)
         return [RegionScore(r.box or (0, 0, width, height), None, None) for r in proposed], [], []
-    settings = services.settings
-    searched = search_photos(
-        index,
-        services.encoder,
-        services.region_proposer,
-        [photo],
-        SearchOptions.of(settings.region_config(), settings.region_aggregation, categories),
-    )
+    if searched is None:
+        settings = services.settings
+        searched = search_photos(
+            index,
+            services.encoder,
+            services.region_proposer,
+            [photo],
+            SearchOptions.of(settings.region_config(), settings.region_aggregation, categories),
+        )
     boxes = [box or (0, 0, width, height) for _, box in searched.regions]
     rows = index.search(searched.vectors, min(len(index), SEARCH_DEPTH))
     # Each region's winner as retrieval's "winner" aggregation chooses it.

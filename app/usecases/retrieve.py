@@ -20,7 +20,7 @@ from app.usecases.photo_policy import PhotoPolicy
 from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
 from retrieval.regions import Box
-from retrieval.search import RegionMatch, SearchOptions, search_photos
+from retrieval.search import PhotoSearch, RegionMatch, SearchOptions, search_photos
 
 # A concept named in a question with no photo to compare against.
 NAMED_ONLY_SCORE = 1.0
@@ -115,7 +115,15 @@ def find_matches(
         top_k=top_k,
         min_score=min_score,
         timings=timings,
-    )
+    ).matches
+
+
+@dataclass(frozen=True)
+class Found:
+    """The matches of a query, and its photos' search (None without photos)."""
+
+    matches: list[Match]
+    search: PhotoSearch | None
 
 
 def matches_at(
@@ -128,8 +136,9 @@ def matches_at(
     top_k: int,
     min_score: float | None,
     timings: Timings | None = None,
-) -> list[Match]:
-    """``find_matches`` for a user whose row id and version the caller has just read."""
+) -> Found:
+    """``find_matches`` for a user whose row id and version the caller has just read,
+    with the photos' search (for callers that show more of it, the playground)."""
     timings = timings or Timings()
     categories: list[str] = []
     if photos and services.settings.regions == "detector":
@@ -138,6 +147,7 @@ def matches_at(
     scores: dict[str, tuple[float, Literal["image", "text"], Box | None]] = {}
     index = None
     vectors = None
+    searched = None
     decide: Decide = _fixed(min_score)
     if photos:
         with timings.stage("search"):
@@ -160,7 +170,7 @@ def matches_at(
                 box = _scaled(match.box, photos[match.photo].scale)
                 scores[match.label] = (match.score, "image", box)
     if not scores and not text:
-        return []
+        return Found([], searched)
     with timings.stage("db"):
         concepts = cached_concepts(services, user_id, version)
     if text:
@@ -187,7 +197,7 @@ def matches_at(
         if c in concepts
     ]
     matches.sort(key=lambda m: (m.source != "image", -m.score))
-    return matches
+    return Found(matches, searched)
 
 
 # (concept, score) -> (present, the score it needed)

@@ -15,6 +15,7 @@ from PIL import Image
 from app.usecases.importer import import_concepts
 from tests import factories
 from tests.app.helpers import assert_problem, register, register_subject
+from tests.app.test_limits import photos_encoded
 from tests.conftest import LiveServer, make_settings
 
 
@@ -123,7 +124,10 @@ def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(
         "top_k": 1,
         "min_score": 0.5,
     }
+    encoded = photos_encoded(api)
     result = api.post("/v1/users/alice/playground", json=body).json()
+    # The photo's five regions were encoded once: the playground shows chat's own search.
+    assert photos_encoded(api) - encoded == 5
 
     assert (result["width"], result["height"], result["generator"]) == (width, height, "none")
     assert len(result["regions"]) == 5  # the whole photo and a 2 x 2 grid
