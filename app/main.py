@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from threadpoolctl import threadpool_limits
 
 from app import logs, version
@@ -33,10 +35,15 @@ from app.http.server import configure as configure_http_server
 from app.memory import return_large_frees_to_os
 from app.security.auth_gate import AuthGate
 from app.security.keys import KeyCache
-from app.security.ratelimit import AuthFailureLimiter, InFlightLimit, open_rate_limiter
+from app.security.ratelimit import (
+    AuthFailureLimiter,
+    InFlightLimit,
+    RateLimiter,
+    open_rate_limiter,
+)
 from app.services import Services
 from app.settings import Settings
-from app.storage.blobs import open_blob_store
+from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.db.engine import make_engine, make_sessionmaker, shown_url
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.thumbnails import ThumbnailCache
@@ -65,47 +72,30 @@ def build_services(
     threadpool_limits(limits=1, user_api="blas")
     # The photo store first: a wrong bucket or key fails the start before the slow model load.
     blobs = open_blob_store(settings)
-    engine = make_engine(settings.resolved_database_url)
-    metrics = Metrics(settings.prometheus_multiproc_dir)
-    model = encoder or load_encoder(settings)
-    batching = BatchingEncoder(model, settings.batching_config(), on_batch=metrics.observe_batch)
-    cache = UserIndexCache(max_bytes=settings.index_cache_bytes)
-    metrics.track_queue(lambda: batching.queue_depth)
-    metrics.track_cache(cache.stats)
-    concepts: VersionedCache[dict[str, ConceptSummary]] = VersionedCache(
-        settings.concept_cache_bytes,
-        size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
-    )
-    metrics.track_cache(concepts.stats, "concept", "concept summaries")
-    decisions = DecisionCache(settings.decision_cache_bytes)
-    metrics.track_cache(decisions.stats, "decision", "per-user decision rules")
-    services = Services(
-        settings=settings,
-        engine=engine,
-        sessions=make_sessionmaker(engine),
-        blobs=blobs,
-        encoder=batching.start(),
-        user_index_cache=cache,
-        concept_summary_cache=concepts,
-        generator=generator or open_generator(settings.generator_config()),
-        metrics=metrics,
-        region_proposer=load_regions(settings),
-        default_min_score=settings.min_score,
-        decisions=decisions,
-        background=BackgroundVectors(batching.encode_images, chunk=settings.encode_chunk_limit()),
-        rate_limiter=open_rate_limiter(
+    opened: list[Callable[[], object]] = [blobs.close]
+    try:
+        engine = make_engine(settings.resolved_database_url)
+        opened.append(engine.dispose)
+        metrics = Metrics(settings.prometheus_multiproc_dir)
+        opened.append(metrics.close)
+        model = encoder or load_encoder(settings)
+        # Everything that can fail to load before the encoder's worker starts.
+        proposer = load_regions(settings)
+        generated = generator or open_generator(settings.generator_config())
+        opened.append(generated.close)
+        limiter = open_rate_limiter(
             settings.redis_url,
             settings.rate_limit_rps,
             settings.rate_limit_burst,
             settings.redis_prefix,
-        ),
-        key_cache=KeyCache(settings.key_cache_s, settings.key_secret),
-        auth_failures=AuthFailureLimiter(
-            settings.auth_failures_per_minute, settings.auth_failures_burst
-        ),
-        thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
-        in_flight=InFlightLimit(settings.app_requests_in_flight()),
-    )
+        )
+        opened.append(getattr(limiter, "close", lambda: None))
+        services = _assemble(settings, blobs, engine, metrics, model, proposer, generated, limiter)
+    except BaseException:
+        for close in reversed(opened):  # what this start opened, not left behind
+            with contextlib.suppress(Exception):
+                close()
+        raise
     logger.info(
         "rapport %s: encoder %s on %s, regions %s, generator %s; database %s; photos in %s",
         version(),
@@ -117,6 +107,52 @@ def build_services(
         settings.blob_store or settings.resolved_blob_dir,
     )
     return services
+
+
+def _assemble(
+    settings: Settings,
+    blobs: BlobStore,
+    engine: Engine,
+    metrics: Metrics,
+    model: ImageEncoder,
+    proposer: RegionProposer,
+    generator: Generator,
+    limiter: RateLimiter,
+) -> Services:
+    """The services around what ``build_services`` opened; starts the encoder's worker."""
+    batching = BatchingEncoder(model, settings.batching_config(), on_batch=metrics.observe_batch)
+    cache = UserIndexCache(max_bytes=settings.index_cache_bytes)
+    metrics.track_queue(lambda: batching.queue_depth)
+    metrics.track_cache(cache.stats)
+    concepts: VersionedCache[dict[str, ConceptSummary]] = VersionedCache(
+        settings.concept_cache_bytes,
+        size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
+    )
+    metrics.track_cache(concepts.stats, "concept", "concept summaries")
+    decisions = DecisionCache(settings.decision_cache_bytes)
+    metrics.track_cache(decisions.stats, "decision", "per-user decision rules")
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        blobs=blobs,
+        encoder=batching.start(),
+        user_index_cache=cache,
+        concept_summary_cache=concepts,
+        generator=generator,
+        metrics=metrics,
+        region_proposer=proposer,
+        default_min_score=settings.min_score,
+        decisions=decisions,
+        background=BackgroundVectors(batching.encode_images, chunk=settings.encode_chunk_limit()),
+        rate_limiter=limiter,
+        key_cache=KeyCache(settings.key_cache_s, settings.key_secret),
+        auth_failures=AuthFailureLimiter(
+            settings.auth_failures_per_minute, settings.auth_failures_burst
+        ),
+        thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
+        in_flight=InFlightLimit(settings.app_requests_in_flight()),
+    )
 
 
 def served_app() -> FastAPI:

@@ -175,3 +175,28 @@ def test_a_request_with_the_most_photos_fits_the_default_queue_with_grid_regions
     )
     assert response.status_code == 200, response.text
     assert server.services.encoder.config.queue_size == 560
+
+
+def test_a_detector_that_cannot_load_stops_the_start_and_leaves_nothing_running(
+    database_url: str, tmp_path: Path, encoder: Any
+) -> None:
+    import threading
+
+    from app.main import build_services
+    from retrieval.errors import ModelLoadError
+
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        regions="detector",
+        region_detector_model=str(tmp_path / "no-such-detector"),
+    )
+
+    def workers() -> int:
+        return sum(t.name == "rapport-encoder" and t.is_alive() for t in threading.enumerate())
+
+    before = workers()
+    with pytest.raises(ModelLoadError, match="region detector"):
+        build_services(settings, encoder=encoder)
+    # The detector loads before the encoder's worker starts, and what was opened is closed.
+    assert workers() == before
