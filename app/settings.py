@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     region_detector_model: str = "google/owlv2-base-patch16-ensemble"
     region_detector_threshold: Annotated[float, Field(ge=0, le=1)] = 0.1
     region_max: Annotated[int, Field(ge=1, le=64)] = 8
+    region_detector_max_prompts: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=32,
+        description="words the detector looks for in each photo: the generic ones, then the "
+        "categories of the user's concepts that have the most concepts, as many as fit",
+    )
     region_encoding: RegionEncoding = Field(
         default="crop",
         description="crop: one forward pass per region; pooled: one pass per photo, regions "
@@ -356,6 +361,7 @@ class Settings(BaseSettings):
             detector_model=self.region_detector_model,
             detector_threshold=self.region_detector_threshold,
             max_regions=self.region_max,
+            detector_max_prompts=self.region_detector_max_prompts,
             device=self.device,
             encoding=self.region_encoding,
             pooled_side=self.region_pooled_side,

@@ -68,7 +68,9 @@ class RegionConfig:
     tile. ``detector``: the photo, then up to ``max_regions`` boxes of an
     open-vocabulary detector (OWLv2 / OWL-ViT through transformers, a hub id or
     a local folder in ``detector_model``) scoring at least ``detector_threshold``
-    for the caller's category words or one of ``generic_words``.
+    for the caller's category words or one of ``generic_words``, prompted with at
+    most ``detector_max_prompts`` words: the generic words always, then as many
+    category words as fit, in the caller's order.
     ``encoding``: ``crop`` encodes each region's crop (one forward pass per
     region); ``pooled`` averages one pass's feature map inside each box, for
     encoders that have one (``encode_regions``), and crops for the others.
@@ -81,6 +83,7 @@ class RegionConfig:
     detector_threshold: float = 0.1
     max_regions: int = 8
     generic_words: tuple[str, ...] = ("object", "animal", "person")
+    detector_max_prompts: int = 32
     min_box_pixels: int = 16
     device: str = "auto"
     encoding: RegionEncoding = "crop"

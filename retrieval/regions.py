@@ -94,8 +94,10 @@ class GridRegions:
 class DetectorRegions:
     """The photo, then the boxes an open-vocabulary detector finds, best first.
 
-    Prompts are the caller's category words plus generic ones; overlapping boxes
-    of different prompts are merged (class-agnostic non-maximum suppression).
+    Prompts are the caller's category words plus generic ones, at most
+    ``max_prompts`` of them (each is encoded by the detector's text model and scored
+    against every patch, for every photo); overlapping boxes of different prompts
+    are merged (class-agnostic non-maximum suppression).
     """
 
     def __init__(
@@ -108,7 +110,10 @@ class DetectorRegions:
         max_regions: int,
         generic_words: Sequence[str],
         min_box_pixels: int = 16,
+        max_prompts: int = 32,
     ) -> None:
+        if max_prompts < 1:
+            raise ValueError(f"max_prompts must be at least 1, got {max_prompts}")
         self._model = model
         self._processor = processor
         self.device = device
@@ -116,6 +121,7 @@ class DetectorRegions:
         self.max_regions = max_regions
         self.generic_words = tuple(generic_words)
         self.min_box_pixels = min_box_pixels
+        self.max_prompts = max_prompts
         # OWLv2 pads photos to a square at the bottom and right, so its boxes are
         # relative to that square (OWL-ViT's to the photo). transformers 5 scales
         # them by the longer side itself, older versions need a square target.
@@ -144,12 +150,26 @@ class DetectorRegions:
             max_regions=config.max_regions,
             generic_words=config.generic_words,
             min_box_pixels=config.min_box_pixels,
+            max_prompts=config.detector_max_prompts,
         )
 
     def prompts(self, categories: Sequence[str]) -> list[str]:
-        """Category words then generic words, each once, in order."""
-        words = (" ".join(word.split()).casefold() for word in (*categories, *self.generic_words))
-        return list(dict.fromkeys(word for word in words if word))
+        """Category words then generic words, each once, at most ``max_prompts`` in all.
+
+        The generic words are always kept (the first ``max_prompts`` of them); the
+        category words fill the room left in the caller's order, so the caller puts
+        the ones that matter most first and the rest are not looked for.
+        """
+        generic = _distinct(self.generic_words)[: self.max_prompts]
+        room = self.max_prompts - len(generic)
+        chosen: dict[str, None] = {}
+        for word in categories:
+            if len(chosen) >= room:
+                break
+            word = _prompt_word(word)
+            if word and word not in generic:
+                chosen[word] = None
+        return [*chosen, *generic]
 
     def detect(self, image: Image.Image, categories: Sequence[str] = ()) -> list[tuple[Box, float]]:
         """At most ``max_regions`` (box, score) pairs scoring >= ``threshold``, best first.
@@ -194,6 +214,15 @@ class DetectorRegions:
             Region(box=box, image=image.crop(box)) for box, _ in self.detect(image, categories)
         ]
         return [Region(box=None, image=image), *crops]
+
+
+def _prompt_word(word: str) -> str:
+    return " ".join(word.split()).casefold()
+
+
+def _distinct(words: Sequence[str]) -> list[str]:
+    """The words in detector form, each once, in order, blanks dropped."""
+    return list(dict.fromkeys(word for word in map(_prompt_word, words) if word))
 
 
 def _load_detector(name: str) -> tuple[object, torch.nn.Module]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from open_clip.tokenizer import bytes_to_unicode, default_bpe
+from torch.nn.modules.module import register_module_forward_hook
 
 PATCHES = 8  # per side of the tiny detectors' 64x64 input
 
@@ -77,3 +80,21 @@ def build_tiny_detector(folder: Path, model_type: str) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+@contextmanager
+def prompts_scored() -> Iterator[list[int]]:
+    """How many prompts each detection in this process scored: the last dimension of an
+    OWLv2 / OWL-ViT detector's logits (a score per patch and prompt), read from the
+    model's output by a torch hook."""
+    counts: list[int] = []
+
+    def record(module: torch.nn.Module, args: object, output: object) -> None:
+        if type(module).__name__.endswith("ForObjectDetection"):
+            counts.append(output.logits.shape[-1])  # type: ignore[attr-defined]
+
+    handle = register_module_forward_hook(record)
+    try:
+        yield counts
+    finally:
+        handle.remove()

@@ -11,6 +11,17 @@ from dataclasses import dataclass
 from retrieval import DecodedImage
 
 THUMBNAIL_QUALITY = 85
+# The only thumbnails made: a requested size is rounded up to one of these, so walking
+# sizes 16..2048 makes at most six per photo, not ~2,000 decodes of a photo of up to
+# 40 MP. Each is twice the last: a client gets at most twice the side it asked for, and
+# all six together hold about 4/3 of the largest one's pixels.
+THUMBNAIL_SIDES = (64, 128, 256, 512, 1024, 2048)
+
+
+def thumbnail_side(requested: int) -> int:
+    """The side of the thumbnail served for ``requested``: the smallest of
+    THUMBNAIL_SIDES that is at least ``requested``, the largest one past them all."""
+    return next((side for side in THUMBNAIL_SIDES if side >= requested), THUMBNAIL_SIDES[-1])
 
 
 @dataclass(frozen=True)

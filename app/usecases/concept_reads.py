@@ -13,7 +13,7 @@ from app.storage.db.models import Concept, ImageRow
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
-from app.storage.thumbnails import Thumbnail, make_thumbnail
+from app.storage.thumbnails import Thumbnail, make_thumbnail, thumbnail_side
 from app.usecases.lookalikes import LooksLike, looks_like
 from app.usecases.photo_policy import PhotoPolicy
 
@@ -109,8 +109,9 @@ def read_thumbnail(
     size: int,
     if_none_match: str | None = None,
 ) -> tuple[Thumbnail | None, str]:
-    """The photo downscaled to at most ``size`` pixels a side (never larger than stored),
-    from the thumbnail cache when it is there; with an ETag naming its content and size.
+    """The photo downscaled to at most ``thumbnail_side(size)`` pixels a side (never larger
+    than stored), from the thumbnail cache when it is there; with an ETag naming its
+    content and that side, so every ``size`` rounded to one side shares one thumbnail.
     None for the thumbnail when the client has it already (``if_none_match`` is its ETag):
     nothing is read or made for a 304."""
     image = _image_row(
@@ -119,15 +120,16 @@ def read_thumbnail(
         concept_id=concept_id,
         image_id=image_id,
     )
-    etag = f'"{image.sha256[:32]}-{size}"'
+    side = thumbnail_side(size)
+    etag = f'"{image.sha256[:32]}-{side}"'
     if if_none_match == etag:
         return None, etag
-    key = (image.blob_key, size)
+    key = (image.blob_key, side)
     thumbnail = services.thumbnails.get(key)
     if thumbnail is None:
         data = read_blob(services, image.blob_key, image_id=image_id, concept_id=concept_id)
-        policy = PhotoPolicy.for_thumbnails(services, size)
-        thumbnail = make_thumbnail(data, image.media_type, size, policy.decode)
+        policy = PhotoPolicy.for_thumbnails(services, side)
+        thumbnail = make_thumbnail(data, image.media_type, side, policy.decode)
         services.thumbnails.put(key, thumbnail)
     return thumbnail, etag
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -247,8 +248,12 @@ def _scaled(box: Box | None, scale: float) -> Box | None:
 
 
 def detector_categories(concepts: dict[str, ConceptSummary]) -> list[str]:
-    """The distinct categories of the user's concepts ("dog", "mug"), for a detector's prompts."""
-    return sorted({concept.category for concept in concepts.values() if concept.category})
+    """The distinct categories of the user's concepts ("dog", "mug"), for a detector's
+    prompts: the category of the most concepts first, ties in alphabetical order, so a
+    cap on the prompts (RAPPORT_REGION_DETECTOR_MAX_PROMPTS) drops the rarest ones."""
+    words = (" ".join((c.category or "").split()).casefold() for c in concepts.values())
+    counts = Counter(word for word in words if word)
+    return sorted(counts, key=lambda word: (-counts[word], word))
 
 
 def cached_concepts(services: Services, user_id: int, version: int) -> dict[str, ConceptSummary]:

@@ -79,6 +79,30 @@ def test_a_thumbnail_is_downscaled_upright_cached_and_never_larger_than_the_phot
     assert_problem(stranger.get(f"{url}/{big_id}", params={"size": 128}), 404)
 
 
+def test_thumbnail_sizes_round_up_to_six_so_walking_every_size_makes_six(
+    server: LiveServer, api: httpx.Client
+) -> None:
+    concept = register(api, "alice", "bo", [factories.photo("dog", 0)]).json()
+    url = f"/v1/users/alice/concepts/{concept['id']}/images/{concept['images'][0]['id']}"
+    made = server.services.thumbnails.misses  # each miss decodes the photo once
+
+    asked = api.get(url, params={"size": 65})
+    assert max(Image.open(io.BytesIO(asked.content)).size) == 128
+    step = api.get(url, params={"size": 128})
+    assert step.content == asked.content and step.headers["etag"] == asked.headers["etag"]
+    assert server.services.thumbnails.misses == made + 1
+    # One size's ETag answers 304 for every size of its step, before the photo is read.
+    etag = {"If-None-Match": asked.headers["etag"]}
+    assert api.get(url, params={"size": 100}, headers=etag).status_code == 304
+    assert api.get(url, params={"size": 129}, headers=etag).status_code == 200
+
+    # A client walking the sizes, every step's first and last included, gets six thumbnails.
+    sizes = sorted({*range(16, 2049, 16), *(side + 1 for side in (64, 128, 256, 512, 1024))})
+    etags = {api.get(url, params={"size": size}).headers["etag"] for size in sizes}
+    assert len(etags) == 6
+    assert server.services.thumbnails.misses == made + 6
+
+
 def test_a_concept_that_looks_like_another_is_flagged_with_the_score(
     start_server: Any, database_url: str, tmp_path: Path
 ) -> None:

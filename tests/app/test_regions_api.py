@@ -8,16 +8,18 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from app.settings import Settings
 from tests import factories
 from tests.app.helpers import (
     data_url,
     matched_names,
     mobilenet_settings,
+    register,
     register_subject,
     retrieve,
 )
 from tests.conftest import LiveServer, make_settings
-from tests.tiny_detector import build_tiny_detector
+from tests.tiny_detector import build_tiny_detector, prompts_scored
 
 SUBJECTS = ["dog", "cat", "backpack", "can"]
 ABSENT = "candle"
@@ -109,6 +111,47 @@ def test_detector_regions_end_to_end(
     width, height = Image.open(factories.io_bytes(photo)).size
     for box in (m["box"] for m in matches if m["box"] is not None):
         assert 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
+
+
+def test_the_detector_looks_for_the_generic_words_and_the_commonest_categories_that_fit(
+    start_server: Any, database_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from app.storage.repository import users as user_rows
+    from app.usecases.retrieve import cached_concepts, detector_categories
+    from retrieval.regions import DetectorRegions
+
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        regions="detector",
+        region_detector_model=str(build_tiny_detector(tmp_path_factory.mktemp("owlv2"), "owlv2")),
+        region_detector_max_prompts=4,
+    )
+    server: LiveServer = start_server(settings)
+    assert isinstance(server.services.region_proposer, DetectorRegions)
+    client = server.client(server.new_key("acme"))
+    named = [("bo", "Dog"), ("rex", "dog"), ("mochi", "cat"), ("pack", "backpack")]
+    for i, (name, category) in enumerate(named):
+        created = register(client, "alice", name, [factories.photo("dog", i)], category=category)
+        assert created.status_code == 201, created.text
+    with server.services.sessions() as session:
+        user = user_rows.find_user(session=session, tenant_id=1, external_id="alice")
+        assert user is not None
+    categories = detector_categories(cached_concepts(server.services, user.id, user.version))
+    assert categories == ["dog", "backpack", "cat"]  # the most concepts first
+    prompts = server.services.region_proposer.prompts(categories)
+    assert prompts == ["dog", "object", "animal", "person"]
+    with prompts_scored() as counts:
+        response = retrieve(client, "alice", factories.photo("dog", 1), min_score=-1)
+    assert response.status_code == 200, response.text
+    assert counts == [4]
+
+
+@pytest.mark.parametrize("value", [0, 257])
+def test_a_detector_prompt_cap_out_of_bounds_fails_at_start_up(value: int) -> None:
+    with pytest.raises(ValueError, match="region_detector_max_prompts"):
+        Settings(region_detector_max_prompts=value)
+    assert Settings(region_detector_max_prompts=256).region_config().detector_max_prompts == 256
 
 
 def test_visual_prompt_mode_reaches_the_mllm_with_boxes_drawn(

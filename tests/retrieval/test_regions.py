@@ -15,7 +15,7 @@ from retrieval.regions import (
     open_region_proposer,
 )
 from tests import factories
-from tests.tiny_detector import build_tiny_detector
+from tests.tiny_detector import build_tiny_detector, prompts_scored
 
 
 def photo(width: int = 400, height: int = 300) -> Image.Image:
@@ -154,6 +154,31 @@ def test_detector_prompts_are_categories_then_generic_words(detector_dir: Path) 
         "object",
         "animal",
     ]
+
+
+def test_detector_prompts_keep_the_generic_words_then_categories_up_to_the_cap(
+    detector_dir: Path,
+) -> None:
+    proposer = detector(detector_dir, detector_max_prompts=5)
+    words = ["Mug", "object", "dog", "mug", "cat", "teddy bear"]
+    assert proposer.prompts(words) == ["mug", "dog", "object", "animal", "person"]
+    assert detector(detector_dir, detector_max_prompts=2).prompts(words) == ["object", "animal"]
+    with pytest.raises(ValueError, match="max_prompts"):
+        detector(detector_dir, detector_max_prompts=0)
+
+
+def test_a_thousand_categories_send_at_most_max_prompts_to_the_detector(
+    detector_dir: Path,
+) -> None:
+    categories = [f"thing {i}" for i in range(1000)]
+    image = photo()
+    with prompts_scored() as counts:
+        detector(detector_dir).detect(image, categories)
+        detector(detector_dir).detect(image, ["dog"])
+    assert counts == [32, 1 + 3]  # the default cap; the generic words and "dog"
+    with prompts_scored() as counts:
+        detector(detector_dir, detector_max_prompts=7).detect(image, categories)
+    assert counts == [7]
 
 
 def test_missing_detector_model_is_a_model_load_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from app.http.deps import ResourceId, ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS
 from app.http.schemas import ConceptOut, ConceptPage, ConceptPatch
 from app.services import Services
+from app.storage.thumbnails import THUMBNAIL_SIDES
 from app.usecases import concept_reads, concepts
 from app.usecases.photos import check_photo_count
 from retrieval.errors import PayloadTooLarge
@@ -136,9 +137,11 @@ def get_image(
         int | None,
         Query(
             ge=16,
-            le=2048,
-            description="a thumbnail (JPEG) whose longer side is at most this many pixels; "
-            "never larger than the photo itself",
+            le=THUMBNAIL_SIDES[-1],
+            description="a thumbnail (JPEG) whose longer side is at most this many pixels "
+            f"rounded up to one of {', '.join(map(str, THUMBNAIL_SIDES))} (the only "
+            "thumbnails made: every size in one step shares one thumbnail and ETag); never "
+            "larger than the photo itself",
         ),
     ] = None,
     if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
