@@ -23,13 +23,18 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from bench._support import conditions
-from bench.eval_quality import DATASET, halves, weights_of
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _support import conditions
+from eval_quality import DATASET, halves, weights_of
+
 from retrieval import decision
 from retrieval.config import EncoderConfig, RegionConfig
 from retrieval.efficientnet_encoder import SamePaddedConv2d
