@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import shutil
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import click
@@ -12,6 +15,7 @@ from sqlalchemy import exc as sql_errors
 
 from app import logs, version
 from app.domain.errors import BlobStoreUnavailable
+from app.logs import LEVEL_VARIABLE
 from app.settings import Settings
 from app.storage.db.engine import shown_url
 from retrieval.errors import ModelLoadError
@@ -39,7 +43,11 @@ def configure_logging(level: str) -> None:
 
 
 def load_settings() -> Settings:
-    """The settings of this process, or a StartupError naming each bad RAPPORT_* variable."""
+    """The settings of this process, or a StartupError naming each bad RAPPORT_* variable.
+    A RAPPORT_* variable that is no setting (a misspelt name would otherwise be ignored
+    in silence) is logged as a warning, with the nearest setting's name."""
+    for line in unknown_variables(os.environ):
+        logger.warning("%s", line)
     try:
         return Settings()
     except ValidationError as error:
@@ -47,6 +55,19 @@ def load_settings() -> Settings:
             f"{_variable(item['loc'])}: {item['msg']}" for item in error.errors(include_url=False)
         )
         raise StartupError(f"invalid configuration: {problems}") from None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``RAPPORT_*`` variable of ``environ`` that no setting reads."""
+    known = {f"RAPPORT_{name.upper()}" for name in Settings.model_fields} | {LEVEL_VARIABLE}
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("RAPPORT_") or name in known or name.startswith("RAPPORT_TEST_"):
+            continue
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        lines.append(f"{name} is not a rapport setting and is ignored{hint}")
+    return lines
 
 
 def _variable(loc: tuple[object, ...]) -> str:

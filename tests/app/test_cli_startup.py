@@ -138,3 +138,18 @@ def test_reindex_says_which_settings_it_used(tmp_path: Path) -> None:
         "model open_clip:rapport-test-tiny:none"
     ) in result.stderr
     assert "embedded 0 photos with rapport-test-tiny:none" in result.stderr
+
+
+def test_a_misspelt_setting_is_named_with_the_nearest_one(tmp_path: Path) -> None:
+    env = rapport_env(tmp_path / "data", RAPPORT_DEFAULT_TOPK="3", RAPPORT_NO_SUCH_THING="1")
+
+    result = run_cli(["keys", "create", "--tenant", "acme"], env)
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "not a rapport setting" in line]
+    assert len(warnings) == 2, result.stderr
+    assert (
+        "RAPPORT_DEFAULT_TOPK" in warnings[0]
+        and "did you mean RAPPORT_DEFAULT_TOP_K?" in warnings[0]
+    )
+    assert "RAPPORT_NO_SUCH_THING" in warnings[1] and "did you mean" not in warnings[1]
