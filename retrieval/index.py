@@ -16,6 +16,8 @@ from typing import Generic, TypeVar
 import faiss
 import numpy as np
 
+from retrieval.label_view import LabelScores, LabelView
+
 T = TypeVar("T")
 
 
@@ -30,22 +32,28 @@ class UserIndex:
     """Exact inner-product search over one user's vectors, keyed by vector id.
 
     ``label`` names what a vector belongs to (a concept id); vectors are
-    expected to be L2-normalised so that scores are cosine similarities.
+    expected to be L2-normalised so that scores are cosine similarities. Searches
+    and writes may come from several threads. Per-label questions (``label_scores``,
+    ``best_scores``, ``vectors_by_label``) are answered from a ``LabelView`` built on
+    the first one after a write: one matrix product, not a Python object per vector.
     """
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._flat = faiss.IndexFlatIP(dim)
+        self._index = faiss.IndexIDMap2(self._flat)
         self._labels: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._view: LabelView | None = None  # of the vectors now held; None after a write
 
     def __len__(self) -> int:
         return len(self._labels)
 
     @property
     def nbytes(self) -> int:
-        # Vectors plus the id map and labels, as faiss and Python hold them.
-        return len(self._labels) * (self.dim * 4 + 8 + 120)
+        # Vectors plus the id map, labels and label view, as faiss, Python and numpy hold
+        # them (the view counted whether built yet or not: a cached size never changes).
+        return len(self._labels) * (self.dim * 4 + 8 + 120 + 48)
 
     def add(self, ids: Iterable[int], labels: Iterable[str], vectors: np.ndarray) -> None:
         id_array = np.fromiter(ids, dtype=np.int64)
@@ -62,15 +70,17 @@ class UserIndex:
             self._index.add_with_ids(vectors[fresh], id_array[fresh])
             for i in fresh:
                 self._labels[int(id_array[i])] = labels[i]
+            self._view = None
 
     def remove(self, ids: Iterable[int]) -> None:
         with self._lock:
-            present = [vector_id for vector_id in ids if vector_id in self._labels]
+            present = [vector_id for vector_id in dict.fromkeys(ids) if vector_id in self._labels]
             if not present:
                 return
             self._index.remove_ids(np.asarray(present, dtype=np.int64))  # type: ignore[arg-type]
             for vector_id in present:
                 del self._labels[vector_id]
+            self._view = None
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """For each query vector, its ``k`` best hits, best first."""
@@ -80,7 +90,7 @@ class UserIndex:
             if k == 0:
                 return [[] for _ in range(len(queries))]
             scores, ids = self._index.search(queries, k)
-            labels = dict(self._labels)
+            labels = {i: self._labels[i] for i in np.unique(ids).tolist() if i >= 0}
         return [
             [
                 Hit(vector_id=int(vector_id), label=labels[int(vector_id)], score=float(score))
@@ -90,42 +100,64 @@ class UserIndex:
             for row_scores, row_ids in zip(scores, ids, strict=True)
         ]
 
+    def label_scores(
+        self,
+        queries: np.ndarray,
+        labels: Iterable[str] | None = None,
+        *,
+        among: int | None = None,
+        centroids: bool = False,
+    ) -> LabelScores:
+        """The best score of each of ``labels`` (None: of every label) for each query,
+        exact over all its vectors (``LabelScores``); labels the index does not hold are
+        left out. ``among``: only the labels of each query's ``among`` best vectors, the
+        labels ``search(queries, among)`` finds. ``centroids``: each label's normalised
+        mean vector too."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        with self._lock:
+            view = self._label_view()
+            return view.scores(self._matrix(), queries, labels, among=among, centroids=centroids)
+
     def vectors_by_label(self, labels: Iterable[str]) -> dict[str, np.ndarray]:
         """The vectors of each of ``labels`` that has any, one row per vector."""
-        wanted = set(labels)
         with self._lock:
-            ids: dict[str, list[int]] = {}
-            for vector_id, label in self._labels.items():
-                if label in wanted:
-                    ids.setdefault(label, []).append(vector_id)
-            return {
-                label: np.stack([self._index.reconstruct(vector_id) for vector_id in vector_ids])
-                for label, vector_ids in ids.items()
-            }
+            return self._label_view().vectors(self._matrix(), labels)
 
     def vectors(self) -> tuple[np.ndarray, list[str]]:
         """Every vector (rows, in id order) and its label."""
         with self._lock:
-            ids = sorted(self._labels)
-            labels = [self._labels[vector_id] for vector_id in ids]
-            rows = [self._index.reconstruct(vector_id) for vector_id in ids]
-        matrix = np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+            ids = faiss.vector_to_array(self._index.id_map)
+            by_id = np.argsort(ids)
+            matrix = self._matrix()[by_id]
+            labels = [self._labels[vector_id] for vector_id in ids[by_id].tolist()]
         return matrix, labels
 
     def best_scores(self, queries: np.ndarray, labels: Iterable[str]) -> dict[str, float]:
         """For each label, its best score over its vectors and all queries (exact)."""
-        wanted = set(labels)
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        with self._lock:
-            ids = [vector_id for vector_id, label in self._labels.items() if label in wanted]
-            vectors = [self._index.reconstruct(vector_id) for vector_id in ids]
-            labels_of = [self._labels[vector_id] for vector_id in ids]
-        best: dict[str, float] = {}
-        if ids and len(queries):
-            scores = (np.stack(vectors) @ queries.T).max(axis=1)
-            for label, score in zip(labels_of, scores, strict=True):
-                best[label] = max(best.get(label, -1.0), float(score))
-        return best
+        table = self.label_scores(queries, labels)
+        if not len(table.scores):
+            return {}
+        # Scores are cosines: none is reported below -1.
+        return {
+            label: max(-1.0, float(score))
+            for label, score in zip(table.labels, table.scores.max(axis=0), strict=True)
+        }
+
+    def _matrix(self) -> np.ndarray:
+        """The vectors in storage order: FAISS's own memory, not a copy, so it is read
+        only under the lock and never handed out (a write may move it)."""
+        count = self._index.ntotal
+        if count == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        flat = faiss.rev_swig_ptr(self._flat.get_xb(), count * self.dim)
+        return flat.reshape(count, self.dim)
+
+    def _label_view(self) -> LabelView:
+        """The view of the vectors held now (under the lock), built on first use."""
+        if self._view is None:
+            ids = faiss.vector_to_array(self._index.id_map).tolist()
+            self._view = LabelView([self._labels[i] for i in ids], self._matrix())
+        return self._view
 
 
 @dataclass

@@ -47,22 +47,17 @@ def region_winners(
     label with one photo counts it twice. (Chosen on the development half of the
     evaluation subjects: bench/RESULTS.md, "Third pass".) The contenders are the
     labels of every query's ``candidates`` best photos, each scored exactly over
-    all its photos: the work grows with those labels' photos, not the index.
+    all its photos: one matrix product over the index, then work that grows with
+    those labels' photos.
     """
-    rows = index.search(queries, candidates)
-    photos = index.vectors_by_label({hit.label for row in rows for hit in row})
-    if not photos:
+    queries = np.asarray(queries, dtype=np.float32).reshape(-1, index.dim)
+    table = index.label_scores(queries, among=candidates, centroids=True)
+    if table.centroids is None or not table.labels:
         return []
-    names = list(photos)
-    queries = np.asarray(queries, dtype=np.float32).reshape(len(rows), -1)
-    best = np.stack([(queries @ photos[name].T).max(axis=1) for name in names], axis=1)
-    sums = np.stack([photos[name].sum(axis=0, dtype=np.float64) for name in names])
-    centroids = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(
-        np.float32
-    )
-    won = (best + queries @ centroids.T).argmax(axis=1)
+    best = table.scores
+    won = (best + queries @ table.centroids.T).argmax(axis=1)
     return [
-        VisualMatch(label=names[code], score=float(best[row, code]), region=row)
+        VisualMatch(label=table.labels[code], score=float(best[row, code]), region=row)
         for row, code in enumerate(won)
     ]
 
@@ -77,15 +72,15 @@ def search_concepts(
 ) -> list[VisualMatch]:
     """The ``top_k`` labels scoring at least ``min_score``, best first.
 
-    ``"best"``: a label's score is its best over all queries (exact: the search
-    widens until no vector left unseen could outrank the result). ``"winner"``:
-    each query (a region of a photo) counts only for the label it matches best
-    (``region_winners``), so that a region showing one concept does not push its
-    look-alikes ahead of a concept that another region shows. Either way a
+    ``"best"``: a label's score is its best over all queries (exact: every vector is
+    scored, in one matrix product), found at the first query that gives it; equal
+    scores keep the order in which ``UserIndex.search`` lists the first query's hits.
+    ``"winner"``: each query (a region of a photo) counts only for the label it
+    matches best (``region_winners``), so that a region showing one concept does not
+    push its look-alikes ahead of a concept that another region shows. Either way a
     label's score is the cosine similarity of its best photo.
     """
-    size = len(index)
-    if size == 0 or top_k <= 0:
+    if len(index) == 0 or top_k <= 0:
         return []
     if aggregation == "winner":
         kept: dict[str, VisualMatch] = {}
@@ -94,19 +89,14 @@ def search_concepts(
                 kept[match.label] = match
         ranked = sorted((m for m in kept.values() if m.score >= min_score), key=lambda m: -m.score)
         return ranked[:top_k]
-    k = min(size, max(16, top_k * 4))
-    while True:
-        rows = index.search(queries, k)
-        ranked = sorted(
-            (m for m in best_per_label(rows).values() if m.score >= min_score),
-            key=lambda match: -match.score,
-        )
-        # A label not seen yet scores at most the k-th score of some full row.
-        bound = max((row[-1].score for row in rows if len(row) == k), default=-np.inf)
-        if (
-            k >= size
-            or bound < min_score
-            or (len(ranked) >= top_k and ranked[top_k - 1].score >= bound)
-        ):
-            return ranked[:top_k]
-        k = min(size, k * 4)
+    table = index.label_scores(queries)
+    if not len(table.scores) or not table.labels:
+        return []
+    best = table.scores.max(axis=0)
+    region = table.scores.argmax(axis=0)
+    order = np.lexsort((table.listed, -best))
+    chosen = order[best[order] >= min_score][:top_k]
+    return [
+        VisualMatch(label=table.labels[code], score=float(best[code]), region=int(region[code]))
+        for code in chosen.tolist()
+    ]

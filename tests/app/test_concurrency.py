@@ -165,7 +165,7 @@ def test_index_cache_memory_is_bounded_and_reloads_from_sql(
     start_server: Any, database_url: str, tmp_path: Path
 ) -> None:
     dim = 64
-    per_user = 3 * (dim * 4 + 8 + 120)  # three vectors each, as UserIndex.nbytes counts them
+    per_user = 3 * (dim * 4 + 8 + 120 + 48)  # three vectors each, as UserIndex.nbytes counts
     server: LiveServer = start_server(
         make_settings(database_url, tmp_path / "data", index_cache_bytes=2 * per_user)
     )
