@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from retrieval import Encoder
 from tests import factories
 from tests.app.helpers import (
     assert_problem,
@@ -22,6 +23,9 @@ from tests.app.helpers import (
 )
 from tests.conftest import LiveServer, make_settings
 from tests.fake_openai_server import running_fake_openai
+from tests.retrieval.test_batching import GatedEncoder
+
+TENANTS = ("acme", "globex", "initech")
 
 
 def test_health_answers_quickly_while_heavy_registrations_run(server: LiveServer) -> None:
@@ -85,6 +89,39 @@ def test_an_app_over_its_share_of_the_queue_answers_429_while_another_is_served(
     assert "this app" in response.json()["detail"]
     globex = server.client(server.new_key("globex"))
     assert register(globex, "alice", "bo", [factories.photo("dog", 0)]).status_code == 201
+
+
+def test_each_app_has_its_own_share_of_the_encoder_queue_through_http(
+    start_server: Any, database_url: str, tmp_path: Path, encoder: Encoder
+) -> None:
+    gated = GatedEncoder(encoder)  # holds every forward pass until the gate opens
+    settings = make_settings(database_url, tmp_path / "data")
+    server: LiveServer = start_server(
+        settings.model_copy(update={"encode_queue_per_app": 2}), encoder=gated
+    )
+    queue = server.services.encoder
+    acme, globex, initech = (server.client(server.new_key(name)) for name in TENANTS)
+
+    def queued(depth: int) -> bool:
+        with queue._ready:
+            return queue._ready.wait_for(lambda: queue.queue_depth == depth, timeout=30)
+
+    def later(client: httpx.Client, photos: int) -> Future[httpx.Response]:
+        return pool.submit(register, client, "alice", "bo", [factories.photo("dog", 0)] * photos)
+
+    with ThreadPoolExecutor(3) as pool:
+        try:
+            busy = later(initech, 1)  # the pass the worker holds
+            assert gated.entered.wait(timeout=30)
+            waiting = later(acme, 2)  # acme's whole share, waiting
+            assert queued(2)
+            assert_problem(register(acme, "bob", "bo", [factories.photo("dog", 1)]), 429)
+            # Another app's photo is still taken: the queue tells the apps apart.
+            other = later(globex, 1)
+            assert queued(3)
+        finally:
+            gated.gate.set()
+        assert [f.result(timeout=30).status_code for f in (busy, waiting, other)] == [201] * 3
 
 
 def test_an_app_with_its_limit_of_requests_in_progress_gets_429_while_others_are_served(
