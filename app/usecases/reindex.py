@@ -33,16 +33,22 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
         policy = PhotoPolicy.for_reembedding(services)
         images = [policy.decode(services.blobs.get(row.blob_key)).image for row in rows]
         vectors = services.encoder.encode_images(images)
-        for row, vector in zip(rows, vectors, strict=True):
+        by_user: dict[int, list[int]] = {}
+        for number, row in enumerate(rows):
+            by_user.setdefault(row.user_id, []).append(number)
+        for user_id, numbers in by_user.items():
             with services.sessions() as session:
-                # Under the user's lock and version bump, as every write of vectors is.
-                if not user_rows.relock_user(session=session, user_id=row.user_id):
+                # Under the user's lock and one version bump per user and batch, as every
+                # write of vectors is (each bump makes every process reload the user).
+                if not user_rows.relock_user(session=session, user_id=user_id):
                     continue
-                user_rows.bump_version(session=session, user_id=row.user_id)
-                if image_rows.image_exists(session=session, image_id=row.id):
-                    vector_rows.add_vector(
-                        session=session, image=row, vector=vector, model_id=model_id
-                    )
+                user_rows.bump_version(session=session, user_id=user_id)
+                for number in numbers:
+                    row = rows[number]
+                    if image_rows.image_exists(session=session, image_id=row.id):
+                        vector_rows.add_vector(
+                            session=session, image=row, vector=vectors[number], model_id=model_id
+                        )
                 session.commit()
         done += len(rows)
         progress(done)

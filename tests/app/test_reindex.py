@@ -46,8 +46,12 @@ def test_reindex_after_a_model_change(
         client = server.client(key)
         query = factories.photo("dog", 1)
         assert retrieve(client, "alice", query, min_score=-1).json()["matches"] == []
+        version = alice_version(services)
         assert reindex_all(services) == 6
         assert reindex_all(services) == 0
+        # One version bump for alice's six photos (one batch), not one per photo: each
+        # bump makes every process reload her index and refit her decision rule.
+        assert alice_version(services) == version + 1
         assert matched_names(retrieve(client, "alice", query, min_score=0.9999)) == ["dog"]
         with services.sessions() as session:
             models = session.scalars(select(Embedding.model_id)).all()
@@ -56,3 +60,15 @@ def test_reindex_after_a_model_change(
     finally:
         server.stop()
         services.close()
+
+
+def alice_version(services: Any) -> int:
+    from app.storage.repository import tenants as tenant_rows
+    from app.storage.repository import users as user_rows
+
+    with services.sessions() as session:
+        tenant = tenant_rows.find_tenant(session=session, name="acme")
+        assert tenant is not None
+        found = user_rows.user_version(session=session, tenant_id=tenant.id, external_id="alice")
+    assert found is not None
+    return found[1]
