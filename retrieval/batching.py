@@ -123,14 +123,29 @@ class BatchingEncoder:
     def encode_regions(
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
     ) -> np.ndarray:
-        """The whole photo's vector then each box's, pooled from one forward pass when the
-        encoder can (``encode_regions``, queued as one job the worker runs alone), else
-        from crops through the batching queue."""
-        if self.encoder.pools_regions:
-            encoder = self.encoder
-            (future,) = self.submit([lambda: encoder.encode_regions(image, boxes, side)])
-            return future.result()
-        return self.encode_images([image, *(image.crop(box) for box in boxes)])
+        """The whole photo's vector then each box's (``encode_regions_of``)."""
+        return self.encode_regions_of([(image, boxes)], side)[0]
+
+    def prepare_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> Callable[[], np.ndarray]:
+        """The photo prepared now; the returned function queues its pass and waits."""
+        return lambda: self.encode_regions(image, boxes, side)
+
+    def encode_regions_of(
+        self, photos: Sequence[tuple[Image.Image, Sequence[Box]]], side: int = 320
+    ) -> list[np.ndarray]:
+        """Each photo's whole vector then its boxes': pooled from one forward pass per
+        photo when the encoder can (each photo prepared in this thread, then queued as
+        one job the worker runs alone, all of them or none), else from crops through
+        the batching queue."""
+        if not self.encoder.pools_regions:
+            parts = [[image, *(image.crop(box) for box in boxes)] for image, boxes in photos]
+            vectors = self.encode_images([part for photo in parts for part in photo])
+            ends = np.cumsum([len(photo) for photo in parts])[:-1]
+            return list(np.split(vectors, ends))
+        runs = [self.encoder.prepare_regions(image, boxes, side) for image, boxes in photos]
+        return [future.result() for future in self.submit(runs)]
 
     @property
     def queue_depth(self) -> int:

@@ -8,7 +8,7 @@ through the model's final norm and projection (retrieval/vit_regions.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +52,27 @@ class Encoder(BatchedImageEncoder):
         """Whether ``encode_regions`` pools one pass's patch tokens (ViTs), else crops."""
         return self._squeezed is not None
 
-    def encode_regions(
+    def prepare_regions(
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
-    ) -> np.ndarray:
+    ) -> Callable[[], np.ndarray]:
         """The whole photo's vector, then each box's (x0, y0, x1, y1 in its pixels),
         from one forward pass over the photo squeezed to the model's input square
-        (``side`` is ignored: a ViT's positional embeddings fix its grid). The whole
-        photo's vector is the model's own embedding of the squeezed photo; a box's is
-        the mean of the patch tokens it covers, through the final norm and projection.
-        Other models encode each crop."""
+        (squeezed now; the pass when the returned function is called; ``side`` is
+        ignored: a ViT's positional embeddings fix its grid). The whole photo's vector
+        is the model's own embedding of the squeezed photo; a box's is the mean of the
+        patch tokens it covers, through the final norm and projection. Other models
+        encode each crop."""
         if self._squeezed is None:
-            return super().encode_regions(image, boxes, side)
+            return super().prepare_regions(image, boxes, side)
         batch = self._squeezed.batch([self._squeezed.pixels(image)], self.device, self._dtype)
+        size = image.size
+        return lambda: self._pooled(batch, size, boxes)
+
+    def _pooled(
+        self, batch: torch.Tensor, size: tuple[int, int], boxes: Sequence[Box]
+    ) -> np.ndarray:
         with self._lock, torch.inference_mode():
-            features = pooled_token_vectors(self._model, batch, image.size, boxes)
+            features = pooled_token_vectors(self._model, batch, size, boxes)
             vectors = torch.nn.functional.normalize(features.float(), dim=-1)
         return vectors.cpu().numpy().astype(np.float32, copy=False)
 

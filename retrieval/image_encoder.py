@@ -66,6 +66,19 @@ class ImageEncoder(Protocol):
         """The vector of the whole photo, then of each box (x0, y0, x1, y1 in its pixels)."""
         ...
 
+    def prepare_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> Callable[[], np.ndarray]:
+        """``encode_regions`` in two halves: the photo is prepared now (resized, in the
+        caller's thread); the forward pass runs when the returned function is called."""
+        ...
+
+    def encode_regions_of(
+        self, photos: Sequence[tuple[Image.Image, Sequence[Box]]], side: int = 320
+    ) -> list[np.ndarray]:
+        """``encode_regions`` of each (photo, boxes), in order."""
+        ...
+
 
 class BatchedImageEncoder:
     """An ``ImageEncoder`` around a model whose forward pass (``_forward``) maps a batch
@@ -122,9 +135,21 @@ class BatchedImageEncoder:
     def encode_regions(
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
     ) -> np.ndarray:
-        """The whole photo's vector, then each box's crop's (``side`` is for encoders
-        that pool a feature map instead)."""
-        return self.encode_images([image, *(image.crop(box) for box in boxes)])
+        """The whole photo's vector, then each box's (see ``prepare_regions``)."""
+        return self.prepare_regions(image, boxes, side)()
+
+    def prepare_regions(
+        self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+    ) -> Callable[[], np.ndarray]:
+        """The whole photo and each box's crop preprocessed now; their vectors when the
+        returned function is called (``side`` is for encoders that pool a feature map)."""
+        tensors = [self.preprocess(part) for part in (image, *(image.crop(box) for box in boxes))]
+        return lambda: self.encode_tensors(tensors)
+
+    def encode_regions_of(
+        self, photos: Sequence[tuple[Image.Image, Sequence[Box]]], side: int = 320
+    ) -> list[np.ndarray]:
+        return [self.encode_regions(image, boxes, side) for image, boxes in photos]
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         features: torch.Tensor = self._model(batch)

@@ -127,14 +127,9 @@ def encode_regions(
     """Every region's vector, in order: pooled per photo when the encoder pools regions
     (``pools``), else crops in one batch."""
     if pools(encoder, proposals, options):
-        return np.concatenate(
-            [
-                encoder.encode_regions(
-                    photo,
-                    [region.box for region in proposed[1:] if region.box is not None],
-                    options.pooled_side,
-                )
-                for photo, proposed in zip(photos, proposals, strict=True)
-            ]
-        )
+        boxed = [
+            (photo, [region.box for region in proposed[1:] if region.box is not None])
+            for photo, proposed in zip(photos, proposals, strict=True)
+        ]
+        return np.concatenate(encoder.encode_regions_of(boxed, options.pooled_side))
     return encoder.encode_images([region.image for proposed in proposals for region in proposed])

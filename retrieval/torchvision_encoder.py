@@ -142,12 +142,13 @@ class TorchvisionEncoder(BatchedImageEncoder):
         """Whether ``encode_regions`` pools a feature map (else it encodes crops)."""
         return self._split is not None
 
-    def encode_regions(
+    def prepare_regions(
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
-    ) -> np.ndarray:
+    ) -> Callable[[], np.ndarray]:
         """Vectors of the whole photo then of each box (x0, y0, x1, y1 in its pixels),
-        from one forward pass over the photo squeezed to ``side`` x ``side``: the
-        feature map is averaged (RoIAlign) over the whole map, then over the central
+        from one forward pass over the photo squeezed to ``side`` x ``side`` (squeezed
+        now; the pass when the returned function is called): the feature map is
+        averaged (RoIAlign) over the whole map, then over the central
         ``POOLED_BOX_SHARE`` of each box's width and height, and goes through the
         model's head. Models without a spatial feature map encode each crop instead.
 
@@ -155,10 +156,7 @@ class TorchvisionEncoder(BatchedImageEncoder):
         cells near a box's edges carry its neighbours' content; pooling the centre
         ranks the concept a box shows better (bench/RESULTS.md)."""
         if self._split is None:
-            return super().encode_regions(image, boxes, side)
-        from torchvision.ops import roi_align
-
-        trunk, head = self._split
+            return super().prepare_regions(image, boxes, side)
         width, height = image.size
         preprocessing = self._squeezed(side)
         batch = preprocessing.batch([preprocessing.pixels(image)], self.device, self._dtype)
@@ -167,6 +165,13 @@ class TorchvisionEncoder(BatchedImageEncoder):
         rois[1:] = central(rois[1:], POOLED_BOX_SHARE)
         rois = rois * scale
         rois = torch.cat([torch.zeros((len(rois), 1)), rois], dim=1).to(self.device)
+        return lambda: self._pooled(batch, rois, side)
+
+    def _pooled(self, batch: torch.Tensor, rois: torch.Tensor, side: int) -> np.ndarray:
+        from torchvision.ops import roi_align
+
+        assert self._split is not None
+        trunk, head = self._split
         with self._lock, torch.inference_mode():
             features = trunk(batch.contiguous(memory_format=torch.channels_last)).float()
             pooled = roi_align(

@@ -13,6 +13,7 @@ from retrieval import Encoder, decode_image
 from retrieval.batching import BatchingEncoder, BatchStats, encoding_for
 from retrieval.config import BatchingConfig
 from retrieval.errors import Overloaded
+from retrieval.regions import Box
 from tests import factories
 
 
@@ -53,7 +54,17 @@ class GatedEncoder:
     def encode_regions(
         self, image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], side: int = 320
     ) -> np.ndarray:
-        return self.inner.encode_regions(image, boxes, side)
+        return self.prepare_regions(image, boxes, side)()
+
+    def prepare_regions(
+        self, image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], side: int = 320
+    ) -> Callable[[], np.ndarray]:
+        return self.inner.prepare_regions(image, boxes, side)
+
+    def encode_regions_of(
+        self, photos: Sequence[tuple[Image.Image, Sequence[Box]]], side: int = 320
+    ) -> list[np.ndarray]:
+        return [self.encode_regions(image, boxes, side) for image, boxes in photos]
 
 
 def photos(count: int) -> list[Image.Image]:
@@ -147,18 +158,30 @@ def test_a_lone_caller_does_not_wait_for_company(encoder: Encoder) -> None:
 
 
 class GatedPooling(GatedEncoder):
-    """A gated encoder whose regions come from one pass of their own (the tiny ViT's)."""
+    """A gated encoder whose regions come from one pass of their own (the tiny ViT's);
+    it notes the thread that prepares each photo and the one that runs its pass."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__(encoder)
+        self.threads: list[tuple[str, str]] = []  # (prepared in, passed in)
 
     @property
     def pools_regions(self) -> bool:
         return True
 
-    def encode_regions(
+    def prepare_regions(
         self, image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], side: int = 320
-    ) -> np.ndarray:
-        self.gate.wait(timeout=30)
-        self.batches.append(-1)  # a pooled pass
-        return self.inner.encode_regions(image, boxes, side)
+    ) -> Callable[[], np.ndarray]:
+        run = self.inner.prepare_regions(image, boxes, side)
+        prepared_in = threading.current_thread().name
+
+        def gated() -> np.ndarray:
+            self.gate.wait(timeout=30)
+            self.batches.append(-1)  # a pooled pass
+            self.threads.append((prepared_in, threading.current_thread().name))
+            return run()
+
+        return gated
 
 
 def test_pooled_regions_queue_as_one_job_and_are_refused_when_the_queue_is_full(
@@ -199,6 +222,30 @@ def test_pooled_regions_queue_as_one_job_and_are_refused_when_the_queue_is_full(
     assert gated.batches == [1, -1, 1]
     assert [s.size for s in seen] == [1, 1, 1]
     assert np.allclose(results[0], encoder.encode_regions(image, boxes), atol=1e-5)
+    # The photo was squeezed in its caller's thread; only the pass ran on the worker.
+    assert gated.threads == [(caller.name, "rapport-encoder")]
+
+
+def test_the_pooled_photos_of_one_call_are_queued_all_or_none(encoder: Encoder) -> None:
+    gated = GatedPooling(encoder)
+    batching = BatchingEncoder(gated, BatchingConfig(queue_size=2)).start()
+    image = photos(1)[0]
+    boxes = [(0, 0, 256, 256)]
+    try:
+        busy = batching.submit([encoder.preprocess(image)])
+        assert gated.entered.wait(timeout=30)
+        # Three photos for a queue of two: refused whole, not two of them queued.
+        with pytest.raises(Overloaded):
+            batching.encode_regions_of([(image, boxes)] * 3)
+        assert batching.queue_depth == 0
+        gated.gate.set()
+        busy[0].result(timeout=30)
+        vectors = batching.encode_regions_of([(image, boxes)] * 2)
+    finally:
+        gated.gate.set()
+        batching.stop()
+    assert [v.shape for v in vectors] == [(2, encoder.dim)] * 2
+    assert gated.batches == [1, -1, -1]
 
 
 def test_owners_take_turns_and_one_owner_cannot_fill_the_queue(encoder: Encoder) -> None:
