@@ -129,7 +129,9 @@ class BatchingEncoder:
     def prepare_regions(
         self, image: Image.Image, boxes: Sequence[Box], side: int = 320
     ) -> Callable[[], np.ndarray]:
-        """The photo prepared now; the returned function queues its pass and waits."""
+        """Nothing is prepared ahead here: the returned function prepares the photo,
+        queues it and waits (``encode_regions``), so that the queue's bound is checked
+        before the work."""
         return lambda: self.encode_regions(image, boxes, side)
 
     def encode_regions_of(
@@ -144,6 +146,8 @@ class BatchingEncoder:
             vectors = self.encode_images([part for photo in parts for part in photo])
             ends = np.cumsum([len(photo) for photo in parts])[:-1]
             return list(np.split(vectors, ends))
+        with self._ready:
+            self._check_room(len(photos))  # before any photo is squeezed
         runs = [self.encoder.prepare_regions(image, boxes, side) for image, boxes in photos]
         return [future.result() for future in self.submit(runs)]
 
@@ -174,6 +178,7 @@ class BatchingEncoder:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._ready:
+            self._check_room(len(images))  # before any photo is resized
             self._preparing += 1
         try:
             tensors = [self.encoder.preprocess(image) for image in images]
@@ -198,23 +203,29 @@ class BatchingEncoder:
             if prepared:
                 self._preparing -= 1
                 self._ready.notify()
-            if not self._running:
-                raise Overloaded("the encoder is not running")
-            if self._depth + len(jobs) > self.config.queue_size:
-                raise Overloaded("too many photos are waiting to be encoded; retry shortly")
+            self._check_room(len(jobs))
             queue = self._queues.get(owner)
-            held = len(queue) if queue is not None else 0
-            limit = self.config.max_per_owner
-            if limit is not None and held + len(jobs) > limit:
-                raise Overloaded(
-                    "too many of this app's photos are waiting to be encoded; retry shortly"
-                )
             if queue is None:
                 queue = self._queues[owner] = deque()
             queue.extend(zip(jobs, futures, strict=True))
             self._depth += len(jobs)
             self._ready.notify()
         return futures
+
+    def _check_room(self, count: int) -> None:
+        """Overloaded unless ``count`` more photos of the context's owner fit the queue
+        and the owner's share of it now (under ``_ready``)."""
+        if not self._running:
+            raise Overloaded("the encoder is not running")
+        if self._depth + count > self.config.queue_size:
+            raise Overloaded("too many photos are waiting to be encoded; retry shortly")
+        queue = self._queues.get(_owner.get())
+        held = len(queue) if queue is not None else 0
+        limit = self.config.max_per_owner
+        if limit is not None and held + count > limit:
+            raise Overloaded(
+                "too many of this app's photos are waiting to be encoded; retry shortly"
+            )
 
     def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
         """Vectors for preprocessed photos, in order, through the queue (blocks)."""

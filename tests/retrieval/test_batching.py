@@ -289,3 +289,37 @@ def test_owners_take_turns_and_one_owner_cannot_fill_the_queue(encoder: Encoder)
     assert gated.batches == [1, 2, 2, 2, 1]
     assert finished[:3] == ["busy0", "big0", "small0"], finished
     assert np.allclose(vector, encoder.encode_images(images[5:6])[0], atol=1e-5)
+
+
+def test_a_full_queue_refuses_before_any_photo_is_resized(encoder: Encoder) -> None:
+    resized: list[int] = []
+
+    class Counting(GatedPooling):
+        def preprocess(self, image: Image.Image) -> torch.Tensor:
+            resized.append(1)
+            return self.inner.preprocess(image)
+
+        def prepare_regions(
+            self, image: Image.Image, boxes: Sequence[Box], side: int = 320
+        ) -> Callable[[], np.ndarray]:
+            resized.append(1)
+            return super().prepare_regions(image, boxes, side)
+
+    gated = Counting(encoder)
+    batching = BatchingEncoder(gated, BatchingConfig(max_batch=1, queue_size=1)).start()
+    image = photos(1)[0]
+    try:
+        busy = batching.submit([encoder.preprocess(image)])
+        assert gated.entered.wait(timeout=30)
+        waiting = batching.submit([encoder.preprocess(image)])  # the queue is full now
+        with pytest.raises(Overloaded):
+            batching.encode_images([image, image])
+        with pytest.raises(Overloaded):
+            batching.encode_regions_of([(image, [(0, 0, 64, 64)])])
+        assert resized == []
+        gated.gate.set()
+        for future in busy + waiting:
+            future.result(timeout=30)
+    finally:
+        gated.gate.set()
+        batching.stop()
