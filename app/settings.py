@@ -169,12 +169,12 @@ class Settings(BaseSettings):
         "a key revoked in another process stops working within this time (0: always ask)",
     )
     rate_limit_rps: Annotated[float, Field(ge=0)] = 100.0
+    rate_limit_burst: Annotated[int, Field(ge=1)] = 200
     max_requests_in_flight_per_app: Annotated[int | None, Field(ge=0)] = Field(
         default=None,
         description="requests of one app in progress at once in each process, beyond which "
         "429; unset: half of RAPPORT_THREADPOOL_SIZE; 0: no limit",
     )
-    rate_limit_burst: Annotated[int, Field(ge=1)] = 200
     auth_failures_per_minute: Annotated[float, Field(ge=0)] = Field(
         default=30.0,
         description="failed authentications one client address may make per minute, in "
