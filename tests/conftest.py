@@ -136,16 +136,16 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """The product's default settings on the tiny model, with ``overrides``. A test that
+    needs another value says so itself: with random weights the decision rule marks no
+    photo present (``min_score`` to match by image), and a test that sends many bad keys
+    from one address on purpose raises ``auth_failures_per_minute`` (0: no limit)."""
     values: dict[str, object] = {
         "database_url": database_url,
         "data_dir": data_dir,
         "clip_model": TINY.model,
         "clip_pretrained": TINY.pretrained,
         "device": "cpu",
-        # Random weights put every photo close to every other: tests choose thresholds.
-        "min_score": 0.0,
-        # Tests send many bad keys from one address on purpose; test_auth_gate limits them.
-        "auth_failures_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -4,6 +4,8 @@
 import { call, dataURL, photoURL, streamEvents, userPath } from "./api.js";
 import { dropZone, fill, h, toast } from "./dom.js";
 
+// What decides when no min_score is in force: a threshold per concept (retrieval/decision.py).
+const RULE = "decision rule (per concept)";
 const COLOURS = ["#e11d48", "#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2"];
 
 export function render(screen, context) {
@@ -20,7 +22,10 @@ export function render(screen, context) {
   question.value = "What is in this photo?";
   const topK = h("input", { id: "top-k", type: "number", min: 1, max: 100, value: 3 });
   const minScore = h("input", { id: "min-score", type: "range", min: -1, max: 1, step: 0.01 });
-  const minScoreValue = h("output", { for: "min-score" }, "default");
+  const minScoreValue = h("output", { for: "min-score", id: "min-score-value" }, RULE);
+  // Back to the service's own rule (a fixed min_score, or the decision rule per concept).
+  const ruleButton = h("button", { type: "button", class: "ghost", id: "use-rule", hidden: true,
+    title: "Forget the slider: use what the service decides with" }, "reset");
   let minScoreTouched = false;
   const frame = h("div", { class: "photo-frame empty", id: "photo-frame" });
   const results = h("div", { class: "results", id: "results" },
@@ -63,8 +68,9 @@ export function render(screen, context) {
     generator = result.generator;
     ask.disabled = generator === "none";
     ask.title = generator === "none" ? "This service has no MLLM (RAPPORT_GENERATOR=none)" : "";
-    if (!minScoreTouched) minScore.value = result.min_score;
-    fill(minScoreValue, Number(result.min_score).toFixed(2));
+    if (!minScoreTouched && result.min_score !== null) minScore.value = result.min_score;
+    minScore.classList.toggle("inactive", result.min_score === null);
+    fill(minScoreValue, result.min_score === null ? RULE : result.min_score.toFixed(2));
     drawBoxes(result);
     showResults(result);
   }
@@ -94,26 +100,33 @@ export function render(screen, context) {
   }
 
   function showResults(result) {
-    const low = Math.min(0, ...result.scores.map((s) => s.score), result.min_score);
+    const thresholds = result.scores.map((s) => s.threshold).filter((t) => t !== null);
+    const low = Math.min(0, ...result.scores.map((s) => s.score), ...thresholds);
     const position = (value) => `${(100 * (value - low)) / (1 - low)}%`;
     let colour = 0;
     const bars = result.scores.map((score) => {
       const fillBar = h("div", { class: "fill" });
       fillBar.style.width = position(Math.max(score.score, low));
       if (score.kept) fillBar.style.setProperty("--colour", COLOURS[colour++ % COLOURS.length]);
-      const threshold = h("div", { class: "threshold", title: `min_score ${result.min_score}` });
-      threshold.style.left = position(result.min_score);
+      const bar = h("div", { class: "bar" }, fillBar);
+      if (score.threshold !== null) {
+        const threshold = h("div", { class: "threshold", title: thresholdNote(score, result) });
+        threshold.style.left = position(score.threshold);
+        bar.append(threshold);
+      }
       return h("li", { class: score.kept ? "kept" : "below", dataset: { concept: score.concept.id } },
         h("span", { class: "name", title: score.concept.name }, score.concept.name),
-        h("div", { class: "bar" }, fillBar, threshold),
+        bar,
         h("span", { class: "score" }, score.score.toFixed(3)),
-        h("span", { class: "verdict", title: verdictNote(score, result) }, verdict(score, result)));
+        h("span", { class: "verdict", title: verdictNote(score, result) }, verdict(score)));
     });
     fill(results,
       h("section", {}, h("h2", {}, "Concepts seen in the photo"),
         result.scores.length ?
           h("div", { class: "scores" }, h("ol", { id: "scores" }, bars),
-            h("p", { class: "fine" }, `Line: min_score ${result.min_score.toFixed(2)} · top_k ${result.top_k} · ` +
+            h("p", { class: "fine", id: "scores-line" }, `Line: ${result.min_score === null ?
+              "each concept's threshold, from the decision rule" : `min_score ${result.min_score.toFixed(2)}`}` +
+              ` · top_k ${result.top_k} · ` +
               `${result.regions.length} region${result.regions.length === 1 ? "" : "s"} compared`)) :
           h("p", { class: "muted" }, photo ? "This user has no concepts to compare with." : "No photo.")),
       h("section", {}, h("h2", {}, "Named in the question"),
@@ -129,15 +142,26 @@ export function render(screen, context) {
       h("section", {}, h("h2", {}, "Answer"), ask, answer));
   }
 
-  function verdict(score, result) {
+  function verdict(score) {
     if (score.kept) return "found";
-    return score.score < result.min_score ? "below" : "outranked";
+    if (score.threshold === null) return "not by photo";
+    return score.score < score.threshold ? "below" : "outranked";
+  }
+
+  function thresholdNote(score, result) {
+    return result.min_score === null ?
+      `threshold ${score.threshold.toFixed(3)} (decision rule)` : `min_score ${result.min_score}`;
   }
 
   function verdictNote(score, result) {
-    if (score.kept) return "at least min_score and within top_k: retrieval returns it";
-    if (score.score < result.min_score) return "under min_score";
-    return "above min_score, but outside top_k, or every region matched another concept better";
+    if (score.threshold === null) {
+      return "the decision rule cannot tell this concept's photos from others' yet: " +
+        "it is found only when the question names it (or with a min_score)";
+    }
+    const line = thresholdNote(score, result);
+    if (score.kept) return `at least its ${line} and within top_k: retrieval returns it`;
+    if (score.score < score.threshold) return `under its ${line}`;
+    return `above its ${line}, but outside top_k, or every region matched another concept better`;
   }
 
   function promptPhoto(part) {
@@ -180,7 +204,14 @@ export function render(screen, context) {
   };
   minScore.addEventListener("input", () => {
     minScoreTouched = true;
+    ruleButton.hidden = false;
+    minScore.classList.remove("inactive");
     fill(minScoreValue, Number(minScore.value).toFixed(2));
+    later();
+  });
+  ruleButton.addEventListener("click", () => {
+    minScoreTouched = false;
+    ruleButton.hidden = true;
     later();
   });
   topK.addEventListener("input", later);
@@ -201,7 +232,7 @@ export function render(screen, context) {
       h("label", {}, "Question", question),
       h("div", { class: "knobs" },
         h("label", {}, "top_k", topK),
-        h("label", { class: "grow" }, h("span", {}, "min_score ", minScoreValue), minScore)),
+        h("label", { class: "grow" }, h("span", {}, "min_score ", minScoreValue, " ", ruleButton), minScore)),
       runButton),
       h("div", { class: "card" }, results)));
   return () => {

@@ -43,6 +43,11 @@ class ScoreOut(BaseModel):
     concept: ConceptBrief
     score: float = Field(description="best cosine similarity over the regions")
     box: Box = Field(description="the region that scored it")
+    threshold: float | None = Field(
+        description="the score this concept needs to count as seen: min_score when one is "
+        "in force, else the decision rule's threshold for this concept; null: its photos "
+        "never make it present"
+    )
     kept: bool = Field(
         description="retrieval keeps it (present by the decision rule or at least min_score, "
         "within top_k)"
@@ -118,6 +123,7 @@ class PlaygroundOut(BaseModel):
                     concept=brief(s.concept),
                     score=round(s.score, 6),
                     box=s.box,
+                    threshold=None if s.threshold is None else round(s.threshold, 6),
                     kept=s.concept.id in kept,
                 )
                 for s in preview.scores

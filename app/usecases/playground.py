@@ -43,6 +43,9 @@ class ConceptScore:
     concept: ConceptSummary
     score: float
     box: Box
+    # The score the concept needs to count as seen: the fixed min_score, or the decision
+    # rule's threshold for this concept; None: its photos never make it present.
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -150,15 +153,15 @@ def _explain(
         else RegionScore(box, None, None)
         for number, box in enumerate(boxes)
     ]
-    best = sorted(best_per_label(rows).values(), key=lambda m: -m.score)
-    scores = [
-        ConceptScore(concepts[m.label], m.score, boxes[m.region])
-        for m in best
-        if m.label in concepts
-    ][:SHOWN_SCORES]
     decide = decision_for(
         services, user_id, version, index, query.min_score, pooled=searched.pooled
     )
+    best = sorted(best_per_label(rows).values(), key=lambda m: -m.score)
+    scores = [
+        ConceptScore(concepts[m.label], m.score, boxes[m.region], decide(m.label, m.score)[1])
+        for m in best
+        if m.label in concepts
+    ][:SHOWN_SCORES]
     kept = present_matches(searched.matches, decide, top_k=query.top_k)
     return regions, scores, [m.label for m in kept if m.label in concepts]
 

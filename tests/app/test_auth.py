@@ -11,8 +11,14 @@ from tests.app.helpers import assert_problem
 from tests.conftest import LiveServer, make_settings
 
 
-def test_every_v1_request_needs_a_valid_key(server: object) -> None:
-    key = server.new_key("acme")  # type: ignore[attr-defined]
+def test_every_v1_request_needs_a_valid_key(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # Twenty bad keys from one address on purpose; test_auth_gate limits them.
+    server = start_server(
+        make_settings(database_url, tmp_path / "data", auth_failures_per_minute=0)
+    )
+    key = server.new_key("acme")
     routes = [
         ("GET", "/v1/users/alice/concepts"),
         ("POST", "/v1/users/alice/retrieve"),
@@ -26,12 +32,12 @@ def test_every_v1_request_needs_a_valid_key(server: object) -> None:
         {"Authorization": "Bearer " + key[:-1] + ("A" if key[-1] != "A" else "B")},
         {"Authorization": "Basic " + key},
     ):
-        with httpx.Client(base_url=server.url, headers=headers) as client:  # type: ignore[attr-defined]
+        with httpx.Client(base_url=server.url, headers=headers) as client:
             for method, path in routes:
                 response = client.request(method, path)
                 assert_problem(response, 401)
                 assert response.headers["www-authenticate"] == "Bearer"
-    with server.client(key) as client:  # type: ignore[attr-defined]
+    with server.client(key) as client:
         assert client.get("/v1/users/alice/concepts").status_code == 200
 
 

@@ -95,7 +95,9 @@ def test_each_app_has_its_own_share_of_the_encoder_queue_through_http(
     start_server: Any, database_url: str, tmp_path: Path, encoder: Encoder
 ) -> None:
     gated = GatedEncoder(encoder)  # holds every forward pass until the gate opens
-    settings = make_settings(database_url, tmp_path / "data")
+    # A fixed threshold: the decision rule's background photos would be encoded (and so
+    # held) at start-up.
+    settings = make_settings(database_url, tmp_path / "data", min_score=0.0)
     server: LiveServer = start_server(
         settings.model_copy(update={"encode_queue_per_app": 2}), encoder=gated
     )
@@ -150,8 +152,9 @@ def test_an_app_with_its_limit_of_requests_in_progress_gets_429_while_others_are
 
 def test_metrics(server: LiveServer, api: httpx.Client) -> None:
     register_subject(api, "alice", "dog")
-    retrieve(api, "alice", factories.photo("dog", 1))
-    retrieve(api, "alice", factories.photo("dog", 2))
+    # Queries that find the concept (random weights: the decision rule finds none).
+    retrieve(api, "alice", factories.photo("dog", 1), min_score=0)
+    retrieve(api, "alice", factories.photo("dog", 2), min_score=0)
     api.get("/v1/users/alice/concepts/missing")
     for path in ("/docs", "/openapi.json", "/no/such/path"):
         server.client().get(path)
@@ -184,7 +187,9 @@ def test_metrics(server: LiveServer, api: httpx.Client) -> None:
     for route in ("/docs", "/openapi.json"):
         assert value("rapport_http_requests_total", method="GET", route=route, status="200") == 1
     assert value("rapport_http_requests_total", method="GET", route="unmatched", status="404") == 1
-    assert value("rapport_encoder_batch_size_sum") == 5
+    # 3 registered photos, 2 queries, and the decision rule's background, once at start-up.
+    background = len(server.services.background.get())
+    assert value("rapport_encoder_batch_size_sum") == 5 + background
     assert value("rapport_encoder_batch_seconds_count") >= 1
     assert value("rapport_encoder_queue_depth") == 0
     assert value("rapport_index_cache_entries") == 1

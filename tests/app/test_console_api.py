@@ -14,7 +14,13 @@ from PIL import Image
 
 from app.usecases.importer import import_concepts
 from tests import factories
-from tests.app.helpers import assert_problem, register, register_subject
+from tests.app.helpers import (
+    assert_problem,
+    mobilenet_settings,
+    register,
+    register_subject,
+    retrieve,
+)
 from tests.app.test_limits import photos_encoded
 from tests.conftest import LiveServer, make_settings
 
@@ -190,6 +196,37 @@ def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(
     chat = api.post("/v1/users/alice/chat", json={k: body[k] for k in body}).json()
     assert [c["name"] for c in chat["concepts"]] == in_prompt
     assert_problem(api.post("/v1/users/alice/playground", json={"image": "x"}), 422)
+
+
+def test_the_playground_shows_each_concepts_threshold_as_retrieval_decides_it(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # The service's defaults on real features: no min_score, the decision rule decides
+    # with a threshold per concept, and the playground shows the ones /retrieve uses.
+    server = start_server(mobilenet_settings(database_url, tmp_path / "data"), encoder=None)
+    api = server.client(server.new_key("acme"))
+    for subject in ("dog", "cat", "backpack"):
+        register_subject(api, "alice", subject)
+    query = factories.photo("dog", factories.photo_count("dog") - 1)
+    image = "data:image/jpeg;base64," + __import__("base64").b64encode(query).decode()
+    result = api.post("/v1/users/alice/playground", json={"question": "?", "image": image})
+    assert result.status_code == 200, result.text
+    shown = result.json()
+    assert shown["min_score"] is None
+    scores = {s["concept"]["name"]: s for s in shown["scores"]}
+    assert set(scores) == {"dog", "cat", "backpack"}
+    matches = retrieve(api, "alice", query, text="<dog> <cat> <backpack>").json()["matches"]
+    for match in matches:
+        score = scores[match["concept"]["name"]]
+        assert score["threshold"] == match["threshold"]
+        assert score["kept"] is match["present"]
+    assert scores["dog"]["kept"] and scores["dog"]["threshold"] is not None
+    # A fixed min_score is every concept's threshold.
+    fixed = api.post(
+        "/v1/users/alice/playground", json={"question": "?", "image": image, "min_score": 0.25}
+    ).json()
+    assert fixed["min_score"] == 0.25
+    assert [s["threshold"] for s in fixed["scores"]] == [0.25] * 3
 
 
 def test_the_playground_names_the_reference_photo_that_stood_in_for_a_missing_one(

@@ -35,6 +35,8 @@ def fuzzed(
         f"sqlite:///{folder / 'rapport.db'}",
         folder / "data",
         rate_limit_rps=0,
+        # It sends bad keys from one address on purpose; test_auth_gate limits them.
+        auth_failures_per_minute=0,
         admin_key="a" * 32,
         generator="openai",
         generator_base_url=backend.base_url,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.app.helpers import openai_settings
+from tests.app.helpers import mobilenet_settings, openai_settings
 from tests.conftest import LiveServer
 from tests.fake_openai_server import FakeOpenAI, running_fake_openai
 
@@ -69,6 +69,18 @@ def console_server(
         looks_like_min_score=0.9999,
     )
     return start_server(settings)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def real_console_server(start_server: Any, sqlite_template: Path, tmp_path: Path) -> LiveServer:
+    """The service's own defaults (the decision rule, no generator) on real MobileNetV2
+    features, where concepts have thresholds a photo can reach."""
+    import shutil
+
+    database = tmp_path / "rapport.db"
+    shutil.copy(sqlite_template, database)
+    settings = mobilenet_settings(f"sqlite:///{database}", tmp_path / "data")
+    return start_server(settings, encoder=None)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -161,11 +161,26 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     page.locator("dialog.editor figure").nth(3).locator("button.remove").click()
     concept_card(page, "<dog>").filter(has_text="3 photos").wait_for()
 
-    # Playground: a photo of the dog dropped, grid regions drawn, the dog found with a score.
+    # Playground on the service's defaults: the decision rule decides, a threshold per
+    # concept (random weights: none that a photo reaches), and the page says so.
     page.click("#tabs a[data-tab=playground]")
     page.fill("#question", "What is <dog> doing?")
     drop_file(page, ".inputs .drop", "query.jpg", factories.photo("dog", 4))
+    page.locator("#scores li").first.wait_for()
+    assert page.locator("#min-score-value").inner_text() == "decision rule (per concept)"
+    assert (
+        "each concept's threshold, from the decision rule"
+        in page.locator("#scores-line").inner_text()
+    )
+    assert "Name: <dog>, Info: a corgi who loves the beach" in page.locator("#prompt").inner_text()
+    assert page.locator("#ask").is_enabled()
+    assert page.errors == []
+    # A fixed min_score from the slider: the dog found with a score, grid regions drawn.
+    page.eval_on_selector(
+        "#min-score", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }"
+    )
     page.locator("#scores li.kept").first.wait_for()
+    assert page.locator("#min-score-value").inner_text() == "0.00"
     assert page.locator("#photo-frame .box.region").count() == 4  # a 2 x 2 grid
     found = page.locator("#photo-frame .box.found")
     assert found.count() >= 1
@@ -183,6 +198,16 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     )
     wait_until(page, "document.querySelectorAll('#scores li.kept').length === 0")
     assert page.locator("#photo-frame .box.found").count() == 0
+    page.eval_on_selector(
+        "#min-score", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }"
+    )
+    page.locator("#scores li.kept").first.wait_for()
+    # Reset: back to the decision rule.
+    page.click("#use-rule")
+    wait_until(
+        page,
+        "document.querySelector('#scores-line')?.textContent.includes('decision rule')",
+    )
     page.eval_on_selector(
         "#min-score", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }"
     )
@@ -222,6 +247,46 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
     row.wait_for(state="detached")
     assert api.get("/v1/users/alice").status_code == 404
     only_loopback(page, server)
+
+
+def test_the_playground_on_the_defaults_shows_the_decision_rules_thresholds(
+    browser: Any, real_console_server: LiveServer
+) -> None:
+    server = real_console_server
+    key = server.new_key("acme")
+    api = server.client(key)
+    for subject in ("dog", "cat", "backpack"):
+        register_subject(api, "alice", subject)
+    page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.extend([m.text] if m.type == "error" else []))
+    sign_in(page, server, key)
+    page.click("#tabs a[data-tab=playground]")
+    page.fill("#play-user", "alice")
+    held_out = factories.photo("dog", factories.photo_count("dog") - 1)
+    drop_file(page, ".inputs .drop", "query.jpg", held_out)
+    page.locator("#scores li.kept").first.wait_for()
+    assert errors == []
+    assert page.locator("#min-score-value").inner_text() == "decision rule (per concept)"
+    assert "decision rule" in page.locator("#scores-line").inner_text()
+    # Each concept's line is drawn at its own threshold, the one the API reports.
+    rows = page.locator("#scores li")
+    names = [rows.nth(i).locator(".name").inner_text() for i in range(rows.count())]
+    assert set(names) == {"dog", "cat", "backpack"}
+    assert rows.first.locator(".name").inner_text() == "dog"
+    assert rows.first.locator(".verdict").inner_text() == "found"
+    title = rows.first.locator(".threshold").get_attribute("title") or ""
+    assert re.fullmatch(r"threshold 0\.\d{3} \(decision rule\)", title), title
+    assert page.locator("#photo-frame .box.found .tag").first.inner_text().startswith("dog ")
+    assert "Name: dog, Info: the user's dog" in page.locator("#prompt").inner_text()
+    # No generator configured: the Ask button says why it is off.
+    assert page.locator("#ask").is_disabled()
+    assert "RAPPORT_GENERATOR=none" in (page.locator("#ask").get_attribute("title") or "")
+    shoot(page, "8-playground-defaults")
+    assert errors == []
+    page.context.close()
 
 
 def test_the_admin_lists_tenants_creates_a_key_shown_once_and_revokes_it(
