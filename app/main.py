@@ -177,6 +177,8 @@ def freeze_start_up_heap() -> None:
 def _generator_named(settings: Settings) -> str:
     if settings.generator == "none":
         return "none (chat answers with the prompt only)"
+    if settings.generator == "echo":
+        return "echo (not a model: answers repeat the prompt's concepts and question)"
     where = f" at {settings.generator_base_url}" if settings.generator == "openai" else ""
     return f"{settings.generator} {settings.generator_model}{where}"
 

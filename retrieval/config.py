@@ -14,7 +14,7 @@ EncoderFamily = Literal["open_clip", "torchvision"]
 RegionKind = Literal["whole", "grid", "detector"]
 RegionEncoding = Literal["crop", "pooled"]
 Aggregation = Literal["best", "winner"]
-GeneratorKind = Literal["transformers", "openai", "none"]
+GeneratorKind = Literal["transformers", "openai", "echo", "none"]
 GeneratorDtype = Literal["auto", "float32", "float16", "bfloat16"]
 PromptMode = Literal["rap", "visual"]
 
@@ -138,7 +138,9 @@ class GeneratorConfig:
 
     ``kind``: ``"transformers"`` (in process; ``model`` is a Hugging Face id or a
     local directory), ``"openai"`` (any OpenAI-compatible server at ``base_url``,
-    e.g. vLLM; ``model`` is the served model name) or ``"none"`` (no answer).
+    e.g. vLLM; ``model`` is the served model name), ``"echo"`` (not a model: an
+    answer made of the prompt's concepts and question, for development) or ``"none"``
+    (no answer).
     ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
     ``dtype``: ``"auto"`` (bfloat16 on CUDA, float32 on CPU), ``"float32"``,
     ``"float16"`` or ``"bfloat16"``. ``timeout_s``: the longest wait for the

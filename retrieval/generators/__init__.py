@@ -1,5 +1,6 @@
 """Multimodal LLMs that answer a built prompt: in-process transformers, an
-OpenAI-compatible server, or none. ``open_generator`` builds the configured one.
+OpenAI-compatible server, echo (not a model: for development) or none.
+``open_generator`` builds the configured one.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from retrieval.generators.base import (
     Stream,
     Usage,
 )
+from retrieval.generators.echo_generator import EchoGenerator
 from retrieval.generators.none_generator import NoneGenerator
 
 __all__ = [
     "GENERATOR_KINDS",
+    "EchoGenerator",
     "Generation",
     "GenerationOptions",
     "Generator",
@@ -40,6 +43,8 @@ def open_generator(config: GeneratorConfig) -> Generator:
         from retrieval.generators.openai_generator import OpenAIGenerator
 
         return OpenAIGenerator.from_config(config)
+    if config.kind == "echo":
+        return EchoGenerator()
     if config.kind == "none":
         return NoneGenerator()
     raise ModelLoadError(

@@ -46,7 +46,7 @@ Stream = _PythonGenerator[str | Generation, None, None]
 class Generator(Protocol):
     """A multimodal LLM. Methods block: the service calls them from a worker thread."""
 
-    name: str  # "transformers" | "openai" | "none"
+    name: str  # "transformers" | "openai" | "echo" | "none"
     model: str
 
     def generate(self, prompt: Prompt, options: GenerationOptions) -> Generation:

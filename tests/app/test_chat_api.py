@@ -221,3 +221,58 @@ def test_a_reference_photo_whose_file_is_gone_is_skipped_and_reported(
     assert [c["name"] for c in response.json()["concepts"]] == ["<bo>"]
     assert len(image_urls(response.json()["prompt"])) == 1  # the query photo only
     assert sorted(check(Storage.of(services)).missing_blobs) == sorted(r.id for r in rows)
+
+
+def test_the_echo_generator_answers_from_the_prompt_through_both_chat_apis(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    import openai
+
+    from tests.conftest import make_settings
+
+    server = start_server(make_settings(database_url, tmp_path / "data", generator="echo"))
+    client = setup_users(server)
+    photo = data_url(factories.photo("dog", 4))
+    body = {"question": "What is <bo> doing?", "image": photo}
+    said = (
+        '[echo, not a model] You asked "What is <bo> doing?", with 1 photo. '
+        "Your concepts in this prompt: <bo> (alice's corgi, loves the beach)."
+    )
+    answer = client.post("/v1/users/alice/chat", json=body).json()
+    assert (answer["answer"], answer["model"], answer["finish_reason"]) == (said, "echo", "stop")
+    assert "BOB-SECRET" not in answer["answer"] and "OTHER-TENANT" not in answer["answer"]
+    assert [c["name"] for c in answer["concepts"]] == ["<bo>"]
+    # Streamed word by word, the same text.
+    with client.stream("POST", "/v1/users/alice/chat", json=body | {"stream": True}) as response:
+        events = sse_events(response)
+    deltas = [json.loads(data)["text"] for name, data in events if name == "delta"]
+    assert len(deltas) > 5 and "".join(deltas) == said == json.loads(events[-1][1])["answer"]
+    # max_new_tokens cuts it, and says so.
+    short = client.post("/v1/users/alice/chat", json=body | {"max_new_tokens": 3}).json()
+    assert (short["answer"], short["finish_reason"]) == ("[echo, not a ", "length")
+    # A user with no concept: the question comes back, no concept does.
+    nobody = client.post("/v1/users/carol/chat", json={"question": "hello?"}).json()
+    assert nobody["answer"] == (
+        '[echo, not a model] You asked "hello?", with no photo. '
+        "None of your concepts is in this prompt."
+    )
+
+    # The OpenAI-compatible API, as the official client sees it, whole and streamed.
+    oai = openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key=server.new_key("acme"), max_retries=0, timeout=30
+    )
+    messages: Any = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is <bo> doing?"},
+                {"type": "image_url", "image_url": {"url": photo}},
+            ],
+        }
+    ]
+    completion = oai.chat.completions.create(model="echo", messages=messages, user="alice")
+    assert completion.choices[0].message.content == said
+    assert completion.model == "echo" and completion.choices[0].finish_reason == "stop"
+    assert [m.id for m in oai.models.list()] == ["echo"]
+    stream = oai.chat.completions.create(model="echo", messages=messages, user="alice", stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == said
