@@ -11,12 +11,19 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from retrieval.config import ImageLimits
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
 
 ORIENTATION = 0x0112  # the EXIF tag
+
+# Phones' photos: HEIC/HEIF (iPhones, many Androids) through pillow-heif, which applies
+# the container's rotation when it opens one (the EXIF tag then reads 1); AVIF through
+# Pillow's own plugin where Pillow was built with libavif.
+pillow_heif.register_heif_opener()
+AVIF = features.check("avif")
 
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",
@@ -26,7 +33,18 @@ MEDIA_TYPES = {
     "BMP": "image/bmp",
     # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG.
     "MPO": "image/jpeg",
+    "HEIF": "image/heif",  # image/heic for HEVC-coded files (their brand says so)
+    **({"AVIF": "image/avif"} if AVIF else {}),
 }
+# Formats named in a refusal, by their first bytes, when no plugin reads them here.
+_REFUSED = (
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"%PDF", "PDF"),
+    (b"<?xml", "SVG or XML"),
+    (b"<svg", "SVG"),
+)
+REFUSED = "TIFF, JPEG XL, SVG, PDF, camera RAW" + ("" if AVIF else ", AVIF")
 _JPEG_FAMILY = ("JPEG", "MPO")
 
 
@@ -72,7 +90,7 @@ def decode_image(
     """
     image = _open(data, limits)
     width, height = image.size
-    media_type = MEDIA_TYPES[image.format or ""]
+    media_type = _media_type(image)
     try:
         if min_side is not None and image.format in _JPEG_FAMILY:
             image.draft("RGB", _target(image.size, min_side, max_side))
@@ -101,13 +119,16 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise UnsupportedImage(f"not an image rapport reads; accepted: {_accepted()}") from None
+            raise _unread(data) from None
         except Image.DecompressionBombError:
             raise TooManyPixels(f"the limit is {limits.max_pixels} pixels") from None
         except Exception:
             raise CorruptImage("the image header could not be read") from None
     if image.format not in MEDIA_TYPES:
-        raise UnsupportedImage(f"format {image.format} is not accepted; accepted: {_accepted()}")
+        raise UnsupportedImage(
+            f"format {image.format} is not accepted; accepted: {_accepted()} "
+            "(convert other photos to JPEG)"
+        )
     width, height = image.size
     if width * height > limits.max_pixels:
         raise TooManyPixels(f"image is {width}x{height}; the limit is {limits.max_pixels} pixels")
@@ -115,7 +136,32 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def _accepted() -> str:
-    return ", ".join(sorted(set(MEDIA_TYPES.values())))
+    return ", ".join(sorted({*MEDIA_TYPES.values(), "image/heic"}))
+
+
+def _media_type(image: Image.Image) -> str:
+    if image.format == "HEIF" and image.get_format_mimetype() == "image/heic":
+        return "image/heic"
+    return MEDIA_TYPES[image.format or ""]
+
+
+def _unread(data: bytes) -> UnsupportedImage | CorruptImage:
+    """Why bytes that no plugin opens are refused, naming their format where it is known."""
+    if data[4:12] in (b"ftypavif", b"ftypavis"):
+        if AVIF:  # libavif read the brand, then not the rest: a damaged file
+            return CorruptImage("the image header could not be read")
+        return UnsupportedImage(
+            f"AVIF is not accepted by this build; accepted: {_accepted()} (convert it to JPEG)"
+        )
+    head = data[:64].lstrip()
+    named = next((name for magic, name in _REFUSED if head.startswith(magic)), None)
+    if named is not None:
+        return UnsupportedImage(
+            f"{named} is not accepted; accepted: {_accepted()} (convert it to JPEG)"
+        )
+    return UnsupportedImage(
+        f"not an image rapport reads; accepted: {_accepted()}; not accepted: {REFUSED}"
+    )
 
 
 def _target(size: tuple[int, int], min_side: int, max_side: int | None) -> tuple[int, int]:

@@ -65,6 +65,17 @@ def jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:
     return encode(image, "JPEG", exif=exif, quality=95)
 
 
+def phone_photo(image: Image.Image, fmt: str, orientation: int = 1) -> bytes:
+    """``image`` as a phone would store it: HEIC (encoded by pillow-heif's libheif/x265) or
+    AVIF (Pillow's libavif), with an EXIF orientation tag."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image.convert("RGB"), fmt, exif=exif.tobytes(), quality=90)
+
+
 def png_claiming_size(width: int, height: int) -> bytes:
     """A small PNG whose header claims width x height pixels (a decompression bomb)."""
 

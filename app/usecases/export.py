@@ -22,6 +22,9 @@ SUFFIXES = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
     "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+    "image/avif": ".avif",
     "image/gif": ".gif",
     "image/bmp": ".bmp",
 }

@@ -22,7 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 from app.domain.text_fields import Category, Description, Name
 from retrieval.errors import InvalidRequest
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
+PHOTO_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".heic", ".heif", ".avif"}
+)
 RAP_DATABASE = "database.json"
 # The same rules for a concept's fields as the HTTP API's.
 _FIELDS: dict[str, TypeAdapter[str]] = {

@@ -142,3 +142,52 @@ def test_unusual_but_valid_photos_are_accepted(mode: str, fmt: str, client: http
     response = register(client, "alice", f"mode {mode}", [factories.encode(image, fmt)])
     assert response.status_code == 201, response.text
     assert response.json()["images"][0]["width"] == 40
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), [("HEIF", "image/heic"), ("AVIF", "image/avif")])
+def test_phone_photos_register_and_query_upright(
+    fmt: str, media_type: str, client: httpx.Client, small_limits: LiveServer
+) -> None:
+    from retrieval.images import AVIF
+
+    if fmt == "AVIF" and not AVIF:
+        pytest.skip("this Pillow was built without libavif")
+    # A real photo as an iPhone (HEIC) or an Android phone (AVIF) stores it: sideways
+    # pixels and an EXIF orientation that turns them upright.
+    upright = Image.open(io.BytesIO(factories.photo("backpack", 0))).convert("RGB")
+    upright = upright.resize((upright.width, upright.height * 3 // 4))
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)
+    photos = [factories.phone_photo(sideways, fmt, 6)]
+    response = register(client, "alice", f"bag {fmt}", photos)
+    assert response.status_code == 201, response.text
+    image = response.json()["images"][0]
+    assert (image["width"], image["height"], image["media_type"]) == (
+        upright.width,
+        upright.height,
+        media_type,
+    )
+    # Stored as sent; the thumbnail is a JPEG, upright.
+    concept = response.json()["id"]
+    path = f"/v1/users/alice/concepts/{concept}/images/{image['id']}"
+    original = client.get(path)
+    assert original.content == photos[0]
+    assert original.headers["content-type"] == media_type
+    thumbnail = Image.open(io.BytesIO(client.get(path, params={"size": 128}).content))
+    assert thumbnail.format == "JPEG" and thumbnail.width > thumbnail.height
+    # The same photo asked about in that format finds the concept, upright.
+    found = client.post(
+        "/v1/users/alice/retrieve",
+        files={"image": ("q", factories.phone_photo(sideways, fmt, 6))},
+        data={"top_k": "1", "min_score": "-1"},
+    ).json()["matches"][0]
+    assert found["concept"]["name"] == f"bag {fmt}" and found["score"] > 0.95
+    # Over the caps as any photo is: bytes, and pixels counted from the header.
+    big = factories.phone_photo(Image.new("RGB", (1200, 1000), (40, 90, 200)), fmt)
+    assert_problem(register(client, "alice", "big", [big]), 413)
+
+
+def test_a_refused_format_is_named_with_what_is_accepted(client: httpx.Client) -> None:
+    refused = register(client, "alice", "jxl", [b"\xff\x0a\xfa\x7f\x01\x90\x08 rest of it"])
+    body = assert_problem(refused, 415)
+    assert "JPEG XL is not accepted" in body["detail"]
+    assert "image/heic" in body["detail"] and "image/avif" in body["detail"]

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from retrieval import ImageLimits, decode_image
+from retrieval.images import AVIF, image_size
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
 from tests import factories
 
@@ -61,6 +62,69 @@ def test_exif_orientation_is_applied(orientation: int) -> None:
     left, right = decoded.image.getpixel((2, 15)), decoded.image.getpixel((57, 15))
     assert isinstance(left, tuple) and isinstance(right, tuple)
     assert left[0] < 60 < 200 < right[0]
+
+
+PHONE_FORMATS = [
+    ("HEIF", "image/heic"),
+    pytest.param(
+        "AVIF",
+        "image/avif",
+        marks=pytest.mark.skipif(not AVIF, reason="this Pillow was built without libavif"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), PHONE_FORMATS)
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_phone_photos_decode_upright(fmt: str, media_type: str, orientation: int) -> None:
+    upright = factories.gradient(64, 32)
+    turn = {
+        3: Image.Transpose.ROTATE_180,
+        6: Image.Transpose.ROTATE_90,
+        8: Image.Transpose.ROTATE_270,
+    }
+    data = factories.phone_photo(upright.transpose(turn[orientation]), fmt, orientation)
+    assert image_size(data) in ((64, 32), (32, 64))
+    decoded = decode_image(data)
+    assert decoded.media_type == media_type
+    assert (decoded.width, decoded.height) == decoded.image.size == (64, 32)
+    left, right = decoded.image.getpixel((2, 16)), decoded.image.getpixel((61, 16))
+    assert isinstance(left, tuple) and isinstance(right, tuple)
+    assert left[0] < 60 < 200 < right[0]
+    # Reduced for the encoder, still upright and at least as large as asked.
+    small = decode_image(data, min_side=16)
+    assert (small.width, small.height) == (64, 32) and small.image.width > small.image.height
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), PHONE_FORMATS)
+def test_phone_photos_are_under_the_same_caps(fmt: str, media_type: str) -> None:
+    photo = Image.open(__import__("io").BytesIO(factories.photo("dog", 0)))
+    data = factories.phone_photo(photo, fmt)
+    assert decode_image(data).media_type == media_type
+    with pytest.raises(PayloadTooLarge):
+        decode_image(data, ImageLimits(max_bytes=len(data) - 1))
+    # The pixel cap is checked from the header, before any pixel is decoded.
+    with pytest.raises(TooManyPixels):
+        image_size(data, ImageLimits(max_pixels=512 * 512 - 1))
+    with pytest.raises(CorruptImage):
+        decode_image(data[: len(data) * 2 // 3])
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (b"\xff\x0a\xfa\x7f\x01\x90\x08", "JPEG XL is not accepted"),
+        (b"%PDF-1.7 a document", "PDF is not accepted"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "SVG is not accepted"),
+        (b"hello, I am not an image", "not accepted: TIFF, JPEG XL, SVG, PDF, camera RAW"),
+        (factories.encode(factories.gradient(40, 40), "TIFF"), "format TIFF is not accepted"),
+    ],
+)
+def test_a_refusal_names_the_format_and_what_is_accepted(data: bytes, named: str) -> None:
+    with pytest.raises(UnsupportedImage) as refused:
+        decode_image(data)
+    assert named in str(refused.value)
+    assert "image/heic" in str(refused.value) and "image/jpeg" in str(refused.value)
 
 
 def test_transparency_is_flattened_on_white() -> None:
