@@ -12,7 +12,8 @@ from tests.conftest import BOTH_BLOB_STORES
 def test_a_registered_photo_finds_its_concept_first(api: httpx.Client) -> None:
     for subject in ("dog", "cat", "backpack"):
         register_subject(api, "alice", subject)
-    response = retrieve(api, "alice", factories.photo("cat", 1), top_k=3)
+    # Random weights: the decision rule finds nothing by image, a fixed threshold ranks all.
+    response = retrieve(api, "alice", factories.photo("cat", 1), top_k=3, min_score=-1)
     matches = response.json()["matches"]
     assert matches[0]["concept"]["name"] == "cat"
     assert matches[0]["score"] >= 0.999
@@ -26,7 +27,8 @@ def test_json_body_with_base64_or_data_url(api: httpx.Client) -> None:
     register_subject(api, "alice", "dog")
     raw = base64.b64encode(factories.photo("dog", 0)).decode()
     for image in (raw, f"data:image/jpeg;base64,{raw}"):
-        response = api.post("/v1/users/alice/retrieve", json={"image": image, "top_k": 1})
+        body = {"image": image, "top_k": 1, "min_score": 0}
+        response = api.post("/v1/users/alice/retrieve", json=body)
         assert matched_names(response) == ["dog"]
     assert_problem(api.post("/v1/users/alice/retrieve", json={"image": "not base64!"}), 422)
     assert_problem(api.post("/v1/users/alice/retrieve", json={}), 422)
@@ -87,8 +89,10 @@ def test_erasing_a_user_removes_everything(api: httpx.Client, server: object) ->
     after = stored(server.services)  # type: ignore[attr-defined]
     assert after == {k: v // 3 for k, v in before.items()}
     assert api.get("/v1/users/alice/concepts").json()["items"] == []
-    assert retrieve(api, "alice", factories.photo("dog", 0)).json()["matches"] == []
-    assert matched_names(retrieve(api, "bob", factories.photo("dog", 0), top_k=1)) == ["dog"]
+    gone = retrieve(api, "alice", factories.photo("dog", 0), min_score=-1)
+    assert gone.json()["matches"] == []
+    kept = retrieve(api, "bob", factories.photo("dog", 0), top_k=1, min_score=-1)
+    assert matched_names(kept) == ["dog"]
     assert api.delete("/v1/users/alice").status_code == 204
 
 
