@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     min_score: Annotated[float | None, Field(ge=-1.0, le=1.0)] = Field(
         default=None,
         description="a fixed score threshold for every request that names none; unset: "
-        "rapport's label-free decision rule (README, 'How rapport decides a concept is present')",
+        "rapport's label-free decision rule (docs/quality.md, 'How rapport decides a concept "
+        "is present')",
     )
     decision_cache_bytes: Annotated[int, Field(ge=0)] = 16 * MiB
     regions: RegionKind = "whole"
