@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from app.settings import Settings
+from app.settings_reference import render
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -59,6 +60,11 @@ def test_the_reference_tables_name_every_setting_once() -> None:
     assert len(variables) > 50
     assert sorted(set(named)) == sorted(variables)
     assert [v for v, n in Counter(named).items() if n > 1] == []
+
+
+def test_the_reference_is_what_rapport_settings_writes() -> None:
+    # Edit the descriptions in app/settings.py, then: rapport settings > docs/configuration.md
+    assert REFERENCE.read_text() == render()
 
 
 def test_a_setting_named_only_in_prose_is_not_documented() -> None:
