@@ -188,8 +188,9 @@ def load_encoder(settings: Settings) -> ImageEncoder:
     except ModelLoadError as error:
         raise ModelLoadError(
             f"{error.detail.rstrip('.')}. Fix: download the weights on a machine with network "
-            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP "
-            "weights offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
+            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see docs/operations.md, "
+            "'Real CLIP weights offline'), or choose another RAPPORT_CLIP_MODEL / "
+            "RAPPORT_CLIP_PRETRAINED."
         ) from error
 
 

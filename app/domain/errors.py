@@ -30,10 +30,6 @@ class ConceptNameTaken(Conflict):
     title = "Concept name already used"
 
 
-class LastImage(Conflict):
-    title = "Cannot delete the last image of a concept"
-
-
 class Unauthorized(RapportError):
     title = "Unauthorized"
 

@@ -10,7 +10,6 @@ import numpy as np
 from app.domain.errors import (
     ConceptNameTaken,
     ConceptNotFound,
-    LastImage,
 )
 from app.domain.scope import UserScope
 from app.domain.text_fields import concept_name
@@ -67,11 +66,12 @@ def create_concept(
     category: str | None,
     uploads: Sequence[Upload],
 ) -> ConceptView:
-    """Register a concept with its photos; the concept and its vectors commit together."""
+    """Register a concept with its photos, or none (a text-only concept: found when named,
+    never by a photo, until one is added); the concept and its vectors commit together."""
     key = _checked_name(name)
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=None, sizes=sizes)
-    photos = prepare_photos(services, uploads)
+    photos = prepare_photos(services, uploads, required=False)
     with user_write(services, scope, create=True) as w:
         w.conflict_is(_name_taken(name))
         if concept_rows.name_in_use(session=w.session, user_id=w.user_id, name_key=key):
@@ -87,7 +87,8 @@ def create_concept(
             category=category,
         )
         images, embeddings = _store(services, w, scope, concept.id, photos)
-        w.after_commit(lambda index: _add(index, embeddings, photos))
+        if embeddings:
+            w.after_commit(lambda index: _add(index, embeddings, photos))
     return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
 
 
@@ -162,8 +163,7 @@ def delete_image(services: Services, *, scope: UserScope, concept_id: str, image
         image = image_rows.get_image(
             session=w.session, user_id=w.user_id, concept_id=concept_id, image_id=image_id
         )
-        if image_rows.count_images(session=w.session, concept_id=concept_id) <= 1:
-            raise LastImage("a concept keeps at least one photo; delete the concept instead")
+        # The last photo may go too: the concept stays, text-only (found when named).
         vector_ids = vector_rows.embedding_ids(session=w.session, image_ids=[image.id])
         image_rows.delete_image(session=w.session, image=image)
         concept_rows.get_concept(

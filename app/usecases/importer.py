@@ -184,6 +184,10 @@ class _ConceptImport:
                 return
         if self.chunk and not self.flush(source.origin):
             return
+        if self.concept_id is None and not source.photos:
+            # A folder with a concept.json and no photo: a text-only concept, as exported.
+            self.flush(source.origin)
+            return
         if self.concept_id is None:
             self.report.skipped_concepts.append(name)
             reason = "no photo could be imported; not registered"
