@@ -64,7 +64,7 @@ def test_a_concept_from_paths_bytes_and_files_round_trips(run: Drive) -> None:
     run(scenario)
 
 
-def test_photos_are_added_thumbnailed_and_deleted_but_never_the_last(run: Drive) -> None:
+def test_photos_are_added_thumbnailed_and_deleted(run: Drive) -> None:
     [path] = dataset_paths("cat", 1)
 
     async def scenario(api: Driver) -> None:
@@ -82,11 +82,14 @@ def test_photos_are_added_thumbnailed_and_deleted_but_never_the_last(run: Drive)
         assert [i.id for i in (await api.get_concept("alice", concept.id)).images] == [
             concept.images[0].id
         ]
-        with pytest.raises(rc.LastImage) as last:
-            await api.delete_photo("alice", concept.id, concept.images[0].id)
-        assert isinstance(last.value, rc.Conflict) and last.value.status == 409
-        with pytest.raises(rc.ImageNotFound):
+        with pytest.raises(rc.ImageNotFound) as gone:
             await api.get_photo("alice", concept.id, new.id)
+        assert (gone.value.status, gone.value.title) == (404, "Image not found")
+
+        text_only = await api.create_concept("alice", "<mo's name>", description="named only")
+        assert (text_only.images, text_only.description) == ([], "named only")
+        found = await api.retrieve("alice", text="where is <mo's name>?")
+        assert [m.concept.id for m in found.matches] == [text_only.id]
 
     run(scenario)
 

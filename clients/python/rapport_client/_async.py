@@ -185,7 +185,7 @@ class AsyncRapport(_AsyncClient):
         self,
         user_id: str,
         name: str,
-        photos: Sequence[PhotoInput],
+        photos: Sequence[PhotoInput] = (),
         *,
         description: str = "",
         category: str | None = None,

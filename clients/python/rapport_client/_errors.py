@@ -94,10 +94,6 @@ class ConceptNameTaken(Conflict):
     status, title = 409, "Concept name already used"
 
 
-class LastImage(Conflict):
-    status, title = 409, "Cannot delete the last image of a concept"
-
-
 class QuotaExceeded(Conflict):
     status, title = 409, "Quota exceeded"
 

@@ -193,14 +193,15 @@ class Rapport(_Client):
         self,
         user_id: str,
         name: str,
-        photos: Sequence[PhotoInput],
+        photos: Sequence[PhotoInput] = (),
         *,
         description: str = "",
         category: str | None = None,
         progress: Progress | None = None,
     ) -> m.Concept:
-        """Register a concept with its photos (paths, bytes, binary files or PIL images);
-        ``progress`` is called with bytes uploaded so far."""
+        """Register a concept with its photos (paths, bytes, binary files or PIL images;
+        none: a text-only concept, found when named); ``progress`` is called with bytes
+        uploaded so far."""
         return self._send(
             api.create_concept(user_id, name, photos, description, category), progress
         )
@@ -264,7 +265,8 @@ class Rapport(_Client):
         return self._send(api.get_photo(user_id, concept_id, image_id, size))
 
     def delete_photo(self, user_id: str, concept_id: str, image_id: str) -> None:
-        """Delete one photo of a concept (``LastImage`` for its last one)."""
+        """Delete one photo of a concept (a concept left with none is found only when
+        named)."""
         self._send(api.delete_photo(user_id, concept_id, image_id))
 
     # Retrieval and chat.
