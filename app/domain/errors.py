@@ -30,6 +30,14 @@ class ConceptNameTaken(Conflict):
     title = "Concept name already used"
 
 
+class EventNotFound(NotFound):
+    title = "History event not found"
+
+
+class NotUndoable(Conflict):
+    title = "This change cannot be undone"
+
+
 class Unauthorized(RapportError):
     title = "Unauthorized"
 

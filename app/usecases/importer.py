@@ -204,6 +204,7 @@ class _ConceptImport:
                     self.services,
                     scope=self.scope,
                     uploads=chunk,
+                    source="import",
                     **self.fields,
                 )
                 self.concept_id = view.concept.id
@@ -214,6 +215,7 @@ class _ConceptImport:
                     scope=self.scope,
                     concept_id=self.concept_id,
                     uploads=chunk,
+                    source="import",
                 )
         except _CONCEPT_ERRORS as error:
             reason = f"{len(chunk)} photo(s) not added: {_reason(error)}"
