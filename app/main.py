@@ -25,6 +25,7 @@ from app.http.routes import (
     chat,
     concepts,
     health,
+    history,
     openai_compat,
     playground,
     retrieve,
@@ -267,6 +268,7 @@ def create_app(
         chat,
         openai_compat,
         users,
+        history,
         admin,
         admin_usage,
     )

@@ -1,5 +1,6 @@
 """A user's concepts as a zip that ``rapport import`` reads back: one folder per concept
-holding its photos (as uploaded, in upload order) and a ``concept.json``."""
+holding its photos (as uploaded, in upload order) and a ``concept.json``; and their
+history of changes, ``history.json`` at the root (which the import leaves alone)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from app.domain.errors import NotFound
 from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.db.models import utcnow
 from app.storage.repository import concepts as concept_rows
+from app.storage.repository import history as history_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.usecases.concept_reads import read_blob
@@ -33,12 +36,16 @@ class ExportedConcept:
 class Export:
     filename: str
     concepts: list[ExportedConcept]
+    history: list[dict[str, Any]]
 
     def chunks(self, services: Services) -> Iterator[bytes]:
         """The zip, written as it is read: one photo in memory at a time (blocking I/O)."""
         sink = _Sink()
         stamp = utcnow().timetuple()[:6]
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+            info = zipfile.ZipInfo("history.json", stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, json.dumps(self.history, ensure_ascii=False, indent=2))
             for concept in self.concepts:
                 info = zipfile.ZipInfo(f"{concept.folder}/concept.json", stamp)
                 info.compress_type = zipfile.ZIP_DEFLATED
@@ -79,7 +86,25 @@ def plan_export(services: Services, *, scope: UserScope) -> Export:
             }
             folder = f"{_slug(concept.name)}-{concept.id[-8:]}"
             exported.append(ExportedConcept(folder, fields, photos))
-    return Export(filename=f"{_slug(scope.external_user_id)}-rapport-export.zip", concepts=exported)
+        history = [
+            {
+                "id": event.id,
+                "time": event.created_at.isoformat(),
+                "source": event.source,
+                "action": event.action,
+                "concept_id": event.concept_id,
+                "before": event.before,
+                "after": event.after,
+                "undoes": event.undoes,
+                "undone_at": event.undone_at.isoformat() if event.undone_at else None,
+            }
+            for event in history_rows.every_event(session=session, user_id=user.id)
+        ]
+    return Export(
+        filename=f"{_slug(scope.external_user_id)}-rapport-export.zip",
+        concepts=exported,
+        history=history,
+    )
 
 
 def _slug(text: str) -> str:

@@ -186,6 +186,10 @@ class _ConceptImport:
                 return
         if self.chunk and not self.flush(source.origin):
             return
+        if self.concept_id is None and not source.photos:
+            # A folder with a concept.json and no photo: a text-only concept, as exported.
+            self.flush(source.origin)
+            return
         if self.concept_id is None:
             self.report.skipped_concepts.append(name)
             reason = "no photo could be imported; not registered"
@@ -202,6 +206,7 @@ class _ConceptImport:
                     self.services,
                     scope=self.scope,
                     uploads=chunk,
+                    source="import",
                     **self.fields,
                 )
                 self.concept_id = view.concept.id
@@ -212,6 +217,7 @@ class _ConceptImport:
                     scope=self.scope,
                     concept_id=self.concept_id,
                     uploads=chunk,
+                    source="import",
                 )
         except _CONCEPT_ERRORS as error:
             reason = f"{len(chunk)} photo(s) not added: {_reason(error)}"

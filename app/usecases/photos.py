@@ -44,19 +44,24 @@ class DecodedUpload:
 Upload = bytes | DecodedUpload
 
 
-def check_photo_count(services: Services, count: int) -> None:
-    """One request's photos: at least one, at most ``max_images_per_request``."""
+def check_photo_count(services: Services, count: int, *, required: bool = True) -> None:
+    """One request's photos: at most ``max_images_per_request``, and at least one when
+    ``required`` (adding photos; a concept is registered with none or more)."""
     limit = services.settings.max_images_per_request
-    if not count:
+    if required and not count:
         raise InvalidRequest("at least one image is required")
     if count > limit:
         raise InvalidRequest(f"{count} images in one request; the limit is {limit}")
 
 
-def prepare_photos(services: Services, uploads: Sequence[Upload]) -> list[PreparedPhoto]:
+def prepare_photos(
+    services: Services, uploads: Sequence[Upload], *, required: bool = True
+) -> list[PreparedPhoto]:
     """Decode every upload not decoded yet (rejecting the request on the first bad one),
-    then embed all at once."""
-    check_photo_count(services, len(uploads))
+    then embed all at once (none for a text-only concept, when not ``required``)."""
+    check_photo_count(services, len(uploads), required=required)
+    if not uploads:
+        return []
     policy = PhotoPolicy.for_uploads(services)
     decoded = [
         upload
