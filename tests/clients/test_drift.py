@@ -39,6 +39,8 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("post", "/v1/users/{user_id}/concepts/{concept_id}/images"): "add_photos",
     ("get", "/v1/users/{user_id}/concepts/{concept_id}/images/{image_id}"): "get_photo",
     ("delete", "/v1/users/{user_id}/concepts/{concept_id}/images/{image_id}"): "delete_photo",
+    ("get", "/v1/users/{user_id}/history"): "history_page",
+    ("post", "/v1/users/{user_id}/history/{event_id}/undo"): "undo",
     ("post", "/v1/users/{user_id}/retrieve"): "retrieve",
     ("post", "/v1/users/{user_id}/playground"): "playground",
     ("post", "/v1/users/{user_id}/chat"): "chat",

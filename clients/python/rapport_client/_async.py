@@ -260,6 +260,29 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.delete_photo`."""
         await self._send(api.delete_photo(user_id, concept_id, image_id))
 
+    async def list_history(
+        self, user_id: str, *, page_size: int = 100
+    ) -> AsyncIterator[m.HistoryEvent]:
+        """See :meth:`Rapport.list_history` (``async for``)."""
+        cursor = None
+        while True:
+            page = await self.history_page(user_id, limit=page_size, cursor=cursor)
+            for event in page.items:
+                yield event
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def history_page(
+        self, user_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> m.HistoryPage:
+        """See :meth:`Rapport.history_page`."""
+        return await self._send(api.history(user_id, limit, cursor))
+
+    async def undo(self, user_id: str, event_id: str) -> m.Undo:
+        """See :meth:`Rapport.undo`."""
+        return await self._send(api.undo(user_id, event_id))
+
     async def retrieve(
         self,
         user_id: str,
