@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.domain.blob_layout import BlobLayout
 from app.domain.errors import (
     ConceptNameTaken,
     ConceptNotFound,
@@ -25,7 +26,6 @@ from app.usecases.photos import (
     PreparedPhoto,
     Upload,
     collect_blobs,
-    photo_key,
     prepare_photos,
     store_photos,
 )
@@ -245,10 +245,8 @@ def _store(
 ) -> tuple[list[ImageRow], list[Embedding]]:
     """Store the photos in the write's transaction; if it does not commit, the blobs it
     wrote that no committed row uses are deleted again."""
-    keys = [
-        photo_key(tenant_id=scope.tenant_id, user_id=w.user_id, sha256=photo.sha256)
-        for photo in photos
-    ]
+    layout = BlobLayout(tenant_id=scope.tenant_id, user_id=w.user_id)
+    keys = [layout.key(photo.sha256) for photo in photos]
     w.on_rollback(lambda: collect_blobs(services, user_id=w.user_id, keys=keys))
     return store_photos(
         services,

@@ -20,14 +20,8 @@ from app.storage.repository import history as history_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.usecases.concept_reads import read_blob
+from retrieval.images import SUFFIX_OF
 
-SUFFIXES = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "image/bmp": ".bmp",
-}
 CHUNK = 256 * 1024
 
 
@@ -77,7 +71,12 @@ def plan_export(services: Services, *, scope: UserScope) -> Export:
         exported = []
         for concept in concepts:
             photos = [
-                (f"{n:03d}{SUFFIXES.get(row.media_type, '.img')}", row.blob_key, row.id, concept.id)
+                (
+                    f"{n:03d}{SUFFIX_OF.get(row.media_type, '.img')}",
+                    row.blob_key,
+                    row.id,
+                    concept.id,
+                )
                 for n, row in enumerate(images[concept.id], start=1)
             ]
             fields = {
