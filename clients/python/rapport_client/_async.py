@@ -369,7 +369,12 @@ class AsyncRapport(_AsyncClient):
 
     async def ready(self) -> m.Readiness:
         """See :meth:`Rapport.ready`."""
-        response = await self._http.get(self._base_url + "/readyz")
+        try:
+            response = await self._http.get(self._base_url + "/readyz")
+        except httpx.TimeoutException as error:
+            raise Timeout("GET /readyz: no answer in time") from error
+        except httpx.TransportError as error:
+            raise TransportError(f"GET /readyz: {error}") from error
         if response.status_code not in (200, 503):
             raise error_from_response(response)
         return m.Readiness.model_validate_json(response.content)
