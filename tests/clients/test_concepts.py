@@ -141,3 +141,31 @@ def test_export_then_import_into_another_user(run: Drive, tmp_path: Path) -> Non
         assert (await api.get_user("zoe")).concepts == 2
 
     run(scenario)
+
+
+def test_history_lists_every_change_newest_first_and_undo_refuses_an_api_change(
+    run: Drive,
+) -> None:
+    [path] = dataset_paths("candle", 1)
+
+    async def scenario(api: Driver) -> None:
+        concept = await api.create_concept("alice", "<wick>", [path], description="tall")
+        await api.update_concept("alice", concept.id, description="short")
+        events = await api.collect("list_history", "alice", page_size=1)
+        assert [(e.action, e.source, e.concept_id) for e in events] == [
+            ("updated", "api", concept.id),
+            ("created", "api", concept.id),
+        ]
+        updated, created = events
+        assert created.before is None and created.after is not None
+        assert created.after.photos == [concept.images[0].id]
+        assert updated.before == created.after
+        assert updated.after is not None and updated.after.description == "short"
+        assert not updated.undoable
+        with pytest.raises(rc.NotUndoable) as refused:
+            await api.undo("alice", updated.id)
+        assert refused.value.status == 409
+        with pytest.raises(rc.EventNotFound):
+            await api.undo("alice", concept.id)
+
+    run(scenario)

@@ -100,6 +100,19 @@ def delete_photo(user_id: str, concept_id: str, image_id: str) -> Call[None]:
     return Call("DELETE", user_path(user_id, "concepts", concept_id, "images", image_id), nothing)
 
 
+# Memory history.
+
+
+def history(user_id: str, limit: int, cursor: str | None) -> Call[m.HistoryPage]:
+    query = params(limit=limit, cursor=cursor)
+    return Call("GET", user_path(user_id, "history"), model(m.HistoryPage), params=query)
+
+
+def undo(user_id: str, event_id: str) -> Call[m.Undo]:
+    path = user_path(user_id, "history", event_id, "undo")
+    return Call("POST", path, model(m.Undo), idempotent=False)
+
+
 # Retrieval and chat.
 
 

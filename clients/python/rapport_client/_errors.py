@@ -82,6 +82,10 @@ class ImageNotFound(NotFound):
     status, title = 404, "Image not found"
 
 
+class EventNotFound(NotFound):
+    status, title = 404, "History event not found"
+
+
 class RequestTimeout(ClientError):
     status, title = 408, "Request timeout"
 
@@ -92,6 +96,10 @@ class Conflict(ClientError):
 
 class ConceptNameTaken(Conflict):
     status, title = 409, "Concept name already used"
+
+
+class NotUndoable(Conflict):
+    status, title = 409, "This change cannot be undone"
 
 
 class QuotaExceeded(Conflict):

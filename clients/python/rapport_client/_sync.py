@@ -269,6 +269,30 @@ class Rapport(_Client):
         named)."""
         self._send(api.delete_photo(user_id, concept_id, image_id))
 
+    # Memory history.
+
+    def list_history(self, user_id: str, *, page_size: int = 100) -> Iterator[m.HistoryEvent]:
+        """Every change to the user's concepts (API, import, chat, undo), newest first;
+        pages are fetched as the iterator is consumed."""
+        cursor = None
+        while True:
+            page = self.history_page(user_id, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def history_page(
+        self, user_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> m.HistoryPage:
+        """One page of the user's history; pass its ``next_cursor`` back for the next."""
+        return self._send(api.history(user_id, limit, cursor))
+
+    def undo(self, user_id: str, event_id: str) -> m.Undo:
+        """Undo one change made by chat (``NotUndoable`` for any other, or one undone
+        already); the answer lists what the undo changed."""
+        return self._send(api.undo(user_id, event_id))
+
     # Retrieval and chat.
 
     def retrieve(
@@ -363,7 +387,12 @@ class Rapport(_Client):
     def ready(self) -> m.Readiness:
         """Whether the database, the photo store and the encoder are ready (``/readyz``);
         not ready is an answer here, not an error."""
-        response = self._http.get(self._base_url + "/readyz")
+        try:
+            response = self._http.get(self._base_url + "/readyz")
+        except httpx.TimeoutException as error:
+            raise Timeout("GET /readyz: no answer in time") from error
+        except httpx.TransportError as error:
+            raise TransportError(f"GET /readyz: {error}") from error
         if response.status_code not in (200, 503):
             raise error_from_response(response)
         return m.Readiness.model_validate_json(response.content)
