@@ -59,8 +59,9 @@ class ConceptOut(ConceptBrief):
     updated_at: datetime
     looks_like: LooksLikeOut | None = Field(
         default=None,
-        description="set when this concept's photos look like another concept's "
-        "(RAPPORT_LOOKS_LIKE_MIN_SCORE); add a distinguishing photo or description",
+        description="with ?include=looks_like on a read (always null otherwise): set when "
+        "this concept's photos look like another concept's (RAPPORT_LOOKS_LIKE_MIN_SCORE); "
+        "add a distinguishing photo or description",
     )
 
     @classmethod

@@ -19,8 +19,7 @@ from app.storage.db.models import Concept, Embedding, ImageRow, utcnow
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import vectors as vector_rows
-from app.storage.repository.users import UserLock
-from app.usecases.concept_reads import ConceptView, with_looks_like
+from app.usecases.concept_reads import ConceptView
 from app.usecases.history_record import record, summary
 from app.usecases.photos import (
     PreparedPhoto,
@@ -86,7 +85,7 @@ def create_concept(
         record(
             w, action="created", concept_id=concept.id, before=None, after=summary(concept, images)
         )
-    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
+    return ConceptView(concept=concept, images=images)
 
 
 def add_concept_row(
@@ -140,7 +139,7 @@ def add_images(
             before=before,
             after=summary(concept, images),
         )
-    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
+    return ConceptView(concept=concept, images=images)
 
 
 def update_concept(
@@ -158,7 +157,7 @@ def update_concept(
         )
         images = image_rows.images_of(session=w.session, concept_ids=[concept.id])[concept.id]
         change_fields(w, concept, images, changes)
-    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
+    return ConceptView(concept=concept, images=images)
 
 
 def change_fields(
@@ -265,10 +264,6 @@ def _no_concept(concept_id: str) -> ConceptNotFound:
 
 def _name_taken(name: str) -> ConceptNameTaken:
     return ConceptNameTaken(f"this user already has a concept named {name!r}")
-
-
-def _flagged(services: Services, lock: UserLock, view: ConceptView) -> ConceptView:
-    return with_looks_like(services, user_id=lock.user_id, version=lock.to_version, views=[view])[0]
 
 
 def _add(

@@ -66,8 +66,10 @@ def test_real_features_the_rule_decides_per_concept(
     assert again["concept"]["name"] == "dog" and again["threshold"] != match["threshold"]
     # Look-alike flags follow the rule too: another dog is flagged, the can is not.
     twin = register_subject(client, "alice", "dog2")
-    assert twin["looks_like"]["name"] == "dog"
-    listed = client.get("/v1/users/alice/concepts").json()["items"]
+    flagged = {"include": "looks_like"}
+    asked = client.get(f"/v1/users/alice/concepts/{twin['id']}", params=flagged).json()
+    assert asked["looks_like"]["name"] == "dog"
+    listed = client.get("/v1/users/alice/concepts", params=flagged).json()["items"]
     flags = {c["name"]: (c["looks_like"] or {}).get("name") for c in listed}
     assert flags["dog"] == "dog2" and flags["can"] is None and flags["backpack"] is None
 
