@@ -43,6 +43,13 @@ class _AsyncClient:
         retries: Retries | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        """A client of the server at ``base_url`` with ``api_key``.
+
+        ``timeout``: seconds (or an ``httpx.Timeout``) for each call; by default 60 s,
+        10 s to connect. ``retries``: when calls are sent again (:class:`Retries`).
+        ``http_client``: an httpx client of your own (proxies, TLS, transports), whose
+        timeout then applies; closing this client closes it.
+        """
         self._retries = retries or Retries()
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._base_url = base_url.rstrip("/")
