@@ -34,6 +34,10 @@ class LastImage(Conflict):
     title = "Cannot delete the last image of a concept"
 
 
+class NegativeIsOwnPhoto(Conflict):
+    title = "A photo of the concept cannot be one that is not it"
+
+
 class Unauthorized(RapportError):
     title = "Unauthorized"
 
