@@ -25,6 +25,7 @@ from app.http.routes import (
     chat,
     concepts,
     health,
+    history,
     negatives,
     openai_compat,
     playground,
@@ -193,8 +194,9 @@ def load_encoder(settings: Settings) -> ImageEncoder:
     except ModelLoadError as error:
         raise ModelLoadError(
             f"{error.detail.rstrip('.')}. Fix: download the weights on a machine with network "
-            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP "
-            "weights offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
+            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see docs/operations.md, "
+            "'Real CLIP weights offline'), or choose another RAPPORT_CLIP_MODEL / "
+            "RAPPORT_CLIP_PRETRAINED."
         ) from error
 
 
@@ -272,6 +274,7 @@ def create_app(
         chat,
         openai_compat,
         users,
+        history,
         admin,
         admin_usage,
     )

@@ -30,8 +30,12 @@ class ConceptNameTaken(Conflict):
     title = "Concept name already used"
 
 
-class LastImage(Conflict):
-    title = "Cannot delete the last image of a concept"
+class EventNotFound(NotFound):
+    title = "History event not found"
+
+
+class NotUndoable(Conflict):
+    title = "This change cannot be undone"
 
 
 class NegativeIsOwnPhoto(Conflict):

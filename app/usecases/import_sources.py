@@ -21,8 +21,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.domain.text_fields import Category, Description, Name
 from retrieval.errors import InvalidRequest
+from retrieval.images import PHOTO_SUFFIXES
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 RAP_DATABASE = "database.json"
 # A concept folder's sub-folder of photos that are not the concept (corrections).
 NEGATIVES_FOLDER = "not"

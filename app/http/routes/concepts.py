@@ -21,12 +21,18 @@ router = APIRouter(
 Images = Annotated[
     list[UploadFile], File(min_length=1, description="one or more photos of the concept")
 ]
+OptionalImages = Annotated[
+    list[UploadFile] | None,
+    File(description="its photos; none registers a text-only concept, found when named"),
+]
 
 
-def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
+def read_uploads(
+    services: Services, uploads: list[UploadFile], *, required: bool = True
+) -> list[bytes]:
     """Each upload's bytes, refusing too many uploads before reading any, and one over the
     per-image cap without reading past it."""
-    check_photo_count(services, len(uploads))
+    check_photo_count(services, len(uploads), required=required)
     limit = services.settings.max_image_bytes
     contents = []
     for upload in uploads:
@@ -41,19 +47,19 @@ def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
 def create_concept(
     scope: UserScopeDep,
     services: ServicesDep,
-    images: Images,
     name: Annotated[NameText, Form(min_length=1, max_length=100, pattern=VISIBLE)],
     description: Annotated[DescriptionText, Form(max_length=4000)] = "",
     category: Annotated[PlainText | None, Form(max_length=50)] = None,
+    images: OptionalImages = None,
 ) -> ConceptOut:
-    """Register a concept (name, description, category, photos) for a user."""
+    """Register a concept (name, description, category, photos or none) for a user."""
     view = concepts.create_concept(
         services,
         scope=scope,
         name=name,
         description=description,
         category=category or None,
-        uploads=read_uploads(services, images),
+        uploads=read_uploads(services, images or [], required=False),
     )
     return ConceptOut.from_view(view)
 
@@ -177,7 +183,7 @@ def delete_image(
     image_id: ResourceId,
     services: ServicesDep,
 ) -> Response:
-    """Delete one photo of a concept (never its last one)."""
+    """Delete one photo of a concept (its last one leaves a text-only concept)."""
     concepts.delete_image(
         services,
         scope=scope,
