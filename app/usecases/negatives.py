@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from app.domain.blob_layout import BlobLayout
 from app.domain.errors import ConceptNotFound, NegativeIsOwnPhoto
 from app.domain.scope import UserScope
 from app.services import Services
@@ -23,7 +24,6 @@ from app.usecases.photos import (
     PreparedPhoto,
     Upload,
     collect_blobs,
-    photo_key,
     prepare_photos,
     store_photos,
 )
@@ -55,10 +55,8 @@ def add_negatives(
         check_photo_quotas(
             services, w.session, tenant_id=scope.tenant_id, existing=existing, sizes=sizes
         )
-        keys = [
-            photo_key(tenant_id=scope.tenant_id, user_id=w.user_id, sha256=photo.sha256)
-            for photo in photos
-        ]
+        layout = BlobLayout(tenant_id=scope.tenant_id, user_id=w.user_id)
+        keys = [layout.key(photo.sha256) for photo in photos]
         w.on_rollback(lambda: collect_blobs(services, user_id=w.user_id, keys=keys))
         store_photos(
             services,
