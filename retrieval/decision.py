@@ -272,7 +272,8 @@ _erfc = np.frompyfunc(math.erfc, 1, 1)
 
 def _normal_sf(z: np.ndarray) -> np.ndarray:
     """P(Z > z) for a standard normal Z, exact far into the tail."""
-    return 0.5 * _erfc(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)).astype(np.float64)
+    values = np.asarray(_erfc(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)), dtype=np.float64)
+    return 0.5 * values
 
 
 def _corrections_against(

@@ -44,8 +44,8 @@ def test_a_correction_stops_the_claim_for_photos_like_it(
 
     listed = client.get(f"/v1/users/alice/concepts/{dog['id']}/negatives")
     assert listed.status_code == 200 and listed.json()["items"] == [negative]
-    photo = client.get(f"/v1/users/alice/concepts/{dog['id']}/images/{negative['id']}")
-    assert photo.status_code == 200 and photo.content == stranger[0]
+    read = client.get(f"/v1/users/alice/concepts/{dog['id']}/images/{negative['id']}")
+    assert read.status_code == 200 and read.content == stranger[0]
     # A negative is not one of the concept's photos.
     concept = client.get(f"/v1/users/alice/concepts/{dog['id']}").json()
     assert negative["id"] not in {image["id"] for image in concept["images"]}
