@@ -1,5 +1,8 @@
 """The asyncio clients: AsyncRapport and AsyncRapportAdmin, method for method as the
-blocking ones (``await`` each call; ``async for`` over listings and chat streams)."""
+blocking ones (``await`` each call; ``async for`` over listings and chat streams).
+
+Reading photos and archives, encoding bodies and writing exports run in a worker thread,
+so that the event loop never waits on a disk."""
 
 from __future__ import annotations
 
@@ -158,7 +161,7 @@ class AsyncRapport(_AsyncClient):
             received = 0
             with path.open("wb") as sink:
                 async for chunk in response.aiter_bytes():
-                    sink.write(chunk)
+                    await asyncio.to_thread(sink.write, chunk)
                     received += len(chunk)
                     if progress is not None:
                         progress(received, total)
@@ -173,7 +176,8 @@ class AsyncRapport(_AsyncClient):
         self, user_id: str, source: str | os.PathLike[str] | IO[bytes]
     ) -> list[m.Concept]:
         """See :meth:`Rapport.import_user`."""
-        archive = read_export(os.fspath(source) if isinstance(source, os.PathLike) else source)
+        path_or_file = os.fspath(source) if isinstance(source, os.PathLike) else source
+        archive = await asyncio.to_thread(read_export, path_or_file)
         return [
             await self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
@@ -192,7 +196,9 @@ class AsyncRapport(_AsyncClient):
         progress: Progress | None = None,
     ) -> m.Concept:
         """See :meth:`Rapport.create_concept`."""
-        call = api.create_concept(user_id, name, photos, description, category)
+        call = await asyncio.to_thread(
+            api.create_concept, user_id, name, photos, description, category
+        )
         return await self._send(call, progress)
 
     async def list_concepts(
@@ -244,7 +250,8 @@ class AsyncRapport(_AsyncClient):
         progress: Progress | None = None,
     ) -> m.Concept:
         """See :meth:`Rapport.add_photos`."""
-        return await self._send(api.add_photos(user_id, concept_id, photos), progress)
+        call = await asyncio.to_thread(api.add_photos, user_id, concept_id, photos)
+        return await self._send(call, progress)
 
     async def get_photo(self, user_id: str, concept_id: str, image_id: str) -> bytes:
         """See :meth:`Rapport.get_photo`."""
@@ -295,7 +302,8 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.retrieve`."""
         if is_url(image):
             image = await _download(str(image), self._http.timeout)
-        return await self._send(api.retrieve(user_id, image, text, top_k, min_score))
+        call = await asyncio.to_thread(api.retrieve, user_id, image, text, top_k, min_score)
+        return await self._send(call)
 
     async def chat(
         self,
@@ -310,8 +318,16 @@ class AsyncRapport(_AsyncClient):
         temperature: float = 0.0,
     ) -> m.ChatAnswer:
         """See :meth:`Rapport.chat`."""
-        request = api.chat_request(
-            question, image, messages, top_k, min_score, max_new_tokens, temperature, False
+        request = await asyncio.to_thread(
+            api.chat_request,
+            question,
+            image,
+            messages,
+            top_k,
+            min_score,
+            max_new_tokens,
+            temperature,
+            False,
         )
         return await self._send(api.chat(user_id, request))
 
@@ -329,8 +345,16 @@ class AsyncRapport(_AsyncClient):
     ) -> AsyncIterator[ChatEvent]:
         """See :meth:`Rapport.chat_stream`: ``async for event in await
         client.chat_stream(...)``."""
-        request = api.chat_request(
-            question, image, messages, top_k, min_score, max_new_tokens, temperature, True
+        request = await asyncio.to_thread(
+            api.chat_request,
+            question,
+            image,
+            messages,
+            top_k,
+            min_score,
+            max_new_tokens,
+            temperature,
+            True,
         )
         response = await self._open(api.chat(user_id, request))
         return self._events(response)
@@ -361,7 +385,8 @@ class AsyncRapport(_AsyncClient):
         min_score: float | None = None,
     ) -> m.Playground:
         """See :meth:`Rapport.playground`."""
-        return await self._send(api.playground(user_id, question, image, top_k, min_score))
+        call = await asyncio.to_thread(api.playground, user_id, question, image, top_k, min_score)
+        return await self._send(call)
 
     async def health(self) -> bool:
         """See :meth:`Rapport.health`."""
@@ -369,7 +394,12 @@ class AsyncRapport(_AsyncClient):
 
     async def ready(self) -> m.Readiness:
         """See :meth:`Rapport.ready`."""
-        response = await self._http.get(self._base_url + "/readyz")
+        try:
+            response = await self._http.get(self._base_url + "/readyz")
+        except httpx.TimeoutException as error:
+            raise Timeout("GET /readyz: no answer in time") from error
+        except httpx.TransportError as error:
+            raise TransportError(f"GET /readyz: {error}") from error
         if response.status_code not in (200, 503):
             raise error_from_response(response)
         return m.Readiness.model_validate_json(response.content)

@@ -387,7 +387,12 @@ class Rapport(_Client):
     def ready(self) -> m.Readiness:
         """Whether the database, the photo store and the encoder are ready (``/readyz``);
         not ready is an answer here, not an error."""
-        response = self._http.get(self._base_url + "/readyz")
+        try:
+            response = self._http.get(self._base_url + "/readyz")
+        except httpx.TimeoutException as error:
+            raise Timeout("GET /readyz: no answer in time") from error
+        except httpx.TransportError as error:
+            raise TransportError(f"GET /readyz: {error}") from error
         if response.status_code not in (200, 503):
             raise error_from_response(response)
         return m.Readiness.model_validate_json(response.content)
