@@ -36,8 +36,9 @@ from app.usecases.quotas import (
     upload_sizes,
 )
 from app.usecases.user_write import UserWrite, user_write
-from retrieval import UserIndex, name_key
 from retrieval.errors import InvalidRequest
+from retrieval.index import UserIndex
+from retrieval.names import name_key
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ from app.usecases.import_sources import ConceptSource, Failure, find_sources
 from app.usecases.negatives import add_negatives
 from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.photos import DecodedUpload
-from retrieval import name_key
 from retrieval.errors import ImageRejected, InvalidRequest, RapportError
-from retrieval.names import bare_word_matchable
+from retrieval.names import bare_word_matchable, name_key
 
 Progress = Callable[[int, int], None]
 # What one write of one concept can fail with; the import goes on with the next concept.

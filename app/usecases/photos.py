@@ -18,8 +18,8 @@ from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest
+from retrieval.images import DecodedImage
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from app.storage.repository import vectors as vector_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
+from retrieval.index import UserIndex
+from retrieval.names import name_key, named_in
 from retrieval.regions import Box
 from retrieval.search import PhotoSearch, RegionMatch, SearchOptions, search_photos
 

@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from retrieval import UserIndex, name_key, named_in
+from retrieval.index import UserIndex
 from retrieval.matching import region_winners, search_concepts
-from retrieval.names import bare_word_matchable
+from retrieval.names import bare_word_matchable, name_key, named_in
 from tests import factories
 
 
