@@ -185,12 +185,15 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.import_user`."""
         path_or_file = os.fspath(source) if isinstance(source, os.PathLike) else source
         archive = await asyncio.to_thread(read_export, path_or_file)
-        return [
-            await self.create_concept(
+        created = []
+        for c in archive:
+            concept = await self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
             )
-            for c in archive
-        ]
+            if c.negatives:
+                await self.add_negatives(user_id, concept.id, c.negatives)
+            created.append(concept)
+        return created
 
     async def create_concept(
         self,
@@ -273,6 +276,26 @@ class AsyncRapport(_AsyncClient):
     async def delete_photo(self, user_id: str, concept_id: str, image_id: str) -> None:
         """See :meth:`Rapport.delete_photo`."""
         await self._send(api.delete_photo(user_id, concept_id, image_id))
+
+    async def add_negatives(
+        self,
+        user_id: str,
+        concept_id: str,
+        photos: Sequence[PhotoInput],
+        *,
+        progress: Progress | None = None,
+    ) -> m.NegativePage:
+        """See :meth:`Rapport.add_negatives`."""
+        call = await asyncio.to_thread(api.add_negatives, user_id, concept_id, photos)
+        return await self._send(call, progress)
+
+    async def list_negatives(self, user_id: str, concept_id: str) -> m.NegativePage:
+        """See :meth:`Rapport.list_negatives`."""
+        return await self._send(api.list_negatives(user_id, concept_id))
+
+    async def delete_negative(self, user_id: str, concept_id: str, image_id: str) -> None:
+        """See :meth:`Rapport.delete_negative`."""
+        await self._send(api.delete_negative(user_id, concept_id, image_id))
 
     async def list_history(
         self, user_id: str, *, page_size: int = 100

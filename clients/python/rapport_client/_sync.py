@@ -182,17 +182,21 @@ class Rapport(_Client):
     def import_user(
         self, user_id: str, source: str | os.PathLike[str] | IO[bytes]
     ) -> list[m.Concept]:
-        """Create a concept for each concept of an export, with its photos, in order.
+        """Create a concept for each concept of an export, with its photos and its
+        negatives, in order.
 
         Stops at the first error (e.g. ``ConceptNameTaken``); concepts created before it
         stay."""
         archive = read_export(os.fspath(source) if isinstance(source, os.PathLike) else source)
-        return [
-            self.create_concept(
+        created = []
+        for c in archive:
+            concept = self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
             )
-            for c in archive
-        ]
+            if c.negatives:
+                self.add_negatives(user_id, concept.id, c.negatives)
+            created.append(concept)
+        return created
 
     # Concepts.
 
@@ -275,6 +279,29 @@ class Rapport(_Client):
         """Delete one photo of a concept (a concept left with none is found only when
         named)."""
         self._send(api.delete_photo(user_id, concept_id, image_id))
+
+    # Corrections.
+
+    def add_negatives(
+        self,
+        user_id: str,
+        concept_id: str,
+        photos: Sequence[PhotoInput],
+        *,
+        progress: Progress | None = None,
+    ) -> m.NegativePage:
+        """Mark photos as not this concept ("that is not <bo>"): retrieval stops claiming
+        it for photos like them. ``NegativeIsOwnPhoto`` for one of the concept's own
+        photos. The answer lists all the concept's negatives."""
+        return self._send(api.add_negatives(user_id, concept_id, photos), progress)
+
+    def list_negatives(self, user_id: str, concept_id: str) -> m.NegativePage:
+        """The photos marked as not this concept, oldest first (bytes: ``get_photo``)."""
+        return self._send(api.list_negatives(user_id, concept_id))
+
+    def delete_negative(self, user_id: str, concept_id: str, image_id: str) -> None:
+        """Remove one correction."""
+        self._send(api.delete_negative(user_id, concept_id, image_id))
 
     # Memory history.
 
