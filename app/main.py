@@ -26,6 +26,7 @@ from app.http.routes import (
     concepts,
     health,
     history,
+    negatives,
     openai_compat,
     playground,
     retrieve,
@@ -50,6 +51,7 @@ from app.storage.db.engine import make_engine, make_sessionmaker, shown_url
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.thumbnails import ThumbnailCache
 from retrieval.batching import BatchingEncoder
+from retrieval.config import RANDOM_WEIGHTS
 from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
@@ -131,7 +133,10 @@ def _assemble(
         size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
     )
     metrics.track_cache(concepts.stats, "concept", "concept summaries")
-    decisions = DecisionCache(settings.decision_cache_bytes)
+    decisions = DecisionCache(
+        settings.decision_cache_bytes,
+        random_weights=model.model_id.endswith(f":{RANDOM_WEIGHTS}"),
+    )
     metrics.track_cache(decisions.stats, "decision", "per-user decision rules")
     return Services(
         settings=settings,
@@ -264,6 +269,7 @@ def create_app(
     routers = (
         health,
         concepts,
+        negatives,
         retrieve,
         playground,
         chat,

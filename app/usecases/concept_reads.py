@@ -93,8 +93,9 @@ def _image_row(services: Services, *, scope: UserScope, concept_id: str, image_i
         )
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        # A negative's photo is read at the same path as the concept's own photos.
         return image_rows.get_image(
-            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
+            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id, role=None
         )
 
 

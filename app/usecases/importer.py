@@ -22,6 +22,7 @@ from app.storage.repository import users as user_rows
 from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
+from app.usecases.negatives import add_negatives
 from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.photos import DecodedUpload
 from retrieval.errors import ImageRejected, InvalidRequest, RapportError
@@ -189,12 +190,33 @@ class _ConceptImport:
             # A folder with a concept.json and no photo: a text-only concept, as exported.
             self.flush(source.origin)
             return
+        if self.concept_id is not None and source.negatives:
+            self.add_negatives(source, policy)
         if self.concept_id is None:
             self.report.skipped_concepts.append(name)
             reason = "no photo could be imported; not registered"
             self.report.failures.append(Failure(source.origin, reason))
         elif existing is not None and self.added:
             self.report.extended.append(name)
+
+    def add_negatives(self, source: ConceptSource, policy: PhotoPolicy) -> None:
+        """The concept's corrections, in requests of at most the API's photo count."""
+        assert self.concept_id is not None
+        limit = self.services.settings.max_images_per_request
+        for start in range(0, len(source.negatives), limit):
+            paths = source.negatives[start : start + limit]
+            try:
+                uploads = []
+                for path in paths:
+                    with path.open("rb") as handle:
+                        data = handle.read(policy.limits.max_bytes + 1)
+                    uploads.append(DecodedUpload(data, policy.decode(data)))
+                add_negatives(
+                    self.services, scope=self.scope, concept_id=self.concept_id, uploads=uploads
+                )
+            except (OSError, *_CONCEPT_ERRORS) as error:
+                reason = f"{len(paths)} correction(s) not added: {_reason(error)}"
+                self.report.failures.append(Failure(source.origin, reason))
 
     def flush(self, where: str) -> bool:
         """Send the chunk; False (and a Failure) when the service refuses it."""

@@ -13,7 +13,7 @@ from app.domain.blob_layout import BlobLayout
 from app.domain.errors import BlobStoreUnavailable
 from app.services import Services
 from app.storage.blobs import sha256_hex
-from app.storage.db.models import Embedding, ImageRow
+from app.storage.db.models import PHOTO, Embedding, ImageRow
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
@@ -86,8 +86,10 @@ def store_photos(
     user_id: int,
     concept_id: str,
     photos: Sequence[PreparedPhoto],
+    role: str = PHOTO,
 ) -> tuple[list[ImageRow], list[Embedding]]:
-    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction."""
+    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction;
+    ``role`` NEGATIVE for photos the user said are not the concept."""
     images, embeddings = [], []
     for photo in photos:
         key = BlobLayout(tenant_id=tenant_id, user_id=user_id).key(photo.sha256)
@@ -102,6 +104,7 @@ def store_photos(
             width=photo.decoded.width,
             height=photo.decoded.height,
             size_bytes=len(photo.data),
+            role=role,
         )
         embedding = vector_rows.add_vector(
             session=session, image=image, vector=photo.vector, model_id=services.encoder.model_id

@@ -169,3 +169,32 @@ def test_history_lists_every_change_newest_first_and_undo_refuses_an_api_change(
             await api.undo("alice", concept.id)
 
     run(scenario)
+
+
+def test_negatives_are_added_listed_exported_imported_and_deleted(
+    run: Drive, tmp_path: Path
+) -> None:
+    own = factories.photo("dog", 0)
+    not_bo = factories.photo("cat", 0)
+
+    async def scenario(api: Driver) -> None:
+        bo = await api.create_concept("alice", "<bo>", [own])
+        added = await api.add_negatives("alice", bo.id, [not_bo])
+        assert isinstance(added, rc.NegativePage)
+        [negative] = added.items
+        assert (negative.width, negative.height) == (512, 512)
+        assert await api.list_negatives("alice", bo.id) == added
+        assert await api.get_photo("alice", bo.id, negative.id) == not_bo
+        with pytest.raises(rc.NegativeIsOwnPhoto) as refused:
+            await api.add_negatives("alice", bo.id, [own])
+        assert refused.value.status == 409
+
+        await api.export_user("alice", tmp_path / "alice.zip")
+        [copy] = await api.import_user("zoe", tmp_path / "alice.zip")
+        [copied] = (await api.list_negatives("zoe", copy.id)).items
+        assert await api.get_photo("zoe", copy.id, copied.id) == not_bo
+
+        await api.delete_negative("alice", bo.id, negative.id)
+        assert (await api.list_negatives("alice", bo.id)).items == []
+
+    run(scenario)

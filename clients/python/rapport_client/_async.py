@@ -43,6 +43,13 @@ class _AsyncClient:
         retries: Retries | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        """A client of the server at ``base_url`` with ``api_key``.
+
+        ``timeout``: seconds (or an ``httpx.Timeout``) for each call; by default 60 s,
+        10 s to connect. ``retries``: when calls are sent again (:class:`Retries`).
+        ``http_client``: an httpx client of your own (proxies, TLS, transports), whose
+        timeout then applies; closing this client closes it.
+        """
         self._retries = retries or Retries()
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._base_url = base_url.rstrip("/")
@@ -178,12 +185,15 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.import_user`."""
         path_or_file = os.fspath(source) if isinstance(source, os.PathLike) else source
         archive = await asyncio.to_thread(read_export, path_or_file)
-        return [
-            await self.create_concept(
+        created = []
+        for c in archive:
+            concept = await self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
             )
-            for c in archive
-        ]
+            if c.negatives:
+                await self.add_negatives(user_id, concept.id, c.negatives)
+            created.append(concept)
+        return created
 
     async def create_concept(
         self,
@@ -266,6 +276,26 @@ class AsyncRapport(_AsyncClient):
     async def delete_photo(self, user_id: str, concept_id: str, image_id: str) -> None:
         """See :meth:`Rapport.delete_photo`."""
         await self._send(api.delete_photo(user_id, concept_id, image_id))
+
+    async def add_negatives(
+        self,
+        user_id: str,
+        concept_id: str,
+        photos: Sequence[PhotoInput],
+        *,
+        progress: Progress | None = None,
+    ) -> m.NegativePage:
+        """See :meth:`Rapport.add_negatives`."""
+        call = await asyncio.to_thread(api.add_negatives, user_id, concept_id, photos)
+        return await self._send(call, progress)
+
+    async def list_negatives(self, user_id: str, concept_id: str) -> m.NegativePage:
+        """See :meth:`Rapport.list_negatives`."""
+        return await self._send(api.list_negatives(user_id, concept_id))
+
+    async def delete_negative(self, user_id: str, concept_id: str, image_id: str) -> None:
+        """See :meth:`Rapport.delete_negative`."""
+        await self._send(api.delete_negative(user_id, concept_id, image_id))
 
     async def list_history(
         self, user_id: str, *, page_size: int = 100

@@ -98,6 +98,10 @@ class ConceptNameTaken(Conflict):
     status, title = 409, "Concept name already used"
 
 
+class NegativeIsOwnPhoto(Conflict):
+    status, title = 409, "A photo of the concept cannot be one that is not it"
+
+
 class NotUndoable(Conflict):
     status, title = 409, "This change cannot be undone"
 

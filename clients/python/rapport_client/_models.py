@@ -33,6 +33,12 @@ class Image(Model):
     media_type: str
 
 
+class NegativePage(Model):
+    """A concept's negatives: photos the user said are not it, oldest first."""
+
+    items: list[Image]
+
+
 class ConceptBrief(Model):
     id: str
     name: str
@@ -286,6 +292,7 @@ class KeyIn(Body):
 # The server's name for each model's schema (components/schemas in its OpenAPI).
 SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     Image: "ImageOut",
+    NegativePage: "NegativePage",
     ConceptBrief: "ConceptBrief",
     LooksLike: "LooksLikeOut",
     Concept: "ConceptOut",

@@ -34,6 +34,13 @@ class _Client:
         retries: Retries | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
+        """A client of the server at ``base_url`` with ``api_key``.
+
+        ``timeout``: seconds (or an ``httpx.Timeout``) for each call; by default 60 s,
+        10 s to connect. ``retries``: when calls are sent again (:class:`Retries`).
+        ``http_client``: an httpx client of your own (proxies, TLS, transports), whose
+        timeout then applies; closing this client closes it.
+        """
         self._retries = retries or Retries()
         self._http = http_client or httpx.Client(timeout=timeout)
         self._base_url = base_url.rstrip("/")
@@ -175,17 +182,21 @@ class Rapport(_Client):
     def import_user(
         self, user_id: str, source: str | os.PathLike[str] | IO[bytes]
     ) -> list[m.Concept]:
-        """Create a concept for each concept of an export, with its photos, in order.
+        """Create a concept for each concept of an export, with its photos and its
+        negatives, in order.
 
         Stops at the first error (e.g. ``ConceptNameTaken``); concepts created before it
         stay."""
         archive = read_export(os.fspath(source) if isinstance(source, os.PathLike) else source)
-        return [
-            self.create_concept(
+        created = []
+        for c in archive:
+            concept = self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
             )
-            for c in archive
-        ]
+            if c.negatives:
+                self.add_negatives(user_id, concept.id, c.negatives)
+            created.append(concept)
+        return created
 
     # Concepts.
 
@@ -268,6 +279,29 @@ class Rapport(_Client):
         """Delete one photo of a concept (a concept left with none is found only when
         named)."""
         self._send(api.delete_photo(user_id, concept_id, image_id))
+
+    # Corrections.
+
+    def add_negatives(
+        self,
+        user_id: str,
+        concept_id: str,
+        photos: Sequence[PhotoInput],
+        *,
+        progress: Progress | None = None,
+    ) -> m.NegativePage:
+        """Mark photos as not this concept ("that is not <bo>"): retrieval stops claiming
+        it for photos like them. ``NegativeIsOwnPhoto`` for one of the concept's own
+        photos. The answer lists all the concept's negatives."""
+        return self._send(api.add_negatives(user_id, concept_id, photos), progress)
+
+    def list_negatives(self, user_id: str, concept_id: str) -> m.NegativePage:
+        """The photos marked as not this concept, oldest first (bytes: ``get_photo``)."""
+        return self._send(api.list_negatives(user_id, concept_id))
+
+    def delete_negative(self, user_id: str, concept_id: str, image_id: str) -> None:
+        """Remove one correction."""
+        self._send(api.delete_negative(user_id, concept_id, image_id))
 
     # Memory history.
 
