@@ -25,17 +25,27 @@ ORIENTATION = 0x0112  # the EXIF tag
 pillow_heif.register_heif_opener()
 AVIF = features.check("avif")
 
-MEDIA_TYPES = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG.
-    "MPO": "image/jpeg",
-    "HEIF": "image/heif",  # image/heic for HEVC-coded files (their brand says so)
-    **({"AVIF": "image/avif"} if AVIF else {}),
+# The one list of the photos rapport accepts: Pillow's format, its media type, and the file
+# suffixes photos of it have (the first is the one an export writes).
+PHOTO_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "JPEG": ("image/jpeg", (".jpg", ".jpeg")),
+    "PNG": ("image/png", (".png",)),
+    "WEBP": ("image/webp", (".webp",)),
+    "GIF": ("image/gif", (".gif",)),
+    "BMP": ("image/bmp", (".bmp",)),
+    # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG,
+    # and its files are named as JPEGs.
+    "MPO": ("image/jpeg", ()),
+    # image/heic for HEVC-coded files (their brand says so; see _media_type).
+    "HEIF": ("image/heif", (".heic", ".heif")),
+    **({"AVIF": ("image/avif", (".avif",))} if AVIF else {}),
 }
+MEDIA_TYPES = {format_: media_type for format_, (media_type, _) in PHOTO_TYPES.items()}
+# What a folder of photos (``rapport import``, ``rapport eval``) reads, by file name.
+PHOTO_SUFFIXES = frozenset(suffix for _, suffixes in PHOTO_TYPES.values() for suffix in suffixes)
+# The suffix of a stored photo's file, by its media type.
+SUFFIX_OF = {media_type: suffixes[0] for media_type, suffixes in PHOTO_TYPES.values() if suffixes}
+SUFFIX_OF["image/heic"] = ".heic"
 # Formats named in a refusal, by their first bytes, when no plugin reads them here.
 _REFUSED = (
     (b"\xff\x0a", "JPEG XL"),

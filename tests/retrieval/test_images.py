@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from retrieval import ImageLimits, decode_image
-from retrieval.images import AVIF, image_size
+from retrieval.config import ImageLimits
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
+from retrieval.images import AVIF, decode_image, image_size
 from tests import factories
 
 
