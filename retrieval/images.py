@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 from retrieval.config import ImageLimits
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
@@ -150,7 +150,8 @@ def _accepted() -> str:
 
 
 def _media_type(image: Image.Image) -> str:
-    if image.format == "HEIF" and image.get_format_mimetype() == "image/heic":
+    # ImageFile.get_format_mimetype: HEVC-coded HEIF ("heic" brand) is image/heic.
+    if isinstance(image, ImageFile.ImageFile) and image.get_format_mimetype() == "image/heic":
         return "image/heic"
     return MEDIA_TYPES[image.format or ""]
 
