@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 
 import pillow_heif
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from retrieval.config import ImageLimits
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
@@ -36,8 +36,8 @@ PHOTO_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG,
     # and its files are named as JPEGs.
     "MPO": ("image/jpeg", ()),
-    # image/heic for HEVC-coded files (their brand says so; see _media_type).
-    "HEIF": ("image/heif", (".heic", ".heif")),
+    # HEIC/HEIF through pillow-heif; phones' files are HEVC-coded, so image/heic.
+    "HEIF": ("image/heic", (".heic", ".heif")),
     **({"AVIF": ("image/avif", (".avif",))} if AVIF else {}),
 }
 MEDIA_TYPES = {format_: media_type for format_, (media_type, _) in PHOTO_TYPES.items()}
@@ -45,7 +45,6 @@ MEDIA_TYPES = {format_: media_type for format_, (media_type, _) in PHOTO_TYPES.i
 PHOTO_SUFFIXES = frozenset(suffix for _, suffixes in PHOTO_TYPES.values() for suffix in suffixes)
 # The suffix of a stored photo's file, by its media type.
 SUFFIX_OF = {media_type: suffixes[0] for media_type, suffixes in PHOTO_TYPES.values() if suffixes}
-SUFFIX_OF["image/heic"] = ".heic"
 # Formats named in a refusal, by their first bytes, when no plugin reads them here.
 _REFUSED = (
     (b"\xff\x0a", "JPEG XL"),
@@ -100,7 +99,7 @@ def decode_image(
     """
     image = _open(data, limits)
     width, height = image.size
-    media_type = _media_type(image)
+    media_type = MEDIA_TYPES[image.format or ""]
     try:
         if min_side is not None and image.format in _JPEG_FAMILY:
             image.draft("RGB", _target(image.size, min_side, max_side))
@@ -146,14 +145,7 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def _accepted() -> str:
-    return ", ".join(sorted({*MEDIA_TYPES.values(), "image/heic"}))
-
-
-def _media_type(image: Image.Image) -> str:
-    # ImageFile.get_format_mimetype: HEVC-coded HEIF ("heic" brand) is image/heic.
-    if isinstance(image, ImageFile.ImageFile) and image.get_format_mimetype() == "image/heic":
-        return "image/heic"
-    return MEDIA_TYPES[image.format or ""]
+    return ", ".join(sorted(set(MEDIA_TYPES.values())))
 
 
 def _unread(data: bytes) -> UnsupportedImage | CorruptImage:

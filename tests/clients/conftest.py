@@ -38,7 +38,9 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 
 @pytest.fixture
 def live(start_server: Any, sqlite_url: str, tmp_path: Path, backend: FakeOpenAI) -> LiveServer:
-    server: LiveServer = start_server(openai_settings(sqlite_url, tmp_path, backend))
+    # Look-alikes by a fixed threshold: the random weights give the decision rule none.
+    settings = openai_settings(sqlite_url, tmp_path, backend, looks_like_min_score=0.9999)
+    server: LiveServer = start_server(settings)
     return server
 
 
