@@ -88,6 +88,14 @@ def test_docs_are_served_offline_and_document_the_bearer_scheme(server: LiveServ
     assert not any(path.startswith(("/console", "/docs", "/redoc")) for path in schema["paths"])
 
 
+def test_the_address_the_server_prints_leads_to_the_console(server: LiveServer) -> None:
+    client = server.client()
+    first = client.get("/", follow_redirects=False)
+    assert (first.status_code, first.headers["location"]) == (302, "/console")
+    page = client.get("/", follow_redirects=True)
+    assert page.status_code == 200 and "<title>" in page.text and page.url.path == "/console"
+
+
 def test_the_console_setting_turns_it_off_and_the_api_gives_it_nothing_extra(
     start_server: Any, sqlite_template: Path, tmp_path: Path
 ) -> None:
@@ -99,6 +107,7 @@ def test_the_console_setting_turns_it_off_and_the_api_gives_it_nothing_extra(
     client = server.client()
     assert client.get("/console").status_code == 404
     assert client.get("/console/main.js").status_code == 404
+    assert client.get("/").status_code == 404
     assert client.get("/docs").status_code == 200  # the docs are not the console
     # Without a key the console's own API calls get exactly what any client gets.
     assert client.get("/v1/users").status_code == 401

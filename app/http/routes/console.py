@@ -14,7 +14,7 @@ from importlib.resources.abc import Traversable
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from app.domain.errors import NotFound
 
@@ -93,6 +93,12 @@ def _serve(package: str, folder: tuple[str, ...], name: str, csp: str) -> Respon
             "Cache-Control": "no-cache",
         },
     )
+
+
+@console_router.get("/")
+def root() -> Response:
+    """The address a server prints first leads to the console (302: it may be turned off)."""
+    return RedirectResponse("/console", status_code=302)
 
 
 @console_router.get("/console")
