@@ -11,14 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.http.chat_schemas import (
     ChatMessage,
     MaxNewTokens,
+    Memory,
+    MemoryChangeOut,
     Temperature,
     UsageOut,
     UsedConcept,
+    memory_changes,
     used_concepts,
 )
 from app.http.schemas import MinScore, TopK
 from app.usecases.chat import ChatAnswer
 from app.usecases.chat_input import ChatInput
+from app.usecases.memory_modes import MemoryMode
 
 
 class StreamOptions(BaseModel):
@@ -48,6 +52,7 @@ class CompletionRequest(BaseModel):
     ) = None
     top_k: TopK | None = None
     min_score: MinScore | None = None
+    memory: Memory | None = None
 
     def to_input(self) -> ChatInput:
         """The request's turns and options (photo references stay strings)."""
@@ -57,6 +62,7 @@ class CompletionRequest(BaseModel):
             min_score=self.min_score,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
+            memory=self.memory,
         )
 
     @property
@@ -78,6 +84,8 @@ class Choice(BaseModel):
 
 class RapportInfo(BaseModel):
     concepts: list[UsedConcept]
+    memory: MemoryMode
+    memory_changes: list[MemoryChangeOut]
 
 
 class Completion(BaseModel):
@@ -103,7 +111,11 @@ class Completion(BaseModel):
                 )
             ],
             usage=UsageOut.from_generation(generation),
-            rapport=RapportInfo(concepts=used_concepts(answer.prepared.used)),
+            rapport=RapportInfo(
+                concepts=used_concepts(answer.prepared.used),
+                memory=answer.prepared.memory,
+                memory_changes=memory_changes(answer.prepared),
+            ),
         )
 
 
