@@ -73,7 +73,7 @@ export function render(screen, context) {
     const items = [];
     let cursor = null;
     do {
-      const query = new URLSearchParams({ limit: 200 });
+      const query = new URLSearchParams({ limit: 200, include: "looks_like" });
       if (cursor) query.set("cursor", cursor);
       const page = await getJSON(`${userPath(user)}/concepts?${query}`);
       items.push(...page.items);

@@ -38,6 +38,10 @@ class NotUndoable(Conflict):
     title = "This change cannot be undone"
 
 
+class NegativeIsOwnPhoto(Conflict):
+    title = "A photo of the concept cannot be one that is not it"
+
+
 class Unauthorized(RapportError):
     title = "Unauthorized"
 

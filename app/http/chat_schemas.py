@@ -13,7 +13,7 @@ from app.usecases.chat_input import ChatInput, RawTurn
 from app.usecases.memory_modes import MemoryMode
 from app.usecases.memory_tools import MemoryChange
 from app.usecases.retrieve import Match
-from retrieval import Generation
+from retrieval.generators import Generation
 
 MaxNewTokens = Annotated[int, Field(ge=1)]
 Memory = Annotated[

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.domain.blob_layout import BlobLayout
 from app.domain.errors import (
     ConceptNameTaken,
     ConceptNotFound,
@@ -18,14 +19,12 @@ from app.storage.db.models import Concept, Embedding, ImageRow, utcnow
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import vectors as vector_rows
-from app.storage.repository.users import UserLock
-from app.usecases.concept_reads import ConceptView, with_looks_like
+from app.usecases.concept_reads import ConceptView
 from app.usecases.history_record import record, summary
 from app.usecases.photos import (
     PreparedPhoto,
     Upload,
     collect_blobs,
-    photo_key,
     prepare_photos,
     store_photos,
 )
@@ -36,8 +35,9 @@ from app.usecases.quotas import (
     upload_sizes,
 )
 from app.usecases.user_write import UserWrite, user_write
-from retrieval import UserIndex, name_key
 from retrieval.errors import InvalidRequest
+from retrieval.index import UserIndex
+from retrieval.names import name_key
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def create_concept(
         record(
             w, action="created", concept_id=concept.id, before=None, after=summary(concept, images)
         )
-    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
+    return ConceptView(concept=concept, images=images)
 
 
 def add_concept_row(
@@ -139,7 +139,7 @@ def add_images(
             before=before,
             after=summary(concept, images),
         )
-    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
+    return ConceptView(concept=concept, images=images)
 
 
 def update_concept(
@@ -157,7 +157,7 @@ def update_concept(
         )
         images = image_rows.images_of(session=w.session, concept_ids=[concept.id])[concept.id]
         change_fields(w, concept, images, changes)
-    return _flagged(services, w.lock, ConceptView(concept=concept, images=images))
+    return ConceptView(concept=concept, images=images)
 
 
 def change_fields(
@@ -245,10 +245,8 @@ def _store(
 ) -> tuple[list[ImageRow], list[Embedding]]:
     """Store the photos in the write's transaction; if it does not commit, the blobs it
     wrote that no committed row uses are deleted again."""
-    keys = [
-        photo_key(tenant_id=scope.tenant_id, user_id=w.user_id, sha256=photo.sha256)
-        for photo in photos
-    ]
+    layout = BlobLayout(tenant_id=scope.tenant_id, user_id=w.user_id)
+    keys = [layout.key(photo.sha256) for photo in photos]
     w.on_rollback(lambda: collect_blobs(services, user_id=w.user_id, keys=keys))
     return store_photos(
         services,
@@ -266,10 +264,6 @@ def _no_concept(concept_id: str) -> ConceptNotFound:
 
 def _name_taken(name: str) -> ConceptNameTaken:
     return ConceptNameTaken(f"this user already has a concept named {name!r}")
-
-
-def _flagged(services: Services, lock: UserLock, view: ConceptView) -> ConceptView:
-    return with_looks_like(services, user_id=lock.user_id, version=lock.to_version, views=[view])[0]
 
 
 def _add(

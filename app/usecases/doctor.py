@@ -11,13 +11,13 @@ last look at the committed rows.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.domain.blob_layout import BlobLayout
 from app.services import Services
 from app.settings import Settings
 from app.storage.blobs import BlobStore
@@ -25,7 +25,6 @@ from app.storage.repository import maintenance
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 
-_USER_FOLDER = re.compile(r"^t\d+/u(\d+)/")
 SHOWN = 20  # ids listed per problem; the counts are always whole
 
 
@@ -154,8 +153,8 @@ def repair(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
 def _remove_unreferenced(storage: Storage, keys: Sequence[str], grace: float) -> int:
     by_user: dict[int | None, list[str]] = {}
     for key in keys:
-        owner = _USER_FOLDER.match(key)
-        by_user.setdefault(int(owner.group(1)) if owner else None, []).append(key)
+        owner = BlobLayout.parse(key)
+        by_user.setdefault(owner.user_id if owner else None, []).append(key)
     removed = 0
     for user_id, user_keys in by_user.items():
         with storage.sessions() as session:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.domain.text_fields import Category, Description, Name
 from retrieval.errors import InvalidRequest
+from retrieval.images import PHOTO_SUFFIXES
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 RAP_DATABASE = "database.json"
+# A concept folder's sub-folder of photos that are not the concept (corrections).
+NEGATIVES_FOLDER = "not"
 # The same rules for a concept's fields as the HTTP API's.
 _FIELDS: dict[str, TypeAdapter[str]] = {
     "name": TypeAdapter(Name),
@@ -41,6 +43,8 @@ class ConceptSource:
     description: str
     category: str | None
     photos: list[Path]
+    # Photos the user said are not the concept (an export's ``not/`` folder).
+    negatives: list[Path] = field(default_factory=list)
 
     def check(self) -> None:
         """Raise InvalidRequest naming the first field the HTTP API would refuse."""
@@ -73,13 +77,11 @@ def find_sources(root: Path) -> tuple[list[ConceptSource], list[Failure]]:
         raise InvalidRequest(f"{root} is neither a folder nor a JSON file")
     sources, failures = [], []
     for folder, folders, files in os.walk(root):
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
-        here = Path(folder)
-        photos = sorted(
-            here / name
-            for name in files
-            if Path(name).suffix.lower() in PHOTO_SUFFIXES and not name.startswith(".")
+        folders[:] = sorted(
+            name for name in folders if not name.startswith(".") and name != NEGATIVES_FOLDER
         )
+        here = Path(folder)
+        photos = _photos_in(here, files)
         if not photos and not {"concept.json", "info.txt"} & set(files):
             continue
         try:
@@ -87,8 +89,18 @@ def find_sources(root: Path) -> tuple[list[ConceptSource], list[Failure]]:
         except (OSError, ValueError) as error:
             failures.append(Failure(str(here), f"metadata unreadable: {error}"))
             continue
-        sources.append(ConceptSource(origin=str(here), photos=photos, **fields))
+        negatives = here / NEGATIVES_FOLDER
+        not_it = _photos_in(negatives, os.listdir(negatives)) if negatives.is_dir() else []
+        sources.append(ConceptSource(origin=str(here), photos=photos, negatives=not_it, **fields))
     return sources, failures
+
+
+def _photos_in(folder: Path, files: list[str]) -> list[Path]:
+    return sorted(
+        folder / name
+        for name in files
+        if Path(name).suffix.lower() in PHOTO_SUFFIXES and not name.startswith(".")
+    )
 
 
 def _folder_fields(folder: Path) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from retrieval import DecodedImage, ImageLimits, decode_image
+from retrieval.config import ImageLimits
 from retrieval.errors import InvalidRequest, PayloadTooLarge
-from retrieval.images import image_size
+from retrieval.images import DecodedImage, decode_image, image_size
 
 if TYPE_CHECKING:
     from app.services import Services

@@ -9,16 +9,17 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.domain.blob_layout import BlobLayout
 from app.domain.errors import BlobStoreUnavailable
 from app.services import Services
-from app.storage.blobs import blob_key, sha256_hex
-from app.storage.db.models import Embedding, ImageRow
+from app.storage.blobs import sha256_hex
+from app.storage.db.models import PHOTO, Embedding, ImageRow
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest
+from retrieval.images import DecodedImage
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +78,6 @@ def prepare_photos(
     ]
 
 
-def user_namespace(*, tenant_id: int, user_id: int) -> str:
-    """The blob folder of one user: erasing the user removes it whole."""
-    return f"t{tenant_id}/u{user_id}"
-
-
-def photo_key(*, tenant_id: int, user_id: int, sha256: str) -> str:
-    """Blob key of a photo: content-addressed within its user's own folder."""
-    return blob_key(namespace=user_namespace(tenant_id=tenant_id, user_id=user_id), sha256=sha256)
-
-
 def store_photos(
     services: Services,
     *,
@@ -95,11 +86,13 @@ def store_photos(
     user_id: int,
     concept_id: str,
     photos: Sequence[PreparedPhoto],
+    role: str = PHOTO,
 ) -> tuple[list[ImageRow], list[Embedding]]:
-    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction."""
+    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction;
+    ``role`` NEGATIVE for photos the user said are not the concept."""
     images, embeddings = [], []
     for photo in photos:
-        key = photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
+        key = BlobLayout(tenant_id=tenant_id, user_id=user_id).key(photo.sha256)
         services.blobs.put(key, photo.data)
         image = image_rows.add_image(
             session=session,
@@ -111,6 +104,7 @@ def store_photos(
             width=photo.decoded.width,
             height=photo.decoded.height,
             size_bytes=len(photo.data),
+            role=role,
         )
         embedding = vector_rows.add_vector(
             session=session, image=image, vector=photo.vector, model_id=services.encoder.model_id

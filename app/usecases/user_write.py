@@ -21,7 +21,7 @@ from app.domain.errors import ConceptNotFound
 from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.repository import users as user_rows
-from retrieval import UserIndex
+from retrieval.index import UserIndex
 
 
 @dataclass

@@ -17,7 +17,7 @@ from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
 from app.usecases.importer import import_concepts
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import Encoder
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.helpers import stored
 from tests.app.processes import RAPPORT, rapport_env, run_cli

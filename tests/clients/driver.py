@@ -15,10 +15,11 @@ FLAVOURS: tuple[Flavour, ...] = ("sync", "async")
 
 
 class Driver:
-    """Every method of the client it wraps, awaited: a sync client's methods are called
-    directly (the server runs in another thread), an async client's are awaited."""
+    """Every method of the client it wraps (Rapport, RapportAdmin or their async twins),
+    awaited: a sync client's methods are called directly (the server runs in another
+    thread), an async client's are awaited."""
 
-    def __init__(self, client: Rapport | AsyncRapport) -> None:
+    def __init__(self, client: Any) -> None:
         self.client = client
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:

@@ -141,3 +141,60 @@ def test_export_then_import_into_another_user(run: Drive, tmp_path: Path) -> Non
         assert (await api.get_user("zoe")).concepts == 2
 
     run(scenario)
+
+
+def test_history_lists_every_change_newest_first_and_undo_refuses_an_api_change(
+    run: Drive,
+) -> None:
+    [path] = dataset_paths("candle", 1)
+
+    async def scenario(api: Driver) -> None:
+        concept = await api.create_concept("alice", "<wick>", [path], description="tall")
+        await api.update_concept("alice", concept.id, description="short")
+        events = await api.collect("list_history", "alice", page_size=1)
+        assert [(e.action, e.source, e.concept_id) for e in events] == [
+            ("updated", "api", concept.id),
+            ("created", "api", concept.id),
+        ]
+        updated, created = events
+        assert created.before is None and created.after is not None
+        assert created.after.photos == [concept.images[0].id]
+        assert updated.before == created.after
+        assert updated.after is not None and updated.after.description == "short"
+        assert not updated.undoable
+        with pytest.raises(rc.NotUndoable) as refused:
+            await api.undo("alice", updated.id)
+        assert refused.value.status == 409
+        with pytest.raises(rc.EventNotFound):
+            await api.undo("alice", concept.id)
+
+    run(scenario)
+
+
+def test_negatives_are_added_listed_exported_imported_and_deleted(
+    run: Drive, tmp_path: Path
+) -> None:
+    own = factories.photo("dog", 0)
+    not_bo = factories.photo("cat", 0)
+
+    async def scenario(api: Driver) -> None:
+        bo = await api.create_concept("alice", "<bo>", [own])
+        added = await api.add_negatives("alice", bo.id, [not_bo])
+        assert isinstance(added, rc.NegativePage)
+        [negative] = added.items
+        assert (negative.width, negative.height) == (512, 512)
+        assert await api.list_negatives("alice", bo.id) == added
+        assert await api.get_photo("alice", bo.id, negative.id) == not_bo
+        with pytest.raises(rc.NegativeIsOwnPhoto) as refused:
+            await api.add_negatives("alice", bo.id, [own])
+        assert refused.value.status == 409
+
+        await api.export_user("alice", tmp_path / "alice.zip")
+        [copy] = await api.import_user("zoe", tmp_path / "alice.zip")
+        [copied] = (await api.list_negatives("zoe", copy.id)).items
+        assert await api.get_photo("zoe", copy.id, copied.id) == not_bo
+
+        await api.delete_negative("alice", bo.id, negative.id)
+        assert (await api.list_negatives("alice", bo.id)).items == []
+
+    run(scenario)

@@ -37,8 +37,13 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("patch", "/v1/users/{user_id}/concepts/{concept_id}"): "update_concept",
     ("delete", "/v1/users/{user_id}/concepts/{concept_id}"): "delete_concept",
     ("post", "/v1/users/{user_id}/concepts/{concept_id}/images"): "add_photos",
+    ("post", "/v1/users/{user_id}/concepts/{concept_id}/negatives"): "add_negatives",
+    ("get", "/v1/users/{user_id}/concepts/{concept_id}/negatives"): "list_negatives",
+    ("delete", "/v1/users/{user_id}/concepts/{concept_id}/negatives/{image_id}"): "delete_negative",
     ("get", "/v1/users/{user_id}/concepts/{concept_id}/images/{image_id}"): "get_photo",
     ("delete", "/v1/users/{user_id}/concepts/{concept_id}/images/{image_id}"): "delete_photo",
+    ("get", "/v1/users/{user_id}/history"): "history_page",
+    ("post", "/v1/users/{user_id}/history/{event_id}/undo"): "undo",
     ("post", "/v1/users/{user_id}/retrieve"): "retrieve",
     ("post", "/v1/users/{user_id}/playground"): "playground",
     ("post", "/v1/users/{user_id}/chat"): "chat",
@@ -111,7 +116,11 @@ def test_each_model_has_the_fields_of_the_servers_schema(
     components = openapi["components"]["schemas"]
     name = SERVER_SCHEMAS[model]
     assert name in components, f"the server has no schema {name!r} any more"
-    assert client_fields(model) == fields_of(components[name], lambda ref: ref)
+    client, server = client_fields(model), fields_of(components[name], lambda ref: ref)
+    assert client == server, (
+        f"{model.__name__} (clients/python/rapport_client/_models.py) differs from the "
+        f"server's {name}"
+    )
 
 
 def test_the_retrieve_body_has_the_fields_of_the_servers(openapi: dict[str, Any]) -> None:
@@ -129,7 +138,12 @@ def test_every_operation_has_a_client_method_on_both_clients(openapi: dict[str, 
         for method in operations
         if method in ("get", "post", "patch", "put", "delete")
     }
-    assert served == set(OPERATIONS)
+    missing, gone = served - set(OPERATIONS), set(OPERATIONS) - served
+    assert not missing, (
+        f"operations without a client method: {sorted(missing)}; add methods to both "
+        "clients in clients/python and list them in OPERATIONS here"
+    )
+    assert not gone, f"operations the server no longer has: {sorted(gone)}"
     for (_, path), method in OPERATIONS.items():
         if method is None:
             continue
@@ -185,10 +199,11 @@ def test_each_server_error_has_a_client_class_of_its_own(
     # The server's own table, looked up along the class hierarchy as status_of does.
     status = next(STATUS[cls] for cls in server_error.__mro__ if cls in STATUS)
     client_class = error_class(status, server_error.title)
+    hint = f"add a class for {status} {server_error.title!r} to rapport_client/_errors.py"
     if server_error is library_errors.RapportError:
         assert client_class is rc.InternalServerError
         return
-    assert (client_class.status, client_class.title) == (status, server_error.title)
+    assert (client_class.status, client_class.title) == (status, server_error.title), hint
     assert issubclass(client_class, rc.ServerError if status >= 500 else rc.ClientError)
 
 

@@ -127,3 +127,13 @@ def test_a_server_that_is_not_there_is_a_transport_error(flavour: Flavour) -> No
         assert not isinstance(failed.value, rc.Timeout)
 
     drive(flavour, url, "rk_x", scenario, retries=rc.Retries(attempts=2, backoff_s=0.001))
+
+
+def test_readiness_of_a_silent_server_is_a_timeout_not_an_httpx_error(
+    silent_port: str, flavour: Flavour
+) -> None:
+    async def scenario(api: Driver) -> None:
+        with pytest.raises(rc.Timeout):
+            await api.ready()
+
+    drive(flavour, silent_port, "rk_x", scenario, timeout=0.2)

@@ -65,7 +65,8 @@ def test_the_client_installed_alone_in_a_fresh_venv_talks_to_a_server(
     photo = tmp_path / "bo.jpg"
     photo.write_bytes(factories.photo("dog", 0))
     script = f"""
-import json, rapport_client
+import importlib.metadata, json, rapport_client
+assert rapport_client.__version__ == importlib.metadata.version("rapport-client")
 with rapport_client.Rapport({live.url!r}, {live.new_key("acme")!r}) as api:
     bo = api.create_concept("alice", "<bo>", [{str(photo)!r}] * 3)
     found = api.retrieve("alice", {str(photo)!r}, min_score=-1.0)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 
@@ -20,6 +20,11 @@ router = APIRouter(
 
 Images = Annotated[
     list[UploadFile], File(min_length=1, description="one or more photos of the concept")
+]
+# Work a read does only when asked: the look-alike search of each concept on the page.
+Include = Annotated[
+    Literal["looks_like"] | None,
+    Query(description="looks_like: flag each concept whose photos look like another's"),
 ]
 OptionalImages = Annotated[
     list[UploadFile] | None,
@@ -70,18 +75,23 @@ def list_concepts(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64, pattern=CONTROL_FREE)] = None,
+    include: Include = None,
 ) -> ConceptPage:
     """List a user's concepts, oldest first; pass next_cursor back for the next page."""
     views, next_cursor = concept_reads.list_concepts(
-        services, scope=scope, limit=limit, after=cursor
+        services, scope=scope, limit=limit, after=cursor, looks_like=include == "looks_like"
     )
     return ConceptPage(items=[ConceptOut.from_view(v) for v in views], next_cursor=next_cursor)
 
 
 @router.get("/{concept_id}")
-def get_concept(scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep) -> ConceptOut:
+def get_concept(
+    scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep, include: Include = None
+) -> ConceptOut:
     """One concept with its photos."""
-    view = concept_reads.get_concept(services, scope=scope, concept_id=concept_id)
+    view = concept_reads.get_concept(
+        services, scope=scope, concept_id=concept_id, looks_like=include == "looks_like"
+    )
     return ConceptOut.from_view(view)
 
 

@@ -26,7 +26,7 @@ from app.usecases.chat import (
 from app.usecases.chat_input import ChatInput, read_query
 from app.usecases.memory_tools import MemoryChange
 from app.usecases.retrieve import Match
-from retrieval import Generation
+from retrieval.generators import Generation
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,11 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+# ImageRow.role values.
+PHOTO = "photo"
+NEGATIVE = "negative"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -134,6 +139,8 @@ class ImageRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "photo": a photo of the concept; "negative": a photo the user said is not it.
+    role: Mapped[str] = mapped_column(String(16), default=PHOTO, server_default=PHOTO)
 
 
 class Embedding(Base):

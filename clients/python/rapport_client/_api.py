@@ -100,6 +100,45 @@ def delete_photo(user_id: str, concept_id: str, image_id: str) -> Call[None]:
     return Call("DELETE", user_path(user_id, "concepts", concept_id, "images", image_id), nothing)
 
 
+# Corrections: photos that are not a concept.
+
+
+def add_negatives(
+    user_id: str, concept_id: str, photos: Sequence[PhotoInput]
+) -> Call[m.NegativePage]:
+    return photo_upload(
+        ("POST", user_path(user_id, "concepts", concept_id, "negatives")),
+        {},
+        photos,
+        model(m.NegativePage),
+        field="images",
+        idempotent=False,
+    )
+
+
+def list_negatives(user_id: str, concept_id: str) -> Call[m.NegativePage]:
+    path = user_path(user_id, "concepts", concept_id, "negatives")
+    return Call("GET", path, model(m.NegativePage))
+
+
+def delete_negative(user_id: str, concept_id: str, image_id: str) -> Call[None]:
+    path = user_path(user_id, "concepts", concept_id, "negatives", image_id)
+    return Call("DELETE", path, nothing)
+
+
+# Memory history.
+
+
+def history(user_id: str, limit: int, cursor: str | None) -> Call[m.HistoryPage]:
+    query = params(limit=limit, cursor=cursor)
+    return Call("GET", user_path(user_id, "history"), model(m.HistoryPage), params=query)
+
+
+def undo(user_id: str, event_id: str) -> Call[m.Undo]:
+    path = user_path(user_id, "history", event_id, "undo")
+    return Call("POST", path, model(m.Undo), idempotent=False)
+
+
 # Retrieval and chat.
 
 

@@ -1,5 +1,8 @@
 """The asyncio clients: AsyncRapport and AsyncRapportAdmin, method for method as the
-blocking ones (``await`` each call; ``async for`` over listings and chat streams)."""
+blocking ones (``await`` each call; ``async for`` over listings and chat streams).
+
+Reading photos and archives, encoding bodies and writing exports run in a worker thread,
+so that the event loop never waits on a disk."""
 
 from __future__ import annotations
 
@@ -40,6 +43,13 @@ class _AsyncClient:
         retries: Retries | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        """A client of the server at ``base_url`` with ``api_key``.
+
+        ``timeout``: seconds (or an ``httpx.Timeout``) for each call; by default 60 s,
+        10 s to connect. ``retries``: when calls are sent again (:class:`Retries`).
+        ``http_client``: an httpx client of your own (proxies, TLS, transports), whose
+        timeout then applies; closing this client closes it.
+        """
         self._retries = retries or Retries()
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
         self._base_url = base_url.rstrip("/")
@@ -158,7 +168,7 @@ class AsyncRapport(_AsyncClient):
             received = 0
             with path.open("wb") as sink:
                 async for chunk in response.aiter_bytes():
-                    sink.write(chunk)
+                    await asyncio.to_thread(sink.write, chunk)
                     received += len(chunk)
                     if progress is not None:
                         progress(received, total)
@@ -173,13 +183,17 @@ class AsyncRapport(_AsyncClient):
         self, user_id: str, source: str | os.PathLike[str] | IO[bytes]
     ) -> list[m.Concept]:
         """See :meth:`Rapport.import_user`."""
-        archive = read_export(os.fspath(source) if isinstance(source, os.PathLike) else source)
-        return [
-            await self.create_concept(
+        path_or_file = os.fspath(source) if isinstance(source, os.PathLike) else source
+        archive = await asyncio.to_thread(read_export, path_or_file)
+        created = []
+        for c in archive:
+            concept = await self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
             )
-            for c in archive
-        ]
+            if c.negatives:
+                await self.add_negatives(user_id, concept.id, c.negatives)
+            created.append(concept)
+        return created
 
     async def create_concept(
         self,
@@ -192,7 +206,9 @@ class AsyncRapport(_AsyncClient):
         progress: Progress | None = None,
     ) -> m.Concept:
         """See :meth:`Rapport.create_concept`."""
-        call = api.create_concept(user_id, name, photos, description, category)
+        call = await asyncio.to_thread(
+            api.create_concept, user_id, name, photos, description, category
+        )
         return await self._send(call, progress)
 
     async def list_concepts(
@@ -244,7 +260,8 @@ class AsyncRapport(_AsyncClient):
         progress: Progress | None = None,
     ) -> m.Concept:
         """See :meth:`Rapport.add_photos`."""
-        return await self._send(api.add_photos(user_id, concept_id, photos), progress)
+        call = await asyncio.to_thread(api.add_photos, user_id, concept_id, photos)
+        return await self._send(call, progress)
 
     async def get_photo(self, user_id: str, concept_id: str, image_id: str) -> bytes:
         """See :meth:`Rapport.get_photo`."""
@@ -260,6 +277,49 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.delete_photo`."""
         await self._send(api.delete_photo(user_id, concept_id, image_id))
 
+    async def add_negatives(
+        self,
+        user_id: str,
+        concept_id: str,
+        photos: Sequence[PhotoInput],
+        *,
+        progress: Progress | None = None,
+    ) -> m.NegativePage:
+        """See :meth:`Rapport.add_negatives`."""
+        call = await asyncio.to_thread(api.add_negatives, user_id, concept_id, photos)
+        return await self._send(call, progress)
+
+    async def list_negatives(self, user_id: str, concept_id: str) -> m.NegativePage:
+        """See :meth:`Rapport.list_negatives`."""
+        return await self._send(api.list_negatives(user_id, concept_id))
+
+    async def delete_negative(self, user_id: str, concept_id: str, image_id: str) -> None:
+        """See :meth:`Rapport.delete_negative`."""
+        await self._send(api.delete_negative(user_id, concept_id, image_id))
+
+    async def list_history(
+        self, user_id: str, *, page_size: int = 100
+    ) -> AsyncIterator[m.HistoryEvent]:
+        """See :meth:`Rapport.list_history` (``async for``)."""
+        cursor = None
+        while True:
+            page = await self.history_page(user_id, limit=page_size, cursor=cursor)
+            for event in page.items:
+                yield event
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def history_page(
+        self, user_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> m.HistoryPage:
+        """See :meth:`Rapport.history_page`."""
+        return await self._send(api.history(user_id, limit, cursor))
+
+    async def undo(self, user_id: str, event_id: str) -> m.Undo:
+        """See :meth:`Rapport.undo`."""
+        return await self._send(api.undo(user_id, event_id))
+
     async def retrieve(
         self,
         user_id: str,
@@ -272,7 +332,8 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.retrieve`."""
         if is_url(image):
             image = await _download(str(image), self._http.timeout)
-        return await self._send(api.retrieve(user_id, image, text, top_k, min_score))
+        call = await asyncio.to_thread(api.retrieve, user_id, image, text, top_k, min_score)
+        return await self._send(call)
 
     async def chat(
         self,
@@ -287,8 +348,16 @@ class AsyncRapport(_AsyncClient):
         temperature: float = 0.0,
     ) -> m.ChatAnswer:
         """See :meth:`Rapport.chat`."""
-        request = api.chat_request(
-            question, image, messages, top_k, min_score, max_new_tokens, temperature, False
+        request = await asyncio.to_thread(
+            api.chat_request,
+            question,
+            image,
+            messages,
+            top_k,
+            min_score,
+            max_new_tokens,
+            temperature,
+            False,
         )
         return await self._send(api.chat(user_id, request))
 
@@ -306,8 +375,16 @@ class AsyncRapport(_AsyncClient):
     ) -> AsyncIterator[ChatEvent]:
         """See :meth:`Rapport.chat_stream`: ``async for event in await
         client.chat_stream(...)``."""
-        request = api.chat_request(
-            question, image, messages, top_k, min_score, max_new_tokens, temperature, True
+        request = await asyncio.to_thread(
+            api.chat_request,
+            question,
+            image,
+            messages,
+            top_k,
+            min_score,
+            max_new_tokens,
+            temperature,
+            True,
         )
         response = await self._open(api.chat(user_id, request))
         return self._events(response)
@@ -338,7 +415,8 @@ class AsyncRapport(_AsyncClient):
         min_score: float | None = None,
     ) -> m.Playground:
         """See :meth:`Rapport.playground`."""
-        return await self._send(api.playground(user_id, question, image, top_k, min_score))
+        call = await asyncio.to_thread(api.playground, user_id, question, image, top_k, min_score)
+        return await self._send(call)
 
     async def health(self) -> bool:
         """See :meth:`Rapport.health`."""
@@ -346,7 +424,12 @@ class AsyncRapport(_AsyncClient):
 
     async def ready(self) -> m.Readiness:
         """See :meth:`Rapport.ready`."""
-        response = await self._http.get(self._base_url + "/readyz")
+        try:
+            response = await self._http.get(self._base_url + "/readyz")
+        except httpx.TimeoutException as error:
+            raise Timeout("GET /readyz: no answer in time") from error
+        except httpx.TransportError as error:
+            raise TransportError(f"GET /readyz: {error}") from error
         if response.status_code not in (200, 503):
             raise error_from_response(response)
         return m.Readiness.model_validate_json(response.content)

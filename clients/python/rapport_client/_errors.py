@@ -82,6 +82,10 @@ class ImageNotFound(NotFound):
     status, title = 404, "Image not found"
 
 
+class EventNotFound(NotFound):
+    status, title = 404, "History event not found"
+
+
 class RequestTimeout(ClientError):
     status, title = 408, "Request timeout"
 
@@ -92,6 +96,14 @@ class Conflict(ClientError):
 
 class ConceptNameTaken(Conflict):
     status, title = 409, "Concept name already used"
+
+
+class NegativeIsOwnPhoto(Conflict):
+    status, title = 409, "A photo of the concept cannot be one that is not it"
+
+
+class NotUndoable(Conflict):
+    status, title = 409, "This change cannot be undone"
 
 
 class QuotaExceeded(Conflict):

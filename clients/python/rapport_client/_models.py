@@ -33,6 +33,12 @@ class Image(Model):
     media_type: str
 
 
+class NegativePage(Model):
+    """A concept's negatives: photos the user said are not it, oldest first."""
+
+    items: list[Image]
+
+
 class ConceptBrief(Model):
     id: str
     name: str
@@ -146,6 +152,40 @@ class Playground(Model):
     generator: str
 
 
+class ConceptState(Model):
+    """A concept as it was before or after a change."""
+
+    name: str
+    description: str
+    category: str | None
+    photos: list[str]
+
+
+class HistoryEvent(Model):
+    """One change to a user's concepts; ``undoable``: made by chat and not undone yet."""
+
+    id: str
+    time: datetime
+    source: Literal["api", "import", "chat", "undo"]
+    action: Literal["created", "updated", "deleted"]
+    concept_id: str | None
+    before: ConceptState | None
+    after: ConceptState | None
+    undoes: str | None = None
+    undone_at: datetime | None = None
+    undoable: bool
+
+
+class HistoryPage(Model):
+    items: list[HistoryEvent]
+    next_cursor: str | None
+
+
+class Undo(Model):
+    undone: str
+    changes: list[HistoryEvent]
+
+
 class Problem(Model):
     type: str = "about:blank"
     title: str
@@ -252,6 +292,7 @@ class KeyIn(Body):
 # The server's name for each model's schema (components/schemas in its OpenAPI).
 SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     Image: "ImageOut",
+    NegativePage: "NegativePage",
     ConceptBrief: "ConceptBrief",
     LooksLike: "LooksLikeOut",
     Concept: "ConceptOut",
@@ -268,6 +309,10 @@ SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     PromptPart: "PromptPartOut",
     PromptMessage: "PromptMessageOut",
     Playground: "PlaygroundOut",
+    ConceptState: "ConceptState",
+    HistoryEvent: "HistoryEventOut",
+    HistoryPage: "HistoryPageOut",
+    Undo: "UndoOut",
     Problem: "Problem",
     Tenant: "TenantOut",
     ApiKey: "KeyOut",

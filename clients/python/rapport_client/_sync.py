@@ -34,6 +34,13 @@ class _Client:
         retries: Retries | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
+        """A client of the server at ``base_url`` with ``api_key``.
+
+        ``timeout``: seconds (or an ``httpx.Timeout``) for each call; by default 60 s,
+        10 s to connect. ``retries``: when calls are sent again (:class:`Retries`).
+        ``http_client``: an httpx client of your own (proxies, TLS, transports), whose
+        timeout then applies; closing this client closes it.
+        """
         self._retries = retries or Retries()
         self._http = http_client or httpx.Client(timeout=timeout)
         self._base_url = base_url.rstrip("/")
@@ -175,17 +182,21 @@ class Rapport(_Client):
     def import_user(
         self, user_id: str, source: str | os.PathLike[str] | IO[bytes]
     ) -> list[m.Concept]:
-        """Create a concept for each concept of an export, with its photos, in order.
+        """Create a concept for each concept of an export, with its photos and its
+        negatives, in order.
 
         Stops at the first error (e.g. ``ConceptNameTaken``); concepts created before it
         stay."""
         archive = read_export(os.fspath(source) if isinstance(source, os.PathLike) else source)
-        return [
-            self.create_concept(
+        created = []
+        for c in archive:
+            concept = self.create_concept(
                 user_id, c.name, c.photos, description=c.description, category=c.category
             )
-            for c in archive
-        ]
+            if c.negatives:
+                self.add_negatives(user_id, concept.id, c.negatives)
+            created.append(concept)
+        return created
 
     # Concepts.
 
@@ -268,6 +279,53 @@ class Rapport(_Client):
         """Delete one photo of a concept (a concept left with none is found only when
         named)."""
         self._send(api.delete_photo(user_id, concept_id, image_id))
+
+    # Corrections.
+
+    def add_negatives(
+        self,
+        user_id: str,
+        concept_id: str,
+        photos: Sequence[PhotoInput],
+        *,
+        progress: Progress | None = None,
+    ) -> m.NegativePage:
+        """Mark photos as not this concept ("that is not <bo>"): retrieval stops claiming
+        it for photos like them. ``NegativeIsOwnPhoto`` for one of the concept's own
+        photos. The answer lists all the concept's negatives."""
+        return self._send(api.add_negatives(user_id, concept_id, photos), progress)
+
+    def list_negatives(self, user_id: str, concept_id: str) -> m.NegativePage:
+        """The photos marked as not this concept, oldest first (bytes: ``get_photo``)."""
+        return self._send(api.list_negatives(user_id, concept_id))
+
+    def delete_negative(self, user_id: str, concept_id: str, image_id: str) -> None:
+        """Remove one correction."""
+        self._send(api.delete_negative(user_id, concept_id, image_id))
+
+    # Memory history.
+
+    def list_history(self, user_id: str, *, page_size: int = 100) -> Iterator[m.HistoryEvent]:
+        """Every change to the user's concepts (API, import, chat, undo), newest first;
+        pages are fetched as the iterator is consumed."""
+        cursor = None
+        while True:
+            page = self.history_page(user_id, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def history_page(
+        self, user_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> m.HistoryPage:
+        """One page of the user's history; pass its ``next_cursor`` back for the next."""
+        return self._send(api.history(user_id, limit, cursor))
+
+    def undo(self, user_id: str, event_id: str) -> m.Undo:
+        """Undo one change made by chat (``NotUndoable`` for any other, or one undone
+        already); the answer lists what the undo changed."""
+        return self._send(api.undo(user_id, event_id))
 
     # Retrieval and chat.
 
@@ -363,7 +421,12 @@ class Rapport(_Client):
     def ready(self) -> m.Readiness:
         """Whether the database, the photo store and the encoder are ready (``/readyz``);
         not ready is an answer here, not an error."""
-        response = self._http.get(self._base_url + "/readyz")
+        try:
+            response = self._http.get(self._base_url + "/readyz")
+        except httpx.TimeoutException as error:
+            raise Timeout("GET /readyz: no answer in time") from error
+        except httpx.TransportError as error:
+            raise TransportError(f"GET /readyz: {error}") from error
         if response.status_code not in (200, 503):
             raise error_from_response(response)
         return m.Readiness.model_validate_json(response.content)
