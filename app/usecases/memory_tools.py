@@ -31,9 +31,9 @@ from app.storage.repository.concepts import ConceptSummary
 from app.usecases import concepts
 from app.usecases.concepts import ConceptChanges
 from app.usecases.memory_modes import MemoryMode
-from retrieval import name_key
 from retrieval.errors import RapportError
 from retrieval.generators import ToolCall, ToolSession
+from retrieval.names import name_key
 
 logger = logging.getLogger(__name__)
 
