@@ -17,6 +17,7 @@ from retrieval.generators.base import (
 )
 from retrieval.generators.echo_generator import EchoGenerator
 from retrieval.generators.none_generator import NoneGenerator
+from retrieval.generators.tools import ToolCall, ToolSession
 
 __all__ = [
     "GENERATOR_KINDS",
@@ -27,6 +28,8 @@ __all__ = [
     "GeneratorConfig",
     "NoneGenerator",
     "Stream",
+    "ToolCall",
+    "ToolSession",
     "Usage",
     "open_generator",
 ]
