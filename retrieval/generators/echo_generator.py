@@ -53,6 +53,7 @@ class EchoGenerator:
 
     name = "echo"
     model = MODEL
+    supports_tools = False  # it calls no memory tool: memory "read" only
 
     def generate(self, prompt: Prompt, options: GenerationOptions) -> Generation:
         *_, generation = self.stream(prompt, options)
