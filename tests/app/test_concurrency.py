@@ -95,12 +95,13 @@ def test_each_app_has_its_own_share_of_the_encoder_queue_through_http(
     start_server: Any, database_url: str, tmp_path: Path, encoder: Encoder
 ) -> None:
     gated = GatedEncoder(encoder)  # holds every forward pass until the gate opens
-    # A fixed threshold: the decision rule's background photos would be encoded (and so
-    # held) at start-up.
-    settings = make_settings(database_url, tmp_path / "data", min_score=0.0)
+    settings = make_settings(database_url, tmp_path / "data")
+    gated.gate.set()  # the decision rule's background photos pass at start-up
     server: LiveServer = start_server(
         settings.model_copy(update={"encode_queue_per_app": 2}), encoder=gated
     )
+    gated.gate.clear()
+    gated.entered.clear()
     queue = server.services.encoder
     acme, globex, initech = (server.client(server.new_key(name)) for name in TENANTS)
 
