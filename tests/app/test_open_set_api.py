@@ -81,7 +81,8 @@ def test_open_set_through_the_api_and_corrections_that_hold(
                     assert marked.status_code == 201, marked.text
                 break
     marked_photos = {
-        s: next((p for p, c in zip(strangers[s], claims[s]) if c), None) for s in unregistered
+        s: next((p for p, c in zip(strangers[s], claims[s], strict=True) if c), None)
+        for s in unregistered
     }
     others = [
         not present(client, photo)

@@ -152,8 +152,12 @@ class CountingEncoder:
 def test_all_regions_of_a_query_are_encoded_in_one_batch(dataset: Path, encoder: Encoder) -> None:
     counting = CountingEncoder(encoder)
     # Without the open-set protocol, which encodes the same photos for many users.
-    graded = evaluate(  # type: ignore[arg-type]
-        dataset, counting, regions=GRID2, collages=False, open_set_users=0
+    graded = evaluate(
+        dataset,
+        counting,  # type: ignore[arg-type]
+        regions=GRID2,
+        collages=False,
+        open_set_users=0,
     )
     # One batch per concept's references and one for the background, then one per query.
     assert len(counting.batches) == graded.concepts + 1 + graded.queries
