@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -181,6 +182,12 @@ class Settings(BaseSettings):
         "each process, after a burst of auth_failures_burst; 0: no limit",
     )
     auth_failures_burst: Annotated[int, Field(ge=1)] = 20
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="comma-separated addresses or networks of the proxies (the load "
+        "balancer) whose X-Forwarded-For names the client; empty: no proxy is trusted, the "
+        "connection's own address is the client's",
+    )
     max_concepts_per_user: Annotated[int, Field(ge=1)] = 1000
     max_photos_per_concept: Annotated[int, Field(ge=1)] = 50
     max_tenant_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * MiB
@@ -253,6 +260,16 @@ class Settings(BaseSettings):
         if value is not None:
             check_secret(f"RAPPORT_{(info.field_name or '').upper()}", value.get_secret_value())
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
 
     @model_validator(mode="after")
     def _check_together(self) -> Settings:

@@ -7,6 +7,7 @@ connection forever, before any authentication. ``HeaderDeadlineProtocol``
 closes a connection whose request headers are not complete within
 RAPPORT_HEADER_TIMEOUT_S of its first byte (or of the connection, for the first
 request), and RAPPORT_MAX_CONNECTIONS bounds what one process holds open.
+X-Forwarded-For is believed only from RAPPORT_FORWARDED_ALLOW_IPS.
 """
 
 from __future__ import annotations
@@ -74,4 +75,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": settings.keep_alive_s,
         "access_log": settings.access_log,
+        # Only the configured proxies may name the client (uvicorn would trust 127.0.0.1,
+        # and so any local process, by default).
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or "",
     }
