@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from app import logs, version
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import install_error_handlers
+from app.http.json_body import add_body_schemas
 from app.http.metrics import Metrics, MetricsMiddleware
 from app.http.openapi import add_bearer_scheme
 from app.http.routes import (
@@ -283,7 +284,7 @@ def _document_bearer(app: FastAPI) -> None:
 
     def with_bearer() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_bearer_scheme(openapi())
+            app.openapi_schema = add_body_schemas(add_bearer_scheme(openapi()))
         return app.openapi_schema
 
     app.openapi = with_bearer  # type: ignore[method-assign]
