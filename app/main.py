@@ -51,6 +51,7 @@ from app.storage.thumbnails import ThumbnailCache
 from retrieval import Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
 from retrieval.decision import BackgroundVectors, DecisionCache
+from retrieval.decode_budget import DecodeBudget
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
 from retrieval.image_encoder import ImageEncoder
@@ -152,8 +153,22 @@ def _assemble(
             settings.auth_failures_per_minute, settings.auth_failures_burst
         ),
         thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
-        in_flight=InFlightLimit(settings.app_requests_in_flight()),
+        in_flight=InFlightLimit(settings.app_requests_in_flight(), settings.threadpool_size),
+        decode_budget=decode_budget(settings),
     )
+
+
+# How long a decode waits for room in the budget before its request gets 503: long enough
+# for another photo's decode to end, short enough not to hold a pool thread for long.
+DECODE_WAIT_S = 2.0
+
+
+def decode_budget(settings: Settings) -> DecodeBudget:
+    """The process's budget of pixels being decoded: one app may hold half of it (or one
+    photo at the pixel cap), so that another app's photos still find room."""
+    total = settings.decode_pixels_in_flight
+    share = max(settings.max_image_pixels, total // 2)
+    return DecodeBudget(total, owner_share=min(share, total), wait_s=DECODE_WAIT_S)
 
 
 def served_app() -> FastAPI:

@@ -209,8 +209,14 @@ class Settings(BaseSettings):
     max_images_per_request: Annotated[int, Field(ge=1, le=1000)] = 20
     max_request_pixels: Annotated[int, Field(ge=1)] = Field(
         default=120_000_000,
-        description="decoded pixels of all photos of one chat request together, counted "
-        "from their headers before any is decoded",
+        description="decoded pixels of all photos of one request (chat, registration) "
+        "together, counted from their headers before any is decoded",
+    )
+    decode_pixels_in_flight: Annotated[int, Field(ge=1)] = Field(
+        default=100_000_000,
+        description="pixels being decoded at once in each process, over all requests (about "
+        "3 to 5 bytes of memory each); one app may hold half, or one photo at the cap; a decode "
+        "that finds no room within 2 s answers 503",
     )
     max_message_chars: Annotated[int, Field(ge=1)] = Field(
         default=16_000, description="characters of text in one chat message"

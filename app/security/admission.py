@@ -31,8 +31,8 @@ async def admit(services: Services, caller: Caller) -> None:
         rate = services.settings.rate_limit_rps
         raise RateLimited(f"over this app's limit of {rate:g} requests per second", wait)
     if not services.in_flight.try_enter(caller.tenant_id):
-        limit = services.in_flight.limit
-        raise RateLimited(f"this app already has {limit} requests in progress here", 1.0)
+        share = services.in_flight.share(caller.tenant_id)
+        raise RateLimited(f"this app already has {share} requests in progress here", 1.0)
 
 
 def leave(services: Services, caller: Caller) -> None:

@@ -104,7 +104,9 @@ def prepare_chat(services: Services, scope: UserScope | None, *, query: ChatQuer
     used = [by_id[concept.id] for concept in chosen]
     concepts = []
     references: dict[int, tuple[str, str]] = {}
-    for concept, match, photos in zip(chosen, used, _reference_photos(services, used), strict=True):
+    for concept, match, photos in zip(
+        chosen, used, _reference_photos(services, used, scope.tenant_id), strict=True
+    ):
         concepts.append(replace(concept, reference_images=tuple(image for _, image in photos)))
         references.update({id(image): (match.concept.id, photo_id) for photo_id, image in photos})
     prompt = compose_prompt(turns, concepts, config, query_turn=query_turn)
@@ -147,7 +149,7 @@ def require_generator(services: Services) -> None:
 
 
 def _reference_photos(
-    services: Services, matches: Sequence[Match]
+    services: Services, matches: Sequence[Match], owner: int
 ) -> list[list[tuple[str, Image.Image]]]:
     """The first reference photos of each concept, with their ids, decoded (they were
     checked on upload).
@@ -162,7 +164,7 @@ def _reference_photos(
         rows = image_rows.images_of(session=session, concept_ids=[m.concept.id for m in matches])
     # The configured caps (a photo accepted under raised caps must not fail every chat),
     # reduced to what the MLLM is shown.
-    policy = PhotoPolicy.for_references(services)
+    policy = PhotoPolicy.for_references(services, owner)
     chosen: list[list[tuple[str, Image.Image]]] = []
     for match in matches:
         photos: list[tuple[str, Image.Image]] = []

@@ -71,7 +71,7 @@ def create_concept(
     key = _checked_name(name)
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=None, sizes=sizes)
-    photos = prepare_photos(services, uploads)
+    photos = prepare_photos(services, uploads, scope.tenant_id)
     with user_write(services, scope, create=True) as w:
         w.conflict_is(_name_taken(name))
         if concept_rows.name_in_use(session=w.session, user_id=w.user_id, name_key=key):
@@ -100,7 +100,7 @@ def add_images(
 ) -> ConceptView:
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=concept_id, sizes=sizes)
-    photos = prepare_photos(services, uploads)
+    photos = prepare_photos(services, uploads, scope.tenant_id)
     with user_write(services, scope, missing=_no_concept(concept_id)) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id

@@ -204,7 +204,7 @@ def test_each_photo_is_decoded_once(
     monkeypatch.setattr(Image, "open", counting)
     services = build_services(make_settings(sqlite_url, tmp_path / "data"), encoder=encoder)
     try:
-        PhotoPolicy.for_uploads(services).decode((root / "bo" / "00.jpg").read_bytes())
+        PhotoPolicy.for_uploads(services, None).decode((root / "bo" / "00.jpg").read_bytes())
         per_decode = len(opened)
         opened.clear()
         report = import_concepts(services, tenant_name="acme", external_user_id="al", root=root)
