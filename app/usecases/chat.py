@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -124,7 +125,7 @@ def answer_chat(services: Services, scope: UserScope | None, *, query: ChatQuery
     generator, the answer comes with the prompt it would have been given."""
     prepared = prepare_chat(services, scope, query=query)
     generator = services.generator
-    generation = generator.generate(prepared.prompt, query.options)
+    generation = generator.generate(prepared.prompt, _salted(services, scope, query.options))
     messages = None
     if generator.name == "none":
         image_max_side = services.settings.generator_image_max_side
@@ -137,7 +138,21 @@ def stream_chat(
 ) -> tuple[PreparedChat, Stream]:
     """The prompt's concepts at once, and a stream of the answer (deltas, then a Generation)."""
     prepared = prepare_chat(services, scope, query=query)
-    return prepared, services.generator.stream(prepared.prompt, query.options)
+    options = _salted(services, scope, query.options)
+    return prepared, services.generator.stream(prepared.prompt, options)
+
+
+def _salted(
+    services: Services, scope: UserScope | None, options: GenerationOptions
+) -> GenerationOptions:
+    """``options`` with the end user's own prompt-cache salt: a keyed hash of the tenant and
+    user (the generation server learns neither), so that cached prefixes are reused only
+    within one user's requests."""
+    if scope is None:
+        return options
+    name = f"{scope.tenant_id}/{scope.external_user_id}".encode()
+    salt = hmac.new(services.settings.key_secret, b"cache-salt/" + name, "sha256").hexdigest()
+    return replace(options, cache_salt=salt[:32])
 
 
 def require_generator(services: Services) -> None:
