@@ -18,7 +18,7 @@ from app import logs, version
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import install_error_handlers
 from app.http.json_body import add_body_schemas
-from app.http.metrics import Metrics, MetricsMiddleware
+from app.http.metrics import MetricsMiddleware
 from app.http.openapi import add_bearer_scheme
 from app.http.routes import (
     admin,
@@ -26,6 +26,8 @@ from app.http.routes import (
     chat,
     concepts,
     health,
+    history,
+    negatives,
     openai_compat,
     playground,
     retrieve,
@@ -34,6 +36,7 @@ from app.http.routes import (
 from app.http.routes.console import console_router, docs_router
 from app.http.server import configure as configure_http_server
 from app.memory import return_large_frees_to_os
+from app.observability import Metrics
 from app.security.auth_gate import AuthGate
 from app.security.keys import KeyCache
 from app.security.ratelimit import (
@@ -48,14 +51,15 @@ from app.storage.blobs import BlobStore, open_blob_store
 from app.storage.db.engine import make_engine, make_sessionmaker, shown_url
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.thumbnails import ThumbnailCache
-from retrieval import Generator, UserIndexCache, open_generator
 from retrieval.batching import BatchingEncoder
+from retrieval.config import RANDOM_WEIGHTS
 from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.decode_budget import DecodeBudget
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
+from retrieval.generators import Generator, open_generator
 from retrieval.image_encoder import ImageEncoder
-from retrieval.index import VersionedCache
+from retrieval.index import UserIndexCache, VersionedCache
 from retrieval.regions import RegionProposer, open_region_proposer
 
 logger = logging.getLogger(__name__)
@@ -131,7 +135,10 @@ def _assemble(
         size=lambda summaries: sum(s.nbytes for s in summaries.values()) + 200,
     )
     metrics.track_cache(concepts.stats, "concept", "concept summaries")
-    decisions = DecisionCache(settings.decision_cache_bytes)
+    decisions = DecisionCache(
+        settings.decision_cache_bytes,
+        random_weights=model.model_id.endswith(f":{RANDOM_WEIGHTS}"),
+    )
     metrics.track_cache(decisions.stats, "decision", "per-user decision rules")
     return Services(
         settings=settings,
@@ -204,8 +211,9 @@ def load_encoder(settings: Settings) -> ImageEncoder:
     except ModelLoadError as error:
         raise ModelLoadError(
             f"{error.detail.rstrip('.')}. Fix: download the weights on a machine with network "
-            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see README, 'Real CLIP "
-            "weights offline'), or choose another RAPPORT_CLIP_MODEL / RAPPORT_CLIP_PRETRAINED."
+            "access and set RAPPORT_CLIP_PRETRAINED to the local file (see docs/operations.md, "
+            "'Real CLIP weights offline'), or choose another RAPPORT_CLIP_MODEL / "
+            "RAPPORT_CLIP_PRETRAINED."
         ) from error
 
 
@@ -277,11 +285,13 @@ def create_app(
     routers = (
         health,
         concepts,
+        negatives,
         retrieve,
         playground,
         chat,
         openai_compat,
         users,
+        history,
         admin,
         admin_usage,
     )

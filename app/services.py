@@ -8,18 +8,18 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.http.metrics import Metrics
+from app.observability import Metrics
 from app.security.keys import KeyCache
 from app.security.ratelimit import AuthFailureLimiter, InFlightLimit, RateLimiter
 from app.settings import Settings
 from app.storage.blobs import BlobStore
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.thumbnails import ThumbnailCache
-from retrieval import Generator, UserIndexCache
 from retrieval.batching import BatchingEncoder
 from retrieval.decision import BackgroundVectors, DecisionCache
 from retrieval.decode_budget import DecodeBudget
-from retrieval.index import VersionedCache
+from retrieval.generators import Generator
+from retrieval.index import UserIndexCache, VersionedCache
 from retrieval.regions import RegionProposer
 
 

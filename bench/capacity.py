@@ -30,7 +30,7 @@ from _support import conditions, median, percentile, returning
 from app.storage.db.engine import make_engine, make_sessionmaker
 from app.storage.db.models import User
 from app.storage.repository import vectors as vector_rows
-from retrieval import UserIndex, UserIndexCache
+from retrieval.index import UserIndex, UserIndexCache
 
 SIZES = (20, 200, 2000)
 MODEL = "bench"

@@ -25,7 +25,9 @@ from _support import conditions, dataset_jpegs, median
 
 from app.storage.thumbnails import Thumbnail, ThumbnailCache, make_thumbnail
 from app.usecases.lookalikes import _best_other
-from retrieval import DecodedImage, ImageLimits, UserIndex, decode_image
+from retrieval.config import ImageLimits
+from retrieval.images import DecodedImage, decode_image
+from retrieval.index import UserIndex
 
 
 def timed(call: object, rounds: int) -> list[float]:

@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import Served, conditions, dataset_jpegs, median, percentile, run_load
 
-from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
+from retrieval.images import decode_image
 
 
 def raw_throughput(

@@ -29,7 +29,7 @@ from app.storage.db.engine import make_engine, make_sessionmaker
 from app.storage.db.migrate import upgrade
 from app.storage.db.models import Concept, ImageRow, Tenant, User
 from app.storage.repository import vectors as vector_rows
-from retrieval import UserIndex, UserIndexCache
+from retrieval.index import UserIndex, UserIndexCache
 from retrieval.matching import search_concepts
 
 

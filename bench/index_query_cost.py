@@ -39,10 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import conditions, median
 
-from retrieval import UserIndex
 from retrieval.background import BACKGROUND_COUNT
 from retrieval.decision import fit_decision
-from retrieval.index import Hit
+from retrieval.index import Hit, UserIndex
 from retrieval.matching import WINNER_CANDIDATES, VisualMatch, best_per_label, search_concepts
 
 SIZES = ((20, 5), (100, 50), (1000, 50))

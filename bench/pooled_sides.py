@@ -109,7 +109,7 @@ def quality(encoder: TorchvisionEncoder, collages: int) -> None:
                 pooled_side=side,
             )
             for share in SHARES:
-                decision.POOLED_GENUINE_WEIGHT = share
+                decision.POOLED_SHARE = share
                 report = evaluate(
                     DATASET, encoder, regions=regions, aggregation="winner", collage_count=collages
                 )

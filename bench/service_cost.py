@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import Served, conditions, dataset_jpegs, median, run_load
 
-from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
+from retrieval.images import decode_image
 
 
 def forward_cpu_ms(model: str, jpeg: bytes, threads: int, repeats: int = 300) -> float:

@@ -1,4 +1,4 @@
-"""Which concept names a bare word in a question names, and which only ``<name>`` names.
+"""The common English words: a concept named by one is found in text only as ``<name>``.
 
 ``<can>`` always names the concept ``can``. A bare word names a concept only when that is
 what a person means by it: "is bo at the beach?" means the dog ``bo``, but "Can you
@@ -6,7 +6,9 @@ describe this photo?" does not mean a concept named ``can``, nor "what time does
 show?" a concept named ``clock``. So a name that is one common English word (the list in
 data/common_words.txt) is found in text only in angle brackets; any other name (``bo``,
 ``rex``, ``cat2``, ``backpack_dog``, and names of several words such as ``my mug``, which
-a question hardly says by chance) also as bare words.
+a question hardly says by chance) also as bare words. The rule itself, with its other
+half (a one-character name is found only as ``<x>``), is
+``retrieval.names.bare_word_matchable``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,3 @@ def common_words() -> frozenset[str]:
     return frozenset(
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
     )
-
-
-def is_bare_word_matchable(key: str) -> bool:
-    """Whether the name key ``key`` ("bo", "my mug"; see ``name_key``) is found in text as
-    bare words too, not only as ``<key>``: False for one common English word ("can")."""
-    return bool(key) and key not in common_words()

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from retrieval.images import decode_image
+from retrieval.images import PHOTO_SUFFIXES, decode_image
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 COLLAGE_CELL = 256
 
 

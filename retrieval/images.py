@@ -20,15 +20,23 @@ from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, Unsup
 
 ORIENTATION = 0x0112  # the EXIF tag
 
-MEDIA_TYPES = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-    "BMP": "image/bmp",
-    # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG.
-    "MPO": "image/jpeg",
+# The one list of the photos rapport accepts: Pillow's format, its media type, and the file
+# suffixes photos of it have (the first is the one an export writes).
+PHOTO_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "JPEG": ("image/jpeg", (".jpg", ".jpeg")),
+    "PNG": ("image/png", (".png",)),
+    "WEBP": ("image/webp", (".webp",)),
+    "GIF": ("image/gif", (".gif",)),
+    "BMP": ("image/bmp", (".bmp",)),
+    # Multi-picture JPEG (phones with depth or portrait photos): its first frame is a JPEG,
+    # and its files are named as JPEGs.
+    "MPO": ("image/jpeg", ()),
 }
+MEDIA_TYPES = {format_: media_type for format_, (media_type, _) in PHOTO_TYPES.items()}
+# What a folder of photos (``rapport import``, ``rapport eval``) reads, by file name.
+PHOTO_SUFFIXES = frozenset(suffix for _, suffixes in PHOTO_TYPES.values() for suffix in suffixes)
+# The suffix of a stored photo's file, by its media type.
+SUFFIX_OF = {media_type: suffixes[0] for media_type, suffixes in PHOTO_TYPES.values() if suffixes}
 _JPEG_FAMILY = ("JPEG", "MPO")
 
 

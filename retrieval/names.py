@@ -9,7 +9,7 @@ import functools
 import re
 from collections.abc import Iterable
 
-from retrieval.common_words import is_bare_word_matchable
+from retrieval.common_words import common_words
 
 
 def name_key(name: str) -> str:
@@ -58,11 +58,11 @@ MIN_BARE_WORD_CHARS = 2
 
 
 def bare_word_matchable(key: str) -> bool:
-    """Whether a concept named ``key`` is also found as a bare word, without its <>: not
-    when it is one character, nor one common English word (``is_bare_word_matchable``)."""
-    return sum(char.isalnum() for char in key) >= MIN_BARE_WORD_CHARS and is_bare_word_matchable(
-        key
-    )
+    """Whether a concept named ``key`` (a name key: "bo", "my mug"; see ``name_key``) is
+    also found as a bare word, without its <>: not when it is one character, nor one
+    common English word ("can"). The one statement of this rule: the finder, the
+    importer's warning and the tests use it."""
+    return sum(char.isalnum() for char in key) >= MIN_BARE_WORD_CHARS and key not in common_words()
 
 
 def _trie(keys: Iterable[str]) -> dict[str, dict]:

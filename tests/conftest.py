@@ -25,7 +25,8 @@ from app.security.keys import create_key
 from app.services import Services
 from app.settings import Settings
 from app.storage.db.migrate import upgrade
-from retrieval import Encoder, EncoderConfig
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
 from tests.s3_server import S3Server
 
 TINY = EncoderConfig(model="rapport-test-tiny", pretrained="none", device="cpu")

@@ -1,4 +1,4 @@
-"""The ``rapport`` command: serve, db upgrade, keys, reindex, doctor, import, eval.
+"""The ``rapport`` command: serve, db upgrade, keys, reindex, doctor, import, eval, settings.
 
 Every command that touches the database brings its schema up to date first, logs which
 data folder and database it uses, and fails at start-up with one line (exit status 2).
@@ -15,6 +15,7 @@ from app import logs, version
 from app.cli.evaluate import eval_
 from app.cli.keys import keys
 from app.cli.maintenance import db, doctor, import_, reindex
+from app.cli.reference import settings_reference
 from app.cli.serve import serve
 from app.cli.support import configure_logging
 
@@ -31,5 +32,5 @@ def main(log_level: str) -> None:
     os.environ[logs.LEVEL_VARIABLE] = log_level
 
 
-for command in (serve, db, keys, reindex, doctor, import_, eval_):
+for command in (serve, db, keys, reindex, doctor, import_, eval_, settings_reference):
     main.add_command(command)

@@ -41,7 +41,13 @@ def _duration(value: str | None) -> timedelta | None:
 @click.option("--expires-in", default=None, help="e.g. 90d, 12h, 30m; default: never")
 def keys_create(tenant: str, expires_in: str | None) -> None:
     """Create an API key and print it alone on stdout (only its keyed hash is stored)."""
+    from app.domain.ids import TENANT_NAME
     from app.security.keys import create_key
+
+    try:
+        TENANT_NAME.check(tenant)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--tenant") from None
     from app.storage.db.models import utcnow
 
     lifetime = _duration(expires_in)

@@ -73,7 +73,7 @@ export function render(screen, context) {
     const items = [];
     let cursor = null;
     do {
-      const query = new URLSearchParams({ limit: 200 });
+      const query = new URLSearchParams({ limit: 200, include: "looks_like" });
       if (cursor) query.set("cursor", cursor);
       const page = await getJSON(`${userPath(user)}/concepts?${query}`);
       items.push(...page.items);
@@ -96,7 +96,9 @@ export function render(screen, context) {
       onclick: () => edit(user, concept),
       onkeydown: (event) => event.key === "Enter" && edit(user, concept) },
       h("div", { class: "thumb" }, first && photos.img(user, concept.id, first.id, concept.name),
-        h("span", { class: "count" }, `${concept.images.length} photo${concept.images.length === 1 ? "" : "s"}`)),
+        h("span", { class: "count" }, concept.images.length ?
+          `${concept.images.length} photo${concept.images.length === 1 ? "" : "s"}` :
+          "text only: found when named")),
       h("div", { class: "body" },
         h("h3", { class: "name" }, concept.name),
         concept.category && h("span", { class: "chip" }, concept.category),
@@ -158,7 +160,9 @@ export function render(screen, context) {
   }
 
   function resetCreator() {
-    fill(creator, dropZone("Drop photos of a new concept here", startCreating));
+    fill(creator, dropZone("Drop photos of a new concept here", startCreating),
+      h("button", { type: "button", class: "ghost", id: "text-only-concept",
+        onclick: () => startCreating([]) }, "…or create one without photos"));
   }
 
   function edit(user, concept) {
@@ -174,9 +178,10 @@ export function render(screen, context) {
     const path = `${userPath(user)}/concepts/${concept.id}`;
     const strip = h("div", { class: "strip editable" }, concept.images.map((image) =>
       h("figure", {}, photos.img(user, concept.id, image.id, `${concept.name}, ${image.width}×${image.height}`),
-        h("button", { type: "button", class: "icon remove", title: "Remove this photo",
+        h("button", { type: "button", class: "icon remove",
           "aria-label": "Remove photo",
-          disabled: concept.images.length === 1,
+          title: concept.images.length === 1 ?
+            "Remove the last photo: the concept stays, found when named" : "Remove this photo",
           onclick: async () => {
             await call(`${path}/images/${image.id}`, { method: "DELETE" });
             toast("Photo removed.");

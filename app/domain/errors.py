@@ -30,8 +30,16 @@ class ConceptNameTaken(Conflict):
     title = "Concept name already used"
 
 
-class LastImage(Conflict):
-    title = "Cannot delete the last image of a concept"
+class EventNotFound(NotFound):
+    title = "History event not found"
+
+
+class NotUndoable(Conflict):
+    title = "This change cannot be undone"
+
+
+class NegativeIsOwnPhoto(Conflict):
+    title = "A photo of the concept cannot be one that is not it"
 
 
 class Unauthorized(RapportError):

@@ -15,9 +15,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The control characters, as the body of a regex character class (the one spelling).
+CONTROL_CHARS = r"\x00-\x1f\x7f"
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-CONTROL_FREE = r"^[^\x00-\x1f\x7f]*$"  # for path and query parameters' patterns
+CONTROL_FREE = f"^[^{CONTROL_CHARS}]*$"  # for path and query parameters' patterns
 
 
 def no_control(value: str) -> str:

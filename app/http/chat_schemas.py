@@ -11,7 +11,7 @@ from app.http.schemas import ConceptBrief, MinScore, TopK
 from app.usecases.chat import ChatAnswer
 from app.usecases.chat_input import ChatInput, RawTurn
 from app.usecases.retrieve import Match
-from retrieval import Generation
+from retrieval.generators import Generation
 
 MaxNewTokens = Annotated[int, Field(ge=1)]
 # Content parts of one message: its photos (at most RAPPORT_MAX_IMAGES_PER_REQUEST in the

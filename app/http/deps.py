@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from app.domain.errors import Unauthorized
+from app.domain.ids import RESOURCE_ID, USER_ID
 from app.domain.scope import UserScope
 from app.security.keys import Caller
 from app.services import Services
@@ -42,9 +43,7 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 UserId = Annotated[
     str,
     Path(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[^\x00-\x1f\x7f\ufffd]+$",
+        **USER_ID.constraints,
         description="The app's own id of its end user; concepts never cross users.",
     ),
 ]
@@ -57,4 +56,4 @@ async def user_scope(user_id: UserId, caller: CallerDep) -> UserScope:
 
 UserScopeDep = Annotated[UserScope, Depends(user_scope)]
 
-ResourceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ResourceId = Annotated[str, Path(**RESOURCE_ID.constraints)]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain.ids import USER_ID
 from app.http.chat_schemas import (
     ChatMessage,
     MaxNewTokens,
@@ -43,9 +44,7 @@ class CompletionRequest(BaseModel):
     max_completion_tokens: MaxNewTokens | None = None
     temperature: Temperature | None = None
     n: Annotated[int, Field(ge=1, le=1)] = 1
-    user: (
-        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")] | None
-    ) = None
+    user: Annotated[str, USER_ID.field()] | None = None
     top_k: TopK | None = None
     min_score: MinScore | None = None
 

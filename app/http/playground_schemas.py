@@ -68,7 +68,7 @@ class PlaygroundOut(BaseModel):
     top_k: int
     min_score: float | None = Field(
         description="the fixed threshold used; null: rapport's decision rule (a threshold "
-        "per concept, see README)"
+        "per concept, see docs/quality.md)"
     )
     regions: list[RegionOut]
     scores: list[ScoreOut] = Field(description="the best-scoring concepts, best first")

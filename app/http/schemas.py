@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.text_fields import Category, Description, Name
-from app.storage.db.models import Concept
+from app.storage.db.models import Concept, ImageRow
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.repository.users import UserCounts
 from app.usecases.concepts import ConceptChanges, ConceptView
@@ -25,6 +26,21 @@ class ImageOut(BaseModel):
     width: int
     height: int
     media_type: str
+
+
+class NegativePage(BaseModel):
+    """A concept's negatives: photos the user said are not it (oldest first)."""
+
+    items: list[ImageOut]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[ImageRow]) -> NegativePage:
+        return cls(
+            items=[
+                ImageOut(id=r.id, width=r.width, height=r.height, media_type=r.media_type)
+                for r in rows
+            ]
+        )
 
 
 class ConceptBrief(BaseModel):
@@ -59,8 +75,9 @@ class ConceptOut(ConceptBrief):
     updated_at: datetime
     looks_like: LooksLikeOut | None = Field(
         default=None,
-        description="set when this concept's photos look like another concept's "
-        "(RAPPORT_LOOKS_LIKE_MIN_SCORE); add a distinguishing photo or description",
+        description="with ?include=looks_like on a read (always null otherwise): set when "
+        "this concept's photos look like another concept's (RAPPORT_LOOKS_LIKE_MIN_SCORE); "
+        "add a distinguishing photo or description",
     )
 
     @classmethod

@@ -11,9 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from app.http.errors import status_of
-from retrieval import Generation
 from retrieval.errors import RapportError
-from retrieval.generators import Stream
+from retrieval.generators import Generation, Stream
 
 logger = logging.getLogger(__name__)
 _END = object()

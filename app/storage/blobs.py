@@ -35,11 +35,6 @@ class StoredFile:
     temporary: bool  # a write's temp file, not a blob
 
 
-def blob_key(*, namespace: str, sha256: str) -> str:
-    """Where a photo lives: its owner's namespace and its content hash."""
-    return f"{namespace}/{sha256[:2]}/{sha256}"
-
-
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from retrieval import DecodedImage
+from retrieval.images import DecodedImage
 
 THUMBNAIL_QUALITY = 85
 # The only thumbnails made: a requested size is rounded up to one of these, so walking

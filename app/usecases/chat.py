@@ -17,17 +17,16 @@ from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.retrieve import Match, QueryPhoto, cached_concepts, matches_at
-from retrieval import (
+from retrieval.generators import Generation, GenerationOptions, Stream
+from retrieval.prompt import (
     ChatTurn,
-    Generation,
-    GenerationOptions,
     Prompt,
     PromptConcept,
+    choose_concepts,
+    compose_prompt,
     latest_query_turn,
     to_openai_messages,
 )
-from retrieval.generators import Stream
-from retrieval.prompt import choose_concepts, compose_prompt
 from retrieval.search import PhotoSearch
 
 logger = logging.getLogger(__name__)

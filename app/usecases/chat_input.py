@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Literal
 from app.security.remote_photos import RemotePhotoPolicy, fetch_photo
 from app.usecases.chat import ChatQuery
 from app.usecases.photo_policy import PhotoPolicy, decode_base64_image
-from retrieval import ChatTurn, GenerationOptions
 from retrieval.errors import InvalidRequest, PayloadTooLarge
+from retrieval.generators import GenerationOptions
+from retrieval.prompt import ChatTurn
 
 if TYPE_CHECKING:
     from app.services import Services

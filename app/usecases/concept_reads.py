@@ -37,7 +37,11 @@ def with_looks_like(
     return [replace(view, looks_like=found.get(view.concept.id)) for view in views]
 
 
-def get_concept(services: Services, *, scope: UserScope, concept_id: str) -> ConceptView:
+def get_concept(
+    services: Services, *, scope: UserScope, concept_id: str, looks_like: bool = False
+) -> ConceptView:
+    """One concept with its photos; with ``looks_like``, flagged with the other concept of
+    the user it looks like (a search of its vectors: asked for, never computed on writes)."""
     with services.sessions() as session:
         user = user_rows.find_user(
             session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
@@ -48,13 +52,21 @@ def get_concept(services: Services, *, scope: UserScope, concept_id: str) -> Con
         images = image_rows.images_of(session=session, concept_ids=[concept.id])[concept.id]
         user_id, version = user.id, user.version
     view = ConceptView(concept=concept, images=images)
+    if not looks_like:
+        return view
     return with_looks_like(services, user_id=user_id, version=version, views=[view])[0]
 
 
 def list_concepts(
-    services: Services, *, scope: UserScope, limit: int, after: str | None
+    services: Services,
+    *,
+    scope: UserScope,
+    limit: int,
+    after: str | None,
+    looks_like: bool = False,
 ) -> tuple[list[ConceptView], str | None]:
-    """One page of concepts, oldest first, and the cursor of the next page (None at the end)."""
+    """One page of concepts, oldest first, and the cursor of the next page (None at the end);
+    with ``looks_like``, each flagged as ``get_concept`` flags it."""
     with services.sessions() as session:
         user = user_rows.find_user(
             session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
@@ -68,7 +80,8 @@ def list_concepts(
         images = image_rows.images_of(session=session, concept_ids=[c.id for c in page])
         views = [ConceptView(concept=c, images=images[c.id]) for c in page]
         user_id, version = user.id, user.version
-    views = with_looks_like(services, user_id=user_id, version=version, views=views)
+    if looks_like:
+        views = with_looks_like(services, user_id=user_id, version=version, views=views)
     return views, (page[-1].id if len(concepts) > limit else None)
 
 
@@ -80,8 +93,9 @@ def _image_row(services: Services, *, scope: UserScope, concept_id: str, image_i
         )
         if user is None:
             raise ConceptNotFound(f"no concept {concept_id!r} for this user")
+        # A negative's photo is read at the same path as the concept's own photos.
         return image_rows.get_image(
-            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id
+            session=session, user_id=user.id, concept_id=concept_id, image_id=image_id, role=None
         )
 
 

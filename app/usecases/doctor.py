@@ -11,23 +11,20 @@ last look at the committed rows.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.domain.blob_layout import BlobLayout
 from app.services import Services
 from app.settings import Settings
 from app.storage.blobs import BlobStore
-from app.storage.repository import concepts as concept_rows
-from app.storage.repository import images as image_rows
 from app.storage.repository import maintenance
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 
-_USER_FOLDER = re.compile(r"^t\d+/u(\d+)/")
 SHOWN = 20  # ids listed per problem; the counts are always whole
 
 
@@ -56,7 +53,6 @@ class DoctorReport:
     young_temp_files: list[str] = field(default_factory=list)
     missing_blobs: list[str] = field(default_factory=list)  # image ids
     images_without_vector: int = 0  # of the configured model
-    concepts_without_images: list[str] = field(default_factory=list)
     vectors_without_image: int = 0
     repaired: list[str] = field(default_factory=list)
 
@@ -76,11 +72,6 @@ class DoctorReport:
             found.append(
                 f"{self.images_without_vector} photos have no vector of the configured model: "
                 "run `rapport reindex`"
-            )
-        if self.concepts_without_images:
-            found.append(
-                f"{len(self.concepts_without_images)} concepts without photos (--repair deletes "
-                f"them): {_some(self.concepts_without_images)}"
             )
         if self.vectors_without_image:
             found.append(f"{self.vectors_without_image} vectors without a photo (--repair)")
@@ -116,7 +107,6 @@ def check(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
         report.images_without_vector = vector_rows.count_images_without_vector(
             session=session, model_id=model_id
         )
-        report.concepts_without_images = maintenance.concepts_without_images(session=session)
         report.vectors_without_image = maintenance.count_vectors_without_image(session=session)
     cutoff = time.time() - grace
     files = list(storage.blobs.files())
@@ -142,9 +132,10 @@ def check(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
 def repair(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
     """Delete what can only be garbage, then check again; the report lists what was done.
 
-    Deleted: unreferenced files and temp files older than the grace period,
-    concepts without photos, vectors without a photo. Missing photo files and
-    missing vectors are reported, never "repaired" (restore, or `rapport reindex`).
+    Deleted: unreferenced files and temp files older than the grace period, vectors
+    without a photo (a concept without photos is a text-only concept, not garbage).
+    Missing photo files and missing vectors are reported, never "repaired" (restore,
+    or `rapport reindex`).
     """
     grace = storage.settings.doctor_grace_s if grace_s is None else grace_s
     found = check(storage, grace_s=grace)
@@ -152,9 +143,6 @@ def repair(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
     removed = _remove_unreferenced(storage, found.orphan_blobs + found.temp_files, grace)
     if removed:
         repaired.append(f"deleted {removed} unreferenced files")
-    emptied = _delete_concepts_without_images(storage, found.concepts_without_images)
-    if emptied:
-        repaired.append(f"deleted {emptied} concepts without photos")
     if found.vectors_without_image:
         repaired.append(f"deleted {_delete_vectors_without_image(storage)} vectors")
     report = check(storage, grace_s=grace)
@@ -165,8 +153,8 @@ def repair(storage: Storage, *, grace_s: float | None = None) -> DoctorReport:
 def _remove_unreferenced(storage: Storage, keys: Sequence[str], grace: float) -> int:
     by_user: dict[int | None, list[str]] = {}
     for key in keys:
-        owner = _USER_FOLDER.match(key)
-        by_user.setdefault(int(owner.group(1)) if owner else None, []).append(key)
+        owner = BlobLayout.parse(key)
+        by_user.setdefault(owner.user_id if owner else None, []).append(key)
     removed = 0
     for user_id, user_keys in by_user.items():
         with storage.sessions() as session:
@@ -186,23 +174,6 @@ def _remove_unreferenced(storage: Storage, keys: Sequence[str], grace: float) ->
                 removed += 1
             session.commit()
     return removed
-
-
-def _delete_concepts_without_images(storage: Storage, concept_ids: Sequence[str]) -> int:
-    deleted = 0
-    for concept_id in concept_ids:
-        with storage.sessions() as session:
-            concept = concept_rows.find_concept(session=session, concept_id=concept_id)
-            if concept is None or not user_rows.relock_user(
-                session=session, user_id=concept.user_id
-            ):
-                continue
-            if image_rows.count_images(session=session, concept_id=concept_id) == 0:
-                user_rows.bump_version(session=session, user_id=concept.user_id)
-                concept_rows.delete_concept(session=session, concept=concept)
-                deleted += 1
-            session.commit()
-    return deleted
 
 
 def _delete_vectors_without_image(storage: Storage) -> int:

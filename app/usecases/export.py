@@ -1,5 +1,7 @@
 """A user's concepts as a zip that ``rapport import`` reads back: one folder per concept
-holding its photos (as uploaded, in upload order) and a ``concept.json``."""
+holding its photos (as uploaded, in upload order), a ``concept.json``, and in ``not/``
+the photos the user said are not the concept (corrections); and their history of
+changes, ``history.json`` at the root (which the import leaves alone)."""
 
 from __future__ import annotations
 
@@ -8,23 +10,20 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from app.domain.errors import NotFound
 from app.domain.scope import UserScope
 from app.services import Services
-from app.storage.db.models import utcnow
+from app.storage.db.models import NEGATIVE, utcnow
 from app.storage.repository import concepts as concept_rows
+from app.storage.repository import history as history_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.usecases.concept_reads import read_blob
+from app.usecases.import_sources import NEGATIVES_FOLDER
+from retrieval.images import SUFFIX_OF
 
-SUFFIXES = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "image/bmp": ".bmp",
-}
 CHUNK = 256 * 1024
 
 
@@ -39,12 +38,16 @@ class ExportedConcept:
 class Export:
     filename: str
     concepts: list[ExportedConcept]
+    history: list[dict[str, Any]]
 
     def chunks(self, services: Services) -> Iterator[bytes]:
         """The zip, written as it is read: one photo in memory at a time (blocking I/O)."""
         sink = _Sink()
         stamp = utcnow().timetuple()[:6]
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+            info = zipfile.ZipInfo("history.json", stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, json.dumps(self.history, ensure_ascii=False, indent=2))
             for concept in self.concepts:
                 info = zipfile.ZipInfo(f"{concept.folder}/concept.json", stamp)
                 info.compress_type = zipfile.ZIP_DEFLATED
@@ -66,12 +69,27 @@ def plan_export(services: Services, *, scope: UserScope) -> Export:
         if user is None:
             raise NotFound("no such user")
         concepts = concept_rows.every_concept(session=session, user_id=user.id)
-        images = image_rows.images_of(session=session, concept_ids=[c.id for c in concepts])
+        ids = [c.id for c in concepts]
+        images = image_rows.images_of(session=session, concept_ids=ids)
+        negatives = image_rows.images_of(session=session, concept_ids=ids, role=NEGATIVE)
         exported = []
         for concept in concepts:
             photos = [
-                (f"{n:03d}{SUFFIXES.get(row.media_type, '.img')}", row.blob_key, row.id, concept.id)
+                (
+                    f"{n:03d}{SUFFIX_OF.get(row.media_type, '.img')}",
+                    row.blob_key,
+                    row.id,
+                    concept.id,
+                )
                 for n, row in enumerate(images[concept.id], start=1)
+            ] + [
+                (
+                    f"{NEGATIVES_FOLDER}/{n:03d}{SUFFIX_OF.get(row.media_type, '.img')}",
+                    row.blob_key,
+                    row.id,
+                    concept.id,
+                )
+                for n, row in enumerate(negatives[concept.id], start=1)
             ]
             fields = {
                 "name": concept.name,
@@ -80,7 +98,25 @@ def plan_export(services: Services, *, scope: UserScope) -> Export:
             }
             folder = f"{_slug(concept.name)}-{concept.id[-8:]}"
             exported.append(ExportedConcept(folder, fields, photos))
-    return Export(filename=f"{_slug(scope.external_user_id)}-rapport-export.zip", concepts=exported)
+        history = [
+            {
+                "id": event.id,
+                "time": event.created_at.isoformat(),
+                "source": event.source,
+                "action": event.action,
+                "concept_id": event.concept_id,
+                "before": event.before,
+                "after": event.after,
+                "undoes": event.undoes,
+                "undone_at": event.undone_at.isoformat() if event.undone_at else None,
+            }
+            for event in history_rows.every_event(session=session, user_id=user.id)
+        ]
+    return Export(
+        filename=f"{_slug(scope.external_user_id)}-rapport-export.zip",
+        concepts=exported,
+        history=history,
+    )
 
 
 def _slug(text: str) -> str:

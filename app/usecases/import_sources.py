@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.domain.text_fields import Category, Description, Name
 from retrieval.errors import InvalidRequest
+from retrieval.images import PHOTO_SUFFIXES
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
 RAP_DATABASE = "database.json"
 MAX_METADATA_BYTES = 64 * 1024  # concept.json: a name, a description, a category
 MAX_INFO_BYTES = 16 * 1024  # info.txt: its first line is the description (4,000 characters)
 MAX_DATABASE_BYTES = 256 * 1024 * 1024  # a RAP database.json of many concepts
 NOT_INSIDE = "not a regular file inside the imported tree (symlinks are not followed)"
+# A concept folder's sub-folder of photos that are not the concept (corrections).
+NEGATIVES_FOLDER = "not"
 # The same rules for a concept's fields as the HTTP API's.
 _FIELDS: dict[str, TypeAdapter[str]] = {
     "name": TypeAdapter(Name),
@@ -53,6 +55,8 @@ class ConceptSource:
     description: str
     category: str | None
     photos: list[Path]
+    # Photos the user said are not the concept (an export's ``not/`` folder).
+    negatives: list[Path] = field(default_factory=list)
 
     def check(self) -> None:
         """Raise InvalidRequest naming the first field the HTTP API would refuse."""
@@ -83,18 +87,15 @@ def find_sources(root: Path) -> tuple[list[ConceptSource], list[Failure]]:
         return _rap_sources(root / RAP_DATABASE)
     if not root.is_dir():
         raise InvalidRequest(f"{root} is neither a folder nor a JSON file")
-    sources, failures = [], []
+    sources: list[ConceptSource] = []
+    failures: list[Failure] = []
     top = root.resolve()
     for folder, folders, files in os.walk(root):  # symlinked folders are not entered
-        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        folders[:] = sorted(
+            name for name in folders if not name.startswith(".") and name != NEGATIVES_FOLDER
+        )
         here = Path(folder)
-        photos = []
-        for name in sorted(files):
-            if Path(name).suffix.lower() in PHOTO_SUFFIXES and not name.startswith("."):
-                if is_inside(here / name, top):
-                    photos.append(here / name)
-                else:
-                    failures.append(Failure(str(here / name), NOT_INSIDE))
+        photos = _photos_in(here, files, top, failures)
         if not photos and not {"concept.json", "info.txt"} & set(files):
             continue
         try:
@@ -102,7 +103,10 @@ def find_sources(root: Path) -> tuple[list[ConceptSource], list[Failure]]:
         except (OSError, ValueError, RecursionError) as error:
             failures.append(Failure(str(here), f"metadata unreadable: {_why(error)}"))
             continue
-        sources.append(ConceptSource(origin=str(here), photos=photos, **fields))
+        negatives = here / NEGATIVES_FOLDER
+        listed = negatives.is_dir() and not negatives.is_symlink()
+        not_it = _photos_in(negatives, os.listdir(negatives), top, failures) if listed else []
+        sources.append(ConceptSource(origin=str(here), photos=photos, negatives=not_it, **fields))
     return sources, failures
 
 
@@ -131,6 +135,18 @@ def read_bounded(path: Path, limit: int, *, truncate: bool = False) -> str:
 
 def _why(error: Exception) -> str:
     return "nested too deeply" if isinstance(error, RecursionError) else str(error)
+
+
+def _photos_in(folder: Path, files: list[str], top: Path, failures: list[Failure]) -> list[Path]:
+    """The photos among ``files`` of ``folder``; those not inside ``top`` are failures."""
+    photos = []
+    for name in sorted(files):
+        if Path(name).suffix.lower() in PHOTO_SUFFIXES and not name.startswith("."):
+            if is_inside(folder / name, top):
+                photos.append(folder / name)
+            else:
+                failures.append(Failure(str(folder / name), NOT_INSIDE))
+    return photos
 
 
 def _folder_fields(folder: Path, top: Path) -> dict[str, Any]:

@@ -6,13 +6,13 @@ SHA-256 of their bytes, so running an import again adds nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.domain.errors import Conflict, NotFound, QuotaExceeded
+from app.domain.ids import TENANT_NAME, USER_ID
 from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.blobs import sha256_hex
@@ -22,16 +22,15 @@ from app.storage.repository import users as user_rows
 from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concepts import add_images, create_concept
 from app.usecases.import_sources import ConceptSource, Failure, find_sources
+from app.usecases.negatives import add_negatives
 from app.usecases.photo_policy import PhotoPolicy
 from app.usecases.photos import DecodedUpload
-from retrieval import name_key
-from retrieval.common_words import is_bare_word_matchable
 from retrieval.errors import ImageRejected, InvalidRequest, RapportError
+from retrieval.names import bare_word_matchable, name_key
 
 Progress = Callable[[int, int], None]
 # What one write of one concept can fail with; the import goes on with the next concept.
 _CONCEPT_ERRORS = (QuotaExceeded, InvalidRequest, Conflict, ImageRejected, NotFound)
-_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 
 @dataclass
@@ -56,7 +55,7 @@ class ImportReport:
             f"failed: {len(self.failures)}",
         ]
         lines += [f"  {failure.where}: {failure.reason}" for failure in self.failures]
-        common = [name for name in self.created if not is_bare_word_matchable(name_key(name))]
+        common = [name for name in self.created if not bare_word_matchable(name_key(name))]
         if common:
             what = "is a common English word" if len(common) == 1 else "are common English words"
             lines.append(
@@ -91,8 +90,11 @@ def import_concepts(
     photos, the rest added in chunks of that size. ``progress(done, total)``
     counts photos. Raises InvalidRequest for a bad root, tenant or user name.
     """
-    _check_id("tenant", tenant_name, 200)
-    _check_id("user", external_user_id, 128)
+    for rule, value in ((TENANT_NAME, tenant_name), (USER_ID, external_user_id)):
+        try:
+            rule.check(value)
+        except ValueError as error:
+            raise InvalidRequest(str(error)) from None
     sources, failures = find_sources(Path(root))
     report = ImportReport(failures=failures)
     with services.sessions() as session:
@@ -184,12 +186,37 @@ class _ConceptImport:
                 return
         if self.chunk and not self.flush(source.origin):
             return
+        if self.concept_id is None and not source.photos:
+            # A folder with a concept.json and no photo: a text-only concept, as exported.
+            self.flush(source.origin)
+            return
+        if self.concept_id is not None and source.negatives:
+            self.add_negatives(source, policy)
         if self.concept_id is None:
             self.report.skipped_concepts.append(name)
             reason = "no photo could be imported; not registered"
             self.report.failures.append(Failure(source.origin, reason))
         elif existing is not None and self.added:
             self.report.extended.append(name)
+
+    def add_negatives(self, source: ConceptSource, policy: PhotoPolicy) -> None:
+        """The concept's corrections, in requests of at most the API's photo count."""
+        assert self.concept_id is not None
+        limit = self.services.settings.max_images_per_request
+        for start in range(0, len(source.negatives), limit):
+            paths = source.negatives[start : start + limit]
+            try:
+                uploads = []
+                for path in paths:
+                    with path.open("rb") as handle:
+                        data = handle.read(policy.limits.max_bytes + 1)
+                    uploads.append(DecodedUpload(data, policy.decode(data)))
+                add_negatives(
+                    self.services, scope=self.scope, concept_id=self.concept_id, uploads=uploads
+                )
+            except (OSError, *_CONCEPT_ERRORS) as error:
+                reason = f"{len(paths)} correction(s) not added: {_reason(error)}"
+                self.report.failures.append(Failure(source.origin, reason))
 
     def flush(self, where: str) -> bool:
         """Send the chunk; False (and a Failure) when the service refuses it."""
@@ -200,6 +227,7 @@ class _ConceptImport:
                     self.services,
                     scope=self.scope,
                     uploads=chunk,
+                    source="import",
                     **self.fields,
                 )
                 self.concept_id = view.concept.id
@@ -210,6 +238,7 @@ class _ConceptImport:
                     scope=self.scope,
                     concept_id=self.concept_id,
                     uploads=chunk,
+                    source="import",
                 )
         except _CONCEPT_ERRORS as error:
             reason = f"{len(chunk)} photo(s) not added: {_reason(error)}"
@@ -226,11 +255,6 @@ def _reason(error: OSError | RapportError) -> str:
     if isinstance(error, OSError):
         return f"unreadable: {error.strerror or error}"
     return f"{error.title}: {error.detail}"
-
-
-def _check_id(kind: str, value: str, max_length: int) -> None:
-    if len(value) > max_length or not _PRINTABLE.match(value):
-        raise InvalidRequest(f"a {kind} name has 1 to {max_length} printable characters")
 
 
 def _stored_concepts(services: Services, *, scope: UserScope) -> dict[str, _Stored]:

@@ -17,7 +17,7 @@ import numpy as np
 from app.services import Services
 from app.storage.repository.concepts import ConceptSummary
 from app.usecases.retrieve import cached_concepts, cached_index, decision_for
-from retrieval import UserIndex
+from retrieval.index import UserIndex
 
 
 @dataclass(frozen=True)

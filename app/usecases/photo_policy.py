@@ -16,10 +16,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from retrieval import DecodedImage, ImageLimits, decode_image
+from retrieval.config import ImageLimits
 from retrieval.decode_budget import PixelHold
 from retrieval.errors import InvalidRequest, PayloadTooLarge
-from retrieval.images import decode_cost, image_size
+from retrieval.images import DecodedImage, decode_cost, decode_image, image_size
 
 if TYPE_CHECKING:
     from app.services import Services

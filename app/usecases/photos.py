@@ -9,16 +9,17 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.domain.blob_layout import BlobLayout
 from app.domain.errors import BlobStoreUnavailable
 from app.services import Services
-from app.storage.blobs import blob_key, sha256_hex
-from app.storage.db.models import Embedding, ImageRow
+from app.storage.blobs import sha256_hex
+from app.storage.db.models import PHOTO, Embedding, ImageRow
 from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import DecodedImage
 from retrieval.errors import InvalidRequest, PayloadTooLarge
+from retrieval.images import DecodedImage
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +44,31 @@ class DecodedUpload:
 Upload = bytes | DecodedUpload
 
 
-def check_photo_count(services: Services, count: int) -> None:
-    """One request's photos: at least one, at most ``max_images_per_request``."""
+def check_photo_count(services: Services, count: int, *, required: bool = True) -> None:
+    """One request's photos: at most ``max_images_per_request``, and at least one when
+    ``required`` (adding photos; a concept is registered with none or more)."""
     limit = services.settings.max_images_per_request
-    if not count:
+    if required and not count:
         raise InvalidRequest("at least one image is required")
     if count > limit:
         raise InvalidRequest(f"{count} images in one request; the limit is {limit}")
 
 
 def prepare_photos(
-    services: Services, uploads: Sequence[Upload], owner: Hashable | None
+    services: Services,
+    uploads: Sequence[Upload],
+    owner: Hashable | None,
+    *,
+    required: bool = True,
 ) -> list[PreparedPhoto]:
     """Decode every upload not decoded yet (rejecting the request on the first bad one),
-    then embed all at once. The pixels all of them would decode are counted from their
-    headers first, against RAPPORT_MAX_REQUEST_PIXELS (413 before any decode)."""
-    check_photo_count(services, len(uploads))
+    then embed all at once (none for a text-only concept, when not ``required``). The
+    pixels all of them would decode are counted from their headers first, against
+    RAPPORT_MAX_REQUEST_PIXELS (413 before any decode); each decode holds its pixels as
+    ``owner``'s (the app's) in the process's decode budget."""
+    check_photo_count(services, len(uploads), required=required)
+    if not uploads:
+        return []
     policy = PhotoPolicy.for_uploads(services, owner)
     pending = [upload for upload in uploads if not isinstance(upload, DecodedUpload)]
     check_request_pixels(services, sum(policy.cost_of(upload) for upload in pending))
@@ -86,16 +96,6 @@ def check_request_pixels(services: Services, pixels: int) -> None:
         )
 
 
-def user_namespace(*, tenant_id: int, user_id: int) -> str:
-    """The blob folder of one user: erasing the user removes it whole."""
-    return f"t{tenant_id}/u{user_id}"
-
-
-def photo_key(*, tenant_id: int, user_id: int, sha256: str) -> str:
-    """Blob key of a photo: content-addressed within its user's own folder."""
-    return blob_key(namespace=user_namespace(tenant_id=tenant_id, user_id=user_id), sha256=sha256)
-
-
 def store_photos(
     services: Services,
     *,
@@ -104,11 +104,13 @@ def store_photos(
     user_id: int,
     concept_id: str,
     photos: Sequence[PreparedPhoto],
+    role: str = PHOTO,
 ) -> tuple[list[ImageRow], list[Embedding]]:
-    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction."""
+    """Write blobs, then image and vector rows, inside the caller's (user-locked) transaction;
+    ``role`` NEGATIVE for photos the user said are not the concept."""
     images, embeddings = [], []
     for photo in photos:
-        key = photo_key(tenant_id=tenant_id, user_id=user_id, sha256=photo.sha256)
+        key = BlobLayout(tenant_id=tenant_id, user_id=user_id).key(photo.sha256)
         services.blobs.put(key, photo.data)
         image = image_rows.add_image(
             session=session,
@@ -120,6 +122,7 @@ def store_photos(
             width=photo.decoded.width,
             height=photo.decoded.height,
             size_bytes=len(photo.data),
+            role=role,
         )
         embedding = vector_rows.add_vector(
             session=session, image=image, vector=photo.vector, model_id=services.encoder.model_id

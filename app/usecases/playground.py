@@ -19,8 +19,8 @@ from app.usecases.retrieve import (
     detector_categories,
     present_matches,
 )
-from retrieval import name_key, named_in
 from retrieval.matching import best_per_label, region_winners
+from retrieval.names import name_key, named_in
 from retrieval.prompt import ImagePart
 from retrieval.regions import Box
 from retrieval.search import PhotoSearch, SearchOptions, search_photos

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.domain.errors import ConceptNotFound, QuotaExceeded, StorageQuotaExceeded
 from app.domain.scope import UserScope
 from app.services import Services
+from app.storage.db.models import PHOTO
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import tenants as tenant_rows
@@ -27,10 +28,16 @@ def upload_sizes(uploads: Sequence[Upload]) -> list[int]:
 
 
 def check_before_work(
-    services: Services, scope: UserScope, *, concept_id: str | None, sizes: Sequence[int]
+    services: Services,
+    scope: UserScope,
+    *,
+    concept_id: str | None,
+    sizes: Sequence[int],
+    role: str = PHOTO,
 ) -> None:
-    """The quotas a write of photos would meet (to a new concept when ``concept_id`` is
-    None), and a concept that does not exist, before the photos are decoded or embedded."""
+    """The quotas a write of photos (or with ``role``, negatives) would meet (to a new
+    concept when ``concept_id`` is None), and a concept that does not exist, before the
+    photos are decoded or embedded."""
     with services.sessions() as session:
         found = user_rows.user_version(
             session=session, tenant_id=scope.tenant_id, external_id=scope.external_user_id
@@ -42,7 +49,7 @@ def check_before_work(
             concept = concept_rows.get_concept(
                 session=session, user_id=found[0], concept_id=concept_id
             )
-            existing = image_rows.count_images(session=session, concept_id=concept.id)
+            existing = image_rows.count_images(session=session, concept_id=concept.id, role=role)
         elif found is not None:
             check_concept_count(services, session, user_id=found[0])
         check_photo_quotas(
@@ -65,8 +72,9 @@ def check_photo_quotas(
     existing: int,
     sizes: Sequence[int],
 ) -> None:
-    """Photos per concept and bytes per tenant. Checked under the user's lock; writes of
-    other users of the tenant can pass the byte quota together by at most one request each."""
+    """Photos (or negatives) per concept and bytes per tenant. Checked under the user's
+    lock; writes of other users of the tenant can pass the byte quota together by at most
+    one request each."""
     settings = services.settings
     if existing + len(sizes) > settings.max_photos_per_concept:
         raise QuotaExceeded(

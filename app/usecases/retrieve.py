@@ -18,8 +18,9 @@ from app.storage.repository import vectors as vector_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.timing import Timings
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import UserIndex, name_key, named_in
 from retrieval.errors import InvalidRequest
+from retrieval.index import UserIndex
+from retrieval.names import name_key, named_in
 from retrieval.regions import Box
 from retrieval.search import PhotoSearch, RegionMatch, SearchOptions, search_photos
 
@@ -165,7 +166,13 @@ def matches_at(
         vectors = searched.vectors
         with timings.stage("search"):
             decide = decision_for(
-                services, user_id, version, index, min_score, pooled=searched.pooled
+                services,
+                user_id,
+                version,
+                index,
+                min_score,
+                pooled=searched.pooled,
+                vectors=searched.vectors,
             )
             for match in present_matches(searched.matches, decide, top_k=top_k):
                 box = _scaled(match.box, photos[match.photo].scale)
@@ -213,19 +220,36 @@ def decision_for(
     min_score: float | None,
     *,
     pooled: bool = False,
+    vectors: np.ndarray | None = None,
 ) -> Decide:
     """How presence is decided: the fixed ``min_score`` when set, else the user's
     decision rule at ``version`` (retrieval/decision.py, fitted once per version), for
-    vectors of crops or whole photos, or of regions ``pooled`` from one forward pass."""
-    if min_score is not None:
-        return _fixed(min_score)
+    vectors of crops or whole photos, or of regions ``pooled`` from one forward pass.
+    ``vectors``: the query's, checked against the user's corrections (negatives) either
+    way: a photo the user said is not a concept is not claimed, whatever the threshold."""
     rule = services.decisions.rule_for(
-        services.index_key(user_id), version, index.vectors, services.background
+        services.index_key(user_id),
+        version,
+        index.vectors,
+        services.background,
+        corrections=lambda: _load_corrections(services, user_id),
     )
+    if min_score is not None:
+        return lambda label, score: (
+            score >= min_score and (vectors is None or not rule.corrected(label, score, vectors)),
+            min_score,
+        )
     return lambda label, score: (
-        rule.present(label, score, pooled=pooled),
+        rule.present(label, score, pooled=pooled, vectors=vectors),
         rule.threshold(label, pooled=pooled),
     )
+
+
+def _load_corrections(services: Services, user_id: int) -> tuple[np.ndarray, list[str]]:
+    with services.sessions() as session:
+        return vector_rows.user_negatives(
+            session=session, user_id=user_id, model_id=services.encoder.model_id
+        )
 
 
 def present_matches(

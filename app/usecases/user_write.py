@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,7 +21,7 @@ from app.domain.errors import ConceptNotFound
 from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.repository import users as user_rows
-from retrieval import UserIndex
+from retrieval.index import UserIndex
 
 
 @dataclass
@@ -29,7 +30,10 @@ class UserWrite:
 
     session: Session
     lock: user_rows.UserLock
-    _index_update: Callable[[UserIndex], None] | None = None
+    source: str = "api"  # who writes, for the user's history: api | import | chat | undo
+    undoes: str | None = None  # the history event this write undoes, if any
+    events: list[Any] = field(default_factory=list)  # history events recorded in this write
+    _index_updates: list[Callable[[UserIndex], None]] = field(default_factory=list)
     _on_rollback: list[Callable[[], None]] = field(default_factory=list)
     _conflict: Exception | None = None
 
@@ -39,8 +43,9 @@ class UserWrite:
 
     def after_commit(self, update: Callable[[UserIndex], None]) -> None:
         """Patch this process's cached index of the user with ``update`` once committed
-        (by default it is only moved to the new version: nothing it holds changed)."""
-        self._index_update = update
+        (by default it is only moved to the new version: nothing it holds changed); several
+        updates apply in the order given."""
+        self._index_updates.append(update)
 
     def conflict_is(self, error: Exception) -> None:
         """Raise ``error`` in place of a unique violation at commit: two requests raced
@@ -60,6 +65,7 @@ def user_write(
     *,
     create: bool = False,
     missing: Exception | None = None,
+    source: str = "api",
 ) -> Iterator[UserWrite]:
     """Lock the user of ``scope`` (created if ``create``; otherwise ``missing`` is raised
     for a user who does not exist), run the block, commit, then patch the cached index.
@@ -67,6 +73,7 @@ def user_write(
     On an exception in the block or at commit the transaction rolls back and the
     ``on_rollback`` callbacks run; a unique violation at commit becomes the error given
     to ``conflict_is``, if any. Nothing of the cached index changes unless committed.
+    ``source`` names the writer in the history events the block records.
     """
     with services.sessions() as session:
         lock = user_rows.lock_user(
@@ -77,7 +84,7 @@ def user_write(
         )
         if lock is None:
             raise missing or ConceptNotFound("no such user")
-        write = UserWrite(session=session, lock=lock)
+        write = UserWrite(session=session, lock=lock, source=source)
         try:
             yield write
             try:
@@ -94,11 +101,20 @@ def user_write(
             raise
     key = services.index_key(lock.user_id)
     versions = {"from_version": lock.from_version, "to_version": lock.to_version}
-    services.user_index_cache.apply(key, **versions, update=write._index_update or _unchanged)
-    if write._index_update is None:
+    updates = write._index_updates
+    services.user_index_cache.apply(key, **versions, update=_in_order(updates))
+    if not updates:
         # The same vectors make the same decision rule: carry it to the new version
         # instead of fitting it again (a rename, a new description).
         services.decisions.apply(key, **versions, update=_unchanged)
+
+
+def _in_order(updates: list[Callable[[UserIndex], None]]) -> Callable[[UserIndex], None]:
+    def update(index: UserIndex) -> None:
+        for one in updates:
+            one(index)
+
+    return update
 
 
 def _unchanged(value: object) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from app.domain.blob_layout import BlobLayout
 from app.domain.errors import BlobStoreUnavailable, NotFound
 from app.domain.scope import UserScope
 from app.services import Services
 from app.storage.repository import users as user_rows
 from app.storage.repository.users import UserCounts
-from app.usecases.photos import user_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def erase_user(services: Services, *, scope: UserScope) -> None:
         session.commit()
     services.user_index_cache.discard(services.index_key(user_id))
     # User ids are never reused, so nothing can be writing into this folder any more.
-    namespace = user_namespace(tenant_id=scope.tenant_id, user_id=user_id)
+    namespace = BlobLayout(tenant_id=scope.tenant_id, user_id=user_id).namespace
     try:
         services.blobs.delete_namespace(namespace)
     except BlobStoreUnavailable:

@@ -93,3 +93,11 @@ def test_serve_without_access_log_on_one_torch_thread(tmp_path: Path) -> None:
     log = server.log.read_text()
     assert "Application startup complete" in log  # uvicorn's own log still runs
     assert "/v1/users/alice/retrieve" not in log
+
+
+def test_settings_prints_the_reference_the_docs_hold(tmp_path: Path) -> None:
+    result = run_cli(["settings"], rapport_env(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr
+    reference = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert result.stdout == reference.read_text()
+    assert not (tmp_path / "data").exists()

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from retrieval import Encoder
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.helpers import (
     assert_problem,

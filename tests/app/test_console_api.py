@@ -111,24 +111,49 @@ def test_a_concept_that_looks_like_another_is_flagged_with_the_score(
         make_settings(database_url, tmp_path / "data", looks_like_min_score=0.9999)
     )
     api = server.client(server.new_key("acme"))
+    flagged = {"include": "looks_like"}
     dog = register(api, "alice", "bo", [factories.photo("dog", 0), factories.photo("dog", 1)])
-    assert dog.status_code == 201 and dog.json()["looks_like"] is None
-    cat = register(api, "alice", "mochi", [factories.photo("cat", 0)]).json()
-    assert cat["looks_like"] is None
+    assert dog.status_code == 201
+    register(api, "alice", "mochi", [factories.photo("cat", 0)])
     twin = register(api, "alice", "twin", [factories.photo("dog", 1)]).json()
-    assert twin["looks_like"]["name"] == "bo" and twin["looks_like"]["score"] > 0.9999
-    listed = {
-        c["name"]: c["looks_like"] for c in api.get("/v1/users/alice/concepts").json()["items"]
-    }
+    # A write answers the plain view: the look-alike search runs only when a read asks.
+    assert twin["looks_like"] is None
+    assert api.get(f"/v1/users/alice/concepts/{twin['id']}").json()["looks_like"] is None
+    asked = api.get(f"/v1/users/alice/concepts/{twin['id']}", params=flagged).json()
+    assert asked["looks_like"]["name"] == "bo" and asked["looks_like"]["score"] > 0.9999
+    page = api.get("/v1/users/alice/concepts", params=flagged).json()["items"]
+    listed = {c["name"]: c["looks_like"] for c in page}
     assert listed["bo"]["name"] == "twin" and listed["mochi"] is None
-    bo = api.get(f"/v1/users/alice/concepts/{dog.json()['id']}").json()
+    plain = api.get("/v1/users/alice/concepts").json()["items"]
+    assert [c["looks_like"] for c in plain] == [None, None, None]
+    bo = api.get(f"/v1/users/alice/concepts/{dog.json()['id']}", params=flagged).json()
     assert bo["looks_like"]["id"] == twin["id"]
+    assert api.get("/v1/users/alice/concepts", params={"include": "x"}).status_code == 422
     # Another user's identical photos are not this user's look-alikes.
     register(api, "bob", "solo", [factories.photo("cat", 0)])
-    assert api.get("/v1/users/bob/concepts").json()["items"][0]["looks_like"] is None
+    solo = api.get("/v1/users/bob/concepts", params=flagged).json()["items"][0]
+    assert solo["looks_like"] is None
     # The flag goes once the look-alike does.
     assert api.delete(f"/v1/users/alice/concepts/{twin['id']}").status_code == 204
-    assert api.get(f"/v1/users/alice/concepts/{dog.json()['id']}").json()["looks_like"] is None
+    bo = api.get(f"/v1/users/alice/concepts/{dog.json()['id']}", params=flagged).json()
+    assert bo["looks_like"] is None
+
+
+def test_a_write_fits_no_decision_rule_and_a_read_that_asks_for_look_alikes_does(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # The service's defaults (no fixed min_score, which the tests' settings set): look-alikes
+    # are judged by the decision rule, which every write used to refit for the flag alone.
+    server = start_server(make_settings(database_url, tmp_path / "data", min_score=None))
+    api = server.client(server.new_key("acme"))
+    fits = server.services.decisions.stats
+    concept_id = register_subject(api, "alice", "dog")["id"]
+    register_subject(api, "alice", "cat")
+    renamed = api.patch(f"/v1/users/alice/concepts/{concept_id}", json={"name": "rex"})
+    assert renamed.status_code == 200 and renamed.json()["looks_like"] is None
+    assert fits().misses == 0 and fits().entries == 0
+    api.get("/v1/users/alice/concepts", params={"include": "looks_like"}).raise_for_status()
+    assert fits().misses == 1
 
 
 def test_the_playground_shows_regions_scores_and_the_prompt_without_generating(

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, exists, func, select, text
 from app.main import build_services
 from app.storage.db.models import Concept, Embedding, ImageRow
 from app.usecases.doctor import Storage, check, repair
-from retrieval import Encoder
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.processes import ServeProcess, rapport_env, run_cli
 from tests.conftest import make_settings

@@ -13,7 +13,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.main import build_services
-from retrieval import Encoder
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.helpers import register
 from tests.conftest import LiveServer, make_settings

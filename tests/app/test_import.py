@@ -19,7 +19,7 @@ from app.usecases.concept_reads import list_concepts
 from app.usecases.import_sources import find_sources
 from app.usecases.importer import import_concepts
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval import Encoder
+from retrieval.encoder import Encoder
 from retrieval.errors import InvalidRequest
 from tests import factories
 from tests.app.helpers import stored

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from app.storage.repository.tenants import stored_bytes
-from retrieval import Encoder
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.helpers import assert_problem, register, stored
 from tests.conftest import LiveServer, make_settings

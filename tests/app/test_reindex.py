@@ -11,7 +11,8 @@ from sqlalchemy import select
 from app.main import build_services
 from app.storage.db.models import Embedding
 from app.usecases.reindex import reindex_all
-from retrieval import Encoder, EncoderConfig
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.helpers import matched_names, register_subject, retrieve
 from tests.conftest import BOTH_BLOB_STORES, LiveServer, make_settings

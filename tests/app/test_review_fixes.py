@@ -23,7 +23,8 @@ from app.http.errors import STATUS
 from app.main import build_services
 from app.settings import Settings
 from app.usecases.reindex import reindex_all
-from retrieval import Encoder, EncoderConfig
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
 from tests import factories
 from tests.app.helpers import assert_problem, register
 from tests.app.test_hostile_inputs import raw_request

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from retrieval import Encoder, decode_image
 from retrieval.batching import BatchingEncoder, BatchStats, encoding_for
 from retrieval.config import BatchingConfig
+from retrieval.encoder import Encoder
 from retrieval.errors import Overloaded
+from retrieval.images import decode_image
 from retrieval.regions import Box
 from tests import factories
 

@@ -11,7 +11,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from retrieval import EncoderConfig, decode_image
+from retrieval.config import EncoderConfig
 from retrieval.efficientnet_encoder import (
     MEAN,
     STD,
@@ -21,6 +21,7 @@ from retrieval.efficientnet_encoder import (
 )
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
+from retrieval.images import decode_image
 from retrieval.index import UserIndex
 from retrieval.regions import GridRegions, WholePhoto
 from retrieval.search import SearchOptions, search_photos

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
 from retrieval.encoders import model_id_of
 from retrieval.errors import ModelLoadError
+from retrieval.images import decode_image
 from tests import factories
 
 

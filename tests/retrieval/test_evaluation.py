@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from retrieval import Encoder, EncoderConfig
-from retrieval.config import RegionConfig
+from retrieval.config import EncoderConfig, RegionConfig
+from retrieval.encoder import Encoder
 from retrieval.eval_data import category_words, draw_collages, load_concepts
 from retrieval.eval_report import NOT_MATCHED, average_precision, balancing_threshold
 from retrieval.evaluation import EvalReport, evaluate, format_table, run_eval

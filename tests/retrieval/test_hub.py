@@ -11,9 +11,10 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from retrieval import Encoder, EncoderConfig, decode_image
-from retrieval.config import RegionConfig
+from retrieval.config import EncoderConfig, RegionConfig
+from retrieval.encoder import Encoder
 from retrieval.errors import ModelLoadError
+from retrieval.images import decode_image
 from retrieval.regions import DetectorRegions
 from tests import factories
 from tests.app.processes import free_port

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from retrieval import ImageLimits, decode_image
+from retrieval.config import ImageLimits
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
+from retrieval.images import decode_image
 from tests import factories
 
 

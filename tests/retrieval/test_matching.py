@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from retrieval import UserIndex, name_key, named_in
-from retrieval.common_words import is_bare_word_matchable
+from retrieval.index import UserIndex
 from retrieval.matching import region_winners, search_concepts
+from retrieval.names import bare_word_matchable, name_key, named_in
 from tests import factories
 
 
@@ -58,10 +58,10 @@ def test_common_words_name_a_concept_only_in_angle_brackets(text: str, found: se
 
 
 def test_bare_word_matching_is_for_names_that_are_no_common_word() -> None:
-    assert not is_bare_word_matchable("can") and not is_bare_word_matchable("clock")
-    assert is_bare_word_matchable("bo") and is_bare_word_matchable("backpack_dog")
-    assert is_bare_word_matchable("my mug")  # several words are not said by chance
-    assert not is_bare_word_matchable("")
+    assert not bare_word_matchable("can") and not bare_word_matchable("clock")
+    assert bare_word_matchable("bo") and bare_word_matchable("backpack_dog")
+    assert bare_word_matchable("my mug")  # several words are not said by chance
+    assert not bare_word_matchable("") and not bare_word_matchable("x")
 
 
 def test_search_concepts_matches_brute_force() -> None:

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from retrieval import Encoder, decode_image
+from retrieval.encoder import Encoder
+from retrieval.images import decode_image
 from retrieval.preprocessing import Preprocessing
 from tests import factories
 

@@ -8,9 +8,11 @@ import torch
 import torchvision
 from PIL import Image
 
-from retrieval import Encoder, EncoderConfig, decode_image
+from retrieval.config import EncoderConfig
+from retrieval.encoder import Encoder
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
+from retrieval.images import decode_image
 from retrieval.torchvision_encoder import TorchvisionEncoder
 from tests import factories
 from tests.conftest import TINY

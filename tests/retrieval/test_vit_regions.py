@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from retrieval import Encoder, decode_image
+from retrieval.encoder import Encoder
+from retrieval.images import decode_image
 from retrieval.regions import GridRegions
 from retrieval.vit_regions import box_weights
 from tests import factories

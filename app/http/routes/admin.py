@@ -12,12 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from app.domain.ids import TENANT_NAME
 from app.http.deps import ServicesDep, require_admin
 from app.http.openapi import problems
 from app.storage.db.models import ApiKey
 from app.usecases import tenants
 
-TenantName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")]
+TenantName = Annotated[str, Path(**TENANT_NAME.constraints)]
 
 
 router = APIRouter(
@@ -30,7 +31,7 @@ router = APIRouter(
 
 class TenantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f/]+$")
+    name: str = TENANT_NAME.field()
 
 
 class TenantOut(BaseModel):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Header, Query, Response, UploadFile
 
@@ -21,12 +21,23 @@ router = APIRouter(
 Images = Annotated[
     list[UploadFile], File(min_length=1, description="one or more photos of the concept")
 ]
+# Work a read does only when asked: the look-alike search of each concept on the page.
+Include = Annotated[
+    Literal["looks_like"] | None,
+    Query(description="looks_like: flag each concept whose photos look like another's"),
+]
+OptionalImages = Annotated[
+    list[UploadFile] | None,
+    File(description="its photos; none registers a text-only concept, found when named"),
+]
 
 
-def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
+def read_uploads(
+    services: Services, uploads: list[UploadFile], *, required: bool = True
+) -> list[bytes]:
     """Each upload's bytes, refusing too many uploads before reading any, and one over the
     per-image cap without reading past it."""
-    check_photo_count(services, len(uploads))
+    check_photo_count(services, len(uploads), required=required)
     limit = services.settings.max_image_bytes
     contents = []
     for upload in uploads:
@@ -41,19 +52,19 @@ def read_uploads(services: Services, uploads: list[UploadFile]) -> list[bytes]:
 def create_concept(
     scope: UserScopeDep,
     services: ServicesDep,
-    images: Images,
     name: Annotated[NameText, Form(min_length=1, max_length=100, pattern=VISIBLE)],
     description: Annotated[DescriptionText, Form(max_length=4000)] = "",
     category: Annotated[PlainText | None, Form(max_length=50)] = None,
+    images: OptionalImages = None,
 ) -> ConceptOut:
-    """Register a concept (name, description, category, photos) for a user."""
+    """Register a concept (name, description, category, photos or none) for a user."""
     view = concepts.create_concept(
         services,
         scope=scope,
         name=name,
         description=description,
         category=category or None,
-        uploads=read_uploads(services, images),
+        uploads=read_uploads(services, images or [], required=False),
     )
     return ConceptOut.from_view(view)
 
@@ -64,18 +75,23 @@ def list_concepts(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64, pattern=CONTROL_FREE)] = None,
+    include: Include = None,
 ) -> ConceptPage:
     """List a user's concepts, oldest first; pass next_cursor back for the next page."""
     views, next_cursor = concept_reads.list_concepts(
-        services, scope=scope, limit=limit, after=cursor
+        services, scope=scope, limit=limit, after=cursor, looks_like=include == "looks_like"
     )
     return ConceptPage(items=[ConceptOut.from_view(v) for v in views], next_cursor=next_cursor)
 
 
 @router.get("/{concept_id}")
-def get_concept(scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep) -> ConceptOut:
+def get_concept(
+    scope: UserScopeDep, concept_id: ResourceId, services: ServicesDep, include: Include = None
+) -> ConceptOut:
     """One concept with its photos."""
-    view = concept_reads.get_concept(services, scope=scope, concept_id=concept_id)
+    view = concept_reads.get_concept(
+        services, scope=scope, concept_id=concept_id, looks_like=include == "looks_like"
+    )
     return ConceptOut.from_view(view)
 
 
@@ -177,7 +193,7 @@ def delete_image(
     image_id: ResourceId,
     services: ServicesDep,
 ) -> Response:
-    """Delete one photo of a concept (never its last one)."""
+    """Delete one photo of a concept (its last one leaves a text-only concept)."""
     concepts.delete_image(
         services,
         scope=scope,

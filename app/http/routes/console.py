@@ -28,7 +28,7 @@ DOCS_CSP = (
     "img-src 'self' blob: data:; font-src 'self' data:; connect-src 'self'; "
     "worker-src 'self' blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-MEDIA_TYPES = {
+STATIC_MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -79,11 +79,11 @@ def _read(package: str, folder: tuple[str, ...], name: str) -> bytes:
 def _serve(package: str, folder: tuple[str, ...], name: str, csp: str) -> Response:
     data = _packaged(package, folder, name)
     suffix = name[name.rfind(".") :]
-    if data is None or suffix not in MEDIA_TYPES:
+    if data is None or suffix not in STATIC_MEDIA_TYPES:
         raise NotFound("not found")
     return Response(
         data,
-        media_type=MEDIA_TYPES[suffix],
+        media_type=STATIC_MEDIA_TYPES[suffix],
         headers={
             "Content-Security-Policy": csp,
             "X-Content-Type-Options": "nosniff",

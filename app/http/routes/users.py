@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
+from app.domain.ids import USER_ID
 from app.http.deps import CallerDep, ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS
 from app.http.schemas import UserOut, UserPage
@@ -19,9 +20,10 @@ def list_app_users(
     caller: CallerDep,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=128)] = None,
+    cursor: Annotated[str | None, Query(max_length=USER_ID.max_length)] = None,
     prefix: Annotated[
-        str | None, Query(max_length=128, description="only users whose id starts with this")
+        str | None,
+        Query(max_length=USER_ID.max_length, description="only users whose id starts with this"),
     ] = None,
 ) -> UserPage:
     """List the app's users by id with their counts; pass next_cursor back for the next page."""

@@ -18,7 +18,7 @@ from app.services import Services
 from app.usecases.chat import ChatAnswer, ChatQuery, answer_chat, require_generator, stream_chat
 from app.usecases.chat_input import ChatInput, read_query
 from app.usecases.retrieve import Match
-from retrieval import Generation
+from retrieval.generators import Generation
 
 
 @dataclass(frozen=True)

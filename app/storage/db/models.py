@@ -6,8 +6,10 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     ForeignKey,
@@ -58,6 +60,11 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+# ImageRow.role values.
+PHOTO = "photo"
+NEGATIVE = "negative"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -94,6 +101,8 @@ class User(Base):
     external_id: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The widest memory mode a chat may use for this user (None: "read"); see usecases/memory.
+    memory: Mapped[str | None] = mapped_column(String(8))
 
 
 class Concept(Base):
@@ -126,6 +135,8 @@ class ImageRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # "photo": a photo of the concept; "negative": a photo the user said is not it.
+    role: Mapped[str] = mapped_column(String(16), default=PHOTO, server_default=PHOTO)
 
 
 class Embedding(Base):
@@ -142,3 +153,22 @@ class Embedding(Base):
     model_id: Mapped[str] = mapped_column(String(200))
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MemoryEvent(Base):
+    """One change to a user's concepts: by the API, an import or a chat, with the concept's
+    summary before and after (None: it did not exist). User data: erased with the user."""
+
+    __tablename__ = "memory_events"
+    __table_args__ = (Index(None, "user_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    concept_id: Mapped[str | None] = mapped_column(String(36))  # no key: it may be deleted
+    source: Mapped[str] = mapped_column(String(16))  # api | import | chat | undo
+    action: Mapped[str] = mapped_column(String(16))  # created | updated | deleted
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    undoes: Mapped[str | None] = mapped_column(String(36))  # the event this one undid
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

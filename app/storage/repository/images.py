@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import ImageNotFound
-from app.storage.db.models import ImageRow
+from app.storage.db.models import PHOTO, ImageRow
 
 
 def add_image(
@@ -22,9 +22,12 @@ def add_image(
     width: int,
     height: int,
     size_bytes: int,
+    role: str = PHOTO,
 ) -> ImageRow:
-    """Add a photo row (flushed, so it has its id) for a blob already stored."""
+    """Add a photo row (flushed, so it has its id) for a blob already stored; ``role``
+    NEGATIVE for a photo the user said is not the concept."""
     image = ImageRow(
+        role=role,
         concept_id=concept_id,
         user_id=user_id,
         sha256=sha256,
@@ -44,14 +47,21 @@ def delete_image(*, session: Session, image: ImageRow) -> None:
     session.delete(image)
 
 
-def get_image(*, session: Session, user_id: int, concept_id: str, image_id: str) -> ImageRow:
-    image = session.scalar(
-        select(ImageRow).where(
-            ImageRow.id == image_id,
-            ImageRow.concept_id == concept_id,
-            ImageRow.user_id == user_id,
-        )
+def get_image(
+    *,
+    session: Session,
+    user_id: int,
+    concept_id: str,
+    image_id: str,
+    role: str | None = PHOTO,
+) -> ImageRow:
+    """One photo of the user's concept (``role`` None: a photo or a negative)."""
+    query = select(ImageRow).where(
+        ImageRow.id == image_id,
+        ImageRow.concept_id == concept_id,
+        ImageRow.user_id == user_id,
     )
+    image = session.scalar(query if role is None else query.where(ImageRow.role == role))
     if image is None:
         raise ImageNotFound(f"no image {image_id!r} in concept {concept_id!r}")
     return image
@@ -61,17 +71,28 @@ def image_exists(*, session: Session, image_id: str) -> bool:
     return session.scalar(select(ImageRow.id).where(ImageRow.id == image_id)) is not None
 
 
-def images_of(*, session: Session, concept_ids: Sequence[str]) -> dict[str, list[ImageRow]]:
+def images_of(
+    *, session: Session, concept_ids: Sequence[str], role: str = PHOTO
+) -> dict[str, list[ImageRow]]:
+    """The photos (or with ``role``, the negatives) of each concept, oldest first."""
     images: dict[str, list[ImageRow]] = {concept_id: [] for concept_id in concept_ids}
     if concept_ids:
-        query = select(ImageRow).where(ImageRow.concept_id.in_(concept_ids)).order_by(ImageRow.id)
+        query = (
+            select(ImageRow)
+            .where(ImageRow.concept_id.in_(concept_ids), ImageRow.role == role)
+            .order_by(ImageRow.id)
+        )
         for image in session.scalars(query):
             images[image.concept_id].append(image)
     return images
 
 
-def count_images(*, session: Session, concept_id: str) -> int:
-    query = select(func.count()).select_from(ImageRow).where(ImageRow.concept_id == concept_id)
+def count_images(*, session: Session, concept_id: str, role: str = PHOTO) -> int:
+    query = (
+        select(func.count())
+        .select_from(ImageRow)
+        .where(ImageRow.concept_id == concept_id, ImageRow.role == role)
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from app.storage.db.models import Concept, Embedding, ImageRow
+from app.storage.db.models import Embedding, ImageRow
 from app.storage.repository.users import bump_version
 
 _WITHOUT_IMAGE = ~exists().where(ImageRow.id == Embedding.image_id)
@@ -30,11 +30,6 @@ def photos_with_keys(*, session: Session, keys: Sequence[str]) -> list[tuple[str
 def keys_in_use(*, session: Session, keys: Sequence[str]) -> set[str]:
     """The blob keys among ``keys`` that some photo row (of any user) references."""
     return set(session.scalars(select(ImageRow.blob_key).where(ImageRow.blob_key.in_(keys))))
-
-
-def concepts_without_images(*, session: Session) -> list[str]:
-    query = select(Concept.id).where(~exists().where(ImageRow.concept_id == Concept.id))
-    return list(session.scalars(query))
 
 
 def count_vectors_without_image(*, session: Session) -> int:

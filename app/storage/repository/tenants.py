@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.domain.storage_charge import photo_charge, vector_charge
 from app.storage.db.models import Concept, Embedding, ImageRow, Tenant, User
 
 
@@ -43,32 +44,25 @@ def get_or_create_tenant(*, session: Session, name: str) -> Tenant:
         return tenant
 
 
-# What one photo costs in storage beyond its bytes: a file takes at least a block,
-# and its rows (image, vector) take room of their own.
-FILE_BLOCK_BYTES = 4096
-PHOTO_ROW_BYTES = 512
-VECTOR_ROW_BYTES = 256
-
-
 def stored_bytes(*, size_bytes: int, dims: Sequence[int]) -> int:
     """Storage charged for a photo of ``size_bytes`` with vectors of ``dims`` (float32)."""
-    vectors = sum(4 * dim + VECTOR_ROW_BYTES for dim in dims)
-    return max(size_bytes, FILE_BLOCK_BYTES) + PHOTO_ROW_BYTES + vectors
+    return int(photo_charge(size_bytes, max) + sum(vector_charge(dim) for dim in dims))
+
+
+def _sql_at_least(value: ColumnElement[int], floor: int) -> ColumnElement[int]:
+    return case((value < floor, floor), else_=value)
 
 
 def tenant_bytes(*, session: Session, tenant_id: int) -> int:
     """Storage the tenant uses, as ``stored_bytes`` charges it: photos (at least a file
     block each), their rows and every vector, not only the bytes as uploaded."""
-    photo = case(
-        (ImageRow.size_bytes < FILE_BLOCK_BYTES, FILE_BLOCK_BYTES), else_=ImageRow.size_bytes
-    )
     photos = (
-        select(func.coalesce(func.sum(photo + PHOTO_ROW_BYTES), 0))
+        select(func.coalesce(func.sum(photo_charge(ImageRow.size_bytes, _sql_at_least)), 0))
         .join(User, User.id == ImageRow.user_id)
         .where(User.tenant_id == tenant_id)
     )
     vectors = (
-        select(func.coalesce(func.sum(Embedding.dim * 4 + VECTOR_ROW_BYTES), 0))
+        select(func.coalesce(func.sum(vector_charge(Embedding.dim)), 0))
         .join(User, User.id == Embedding.user_id)
         .where(User.tenant_id == tenant_id)
     )

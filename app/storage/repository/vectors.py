@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from app.storage.db.models import Embedding, ImageRow
+from app.storage.db.models import NEGATIVE, PHOTO, Embedding, ImageRow
 
 
 def embedding_ids(*, session: Session, image_ids: Sequence[str]) -> list[int]:
@@ -17,19 +17,49 @@ def embedding_ids(*, session: Session, image_ids: Sequence[str]) -> list[int]:
 
 
 def user_vectors(
-    *, session: Session, user_id: int, model_id: str
+    *, session: Session, user_id: int, model_id: str, role: str = PHOTO
 ) -> tuple[list[int], list[str], np.ndarray]:
-    """Every vector of the user made by ``model_id``: (ids, concept ids, matrix)."""
+    """Every vector of the user's photos (or with ``role``, negatives) made by
+    ``model_id``: (ids, concept ids, matrix)."""
     rows = session.execute(
-        select(Embedding.id, Embedding.concept_id, Embedding.dim, Embedding.vector).where(
-            Embedding.user_id == user_id, Embedding.model_id == model_id
-        )
+        select(Embedding.id, Embedding.concept_id, Embedding.dim, Embedding.vector)
+        .join(ImageRow, ImageRow.id == Embedding.image_id)
+        .where(Embedding.user_id == user_id, Embedding.model_id == model_id, ImageRow.role == role)
+        .order_by(Embedding.id)
     ).all()
     if not rows:
         return [], [], np.zeros((0, 0), dtype=np.float32)
     dim = rows[0].dim
     matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
     return [row.id for row in rows], [row.concept_id for row in rows], matrix.reshape(-1, dim)
+
+
+def user_negatives(
+    *, session: Session, user_id: int, model_id: str
+) -> tuple[np.ndarray, list[str]]:
+    """The vectors of the user's corrections (photos that are not a concept) made by
+    ``model_id``, and the concept each is not."""
+    _, labels, matrix = user_vectors(
+        session=session, user_id=user_id, model_id=model_id, role=NEGATIVE
+    )
+    return matrix, labels
+
+
+def concept_vectors(*, session: Session, concept_id: str, model_id: str) -> np.ndarray:
+    """The vectors of the concept's own photos made by ``model_id`` (rows)."""
+    rows = session.execute(
+        select(Embedding.dim, Embedding.vector)
+        .join(ImageRow, ImageRow.id == Embedding.image_id)
+        .where(
+            Embedding.concept_id == concept_id,
+            Embedding.model_id == model_id,
+            ImageRow.role == PHOTO,
+        )
+    ).all()
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32)
+    return matrix.reshape(len(rows), rows[0].dim)
 
 
 def add_vector(
