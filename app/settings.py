@@ -327,7 +327,9 @@ class Settings(BaseSettings):
     )
     max_connections: Annotated[int, Field(ge=1)] = Field(
         default=1000,
-        description="open connections and requests one process serves; more get 503",
+        description="open connections and requests one process serves; more get 503. One "
+        "client address may hold an eighth of them (at least 4; the trusted proxies are not "
+        "counted); its further connections are closed at once",
     )
     keep_alive_s: Annotated[int, Field(ge=1, le=600)] = Field(
         default=5, description="seconds an idle keep-alive connection stays open"

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import shutil
+import socket
 import struct
 import threading
 import time
@@ -314,3 +316,34 @@ def test_concurrent_thumbnails_of_decompression_bombs_stay_within_the_decode_bud
     assert set(attack_run.statuses) <= {200, 503}, attack_run.statuses
     # One 40 MP decode of the attacker's at a time (its half of the budget): ~0.25 GB.
     assert grown < 700 * MB, f"+{grown / MB:.0f} MB"
+
+
+def test_one_clients_idle_connections_do_not_fill_the_connection_cap(tmp_path: Path) -> None:
+    # Before: RAPPORT_MAX_CONNECTIONS counted every open connection, idle ones too: 80 idle
+    # sockets of one client (cap 64) made another client's every request answer 503.
+    env = rapport_env(
+        tmp_path / "data", RAPPORT_MAX_CONNECTIONS="64", RAPPORT_HEADER_TIMEOUT_S="60"
+    )
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    key = run_cli(["keys", "create", "--tenant", "victim"], env).stdout.strip()
+    server = ServeProcess(env, tmp_path / "serve.log").wait_ready()
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(80):
+            sock = socket.create_connection(
+                ("127.0.0.1", server.port), source_address=("127.0.0.5", 0)
+            )
+            idle.append(sock)
+        # The server takes 8 (64 / 8) from that address and closes the others at once.
+        ready, _, _ = select.select([idle[-1]], [], [], 10)
+        closed = bool(ready) and idle[-1].recv(1) == b""
+        headers = {"Authorization": f"Bearer {key}"}
+        transport = httpx.HTTPTransport(local_address="127.0.0.6")
+        with httpx.Client(base_url=server.url, headers=headers, transport=transport) as victim:
+            statuses = [victim.get("/v1/users/v/concepts").status_code for _ in range(10)]
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert statuses == [200] * 10
+    assert closed
