@@ -153,7 +153,7 @@ def _assemble(
         region_proposer=proposer,
         default_min_score=settings.min_score,
         decisions=decisions,
-        background=BackgroundVectors(batching.encode_images, chunk=settings.encode_chunk_limit()),
+        background=BackgroundVectors(batching.encode_all),
         rate_limiter=limiter,
         key_cache=KeyCache(settings.key_cache_s, settings.key_secret),
         auth_failures=AuthFailureLimiter(
