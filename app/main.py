@@ -256,9 +256,9 @@ def create_app(
         to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_size
         if freeze_heap:
             freeze_start_up_heap()
-        if built.default_min_score is None:
-            # The decision rule's background vectors, before the first request needs them.
-            await to_thread.run_sync(built.background.get)
+        # The decision rule's background vectors, before the first request needs them: a
+        # fixed min_score needs the rule too, for the user's corrections.
+        await to_thread.run_sync(built.background.get)
         try:
             yield
         finally:

@@ -110,9 +110,9 @@ class UserIndex:
     ) -> LabelScores:
         """The best score of each of ``labels`` (None: of every label) for each query,
         exact over all its vectors (``LabelScores``); labels the index does not hold are
-        left out. ``among``: only the labels of each query's ``among`` best vectors, the
-        labels ``search(queries, among)`` finds. ``centroids``: each label's normalised
-        mean vector too."""
+        left out. ``among``: only the labels of each query's ``among`` best vectors (the
+        labels ``search(queries, among)`` finds, and any whose vector ties with the last).
+        ``centroids``: each label's normalised mean vector too."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
             view = self._label_view()
@@ -156,7 +156,7 @@ class UserIndex:
         """The view of the vectors held now (under the lock), built on first use."""
         if self._view is None:
             ids = faiss.vector_to_array(self._index.id_map).tolist()
-            self._view = LabelView([self._labels[i] for i in ids], self._matrix())
+            self._view = LabelView([self._labels[i] for i in ids])
         return self._view
 
 

@@ -73,8 +73,8 @@ def search_concepts(
     """The ``top_k`` labels scoring at least ``min_score``, best first.
 
     ``"best"``: a label's score is its best over all queries (exact: every vector is
-    scored, in one matrix product), found at the first query that gives it; equal
-    scores keep the order in which ``UserIndex.search`` lists the first query's hits.
+    scored, in one matrix product), at the query that gives it; at equal scores the
+    label stored first comes first.
     ``"winner"``: each query (a region of a photo) counts only for the label it
     matches best (``region_winners``), so that a region showing one concept does not
     push its look-alikes ahead of a concept that another region shows. Either way a
@@ -94,7 +94,7 @@ def search_concepts(
         return []
     best = table.scores.max(axis=0)
     region = table.scores.argmax(axis=0)
-    order = np.lexsort((table.listed, -best))
+    order = np.argsort(-best, kind="stable")  # labels are in the order they were stored
     chosen = order[best[order] >= min_score][:top_k]
     return [
         VisualMatch(label=table.labels[code], score=float(best[code]), region=int(region[code]))

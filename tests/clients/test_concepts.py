@@ -198,3 +198,19 @@ def test_negatives_are_added_listed_exported_imported_and_deleted(
         assert (await api.list_negatives("alice", bo.id)).items == []
 
     run(scenario)
+
+
+def test_looks_like_is_set_only_when_asked(run: Drive) -> None:
+    photo = factories.photo("dog", 0)
+
+    async def scenario(api: Driver) -> None:
+        first = await api.create_concept("alice", "<bo>", [photo])
+        twin = await api.create_concept("alice", "<bo's twin>", [photo])
+        assert (await api.get_concept("alice", twin.id)).looks_like is None
+        asked = await api.get_concept("alice", twin.id, looks_like=True)
+        assert asked.looks_like is not None and asked.looks_like.id == first.id
+        listed = await api.collect("list_concepts", "alice", looks_like=True)
+        assert [c.looks_like.id for c in listed if c.looks_like] == [twin.id, first.id]
+        assert all(c.looks_like is None for c in await api.collect("list_concepts", "alice"))
+
+    run(scenario)

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import rapport_client as rc
 from pydantic import BaseModel
+from rapport_client import _api as api
+from rapport_client._calls import Call
 from rapport_client._errors import error_class
 from rapport_client._models import SERVER_SCHEMAS, RetrieveRequest
 
@@ -179,6 +181,32 @@ def test_each_operation_answers_the_model_the_client_reads(openapi: dict[str, An
         else:
             client = f"ref:{by_class[declared]}"
         assert client == server, (method, path)
+
+
+# A call with every option set, for each operation that takes query parameters.
+QUERIES: dict[tuple[str, str], Call[Any]] = {
+    ("get", "/v1/users"): api.list_users(10, "cursor", "prefix"),
+    ("get", "/v1/users/{user_id}/concepts"): api.list_concepts("u", 10, "cursor", True),
+    ("get", "/v1/users/{user_id}/concepts/{concept_id}"): api.get_concept("u", "c", True),
+    ("get", "/v1/users/{user_id}/concepts/{concept_id}/images/{image_id}"): api.get_photo(
+        "u", "c", "i", 64
+    ),
+    ("get", "/v1/users/{user_id}/history"): api.history("u", 10, "cursor"),
+}
+
+
+def test_the_client_sends_every_query_parameter_the_server_takes(
+    openapi: dict[str, Any],
+) -> None:
+    taken = {
+        (method, path): {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+        if OPERATIONS.get((method, path))
+    }
+    assert {op for op, names in taken.items() if names} == set(QUERIES)
+    for operation, call in QUERIES.items():
+        assert set(call.params or {}) == taken[operation], operation
 
 
 def server_errors() -> list[type[library_errors.RapportError]]:

@@ -62,13 +62,20 @@ def create_concept(
     )
 
 
-def list_concepts(user_id: str, limit: int, cursor: str | None) -> Call[m.ConceptPage]:
-    query = params(limit=limit, cursor=cursor)
+def _include(looks_like: bool) -> str | None:
+    return "looks_like" if looks_like else None
+
+
+def list_concepts(
+    user_id: str, limit: int, cursor: str | None, looks_like: bool = False
+) -> Call[m.ConceptPage]:
+    query = params(limit=limit, cursor=cursor, include=_include(looks_like))
     return Call("GET", user_path(user_id, "concepts"), model(m.ConceptPage), params=query)
 
 
-def get_concept(user_id: str, concept_id: str) -> Call[m.Concept]:
-    return Call("GET", user_path(user_id, "concepts", concept_id), model(m.Concept))
+def get_concept(user_id: str, concept_id: str, looks_like: bool = False) -> Call[m.Concept]:
+    path = user_path(user_id, "concepts", concept_id)
+    return Call("GET", path, model(m.Concept), params=params(include=_include(looks_like)))
 
 
 def update_concept(user_id: str, concept_id: str, patch: m.ConceptPatch) -> Call[m.Concept]:

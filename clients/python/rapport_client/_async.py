@@ -212,12 +212,14 @@ class AsyncRapport(_AsyncClient):
         return await self._send(call, progress)
 
     async def list_concepts(
-        self, user_id: str, *, page_size: int = 100
+        self, user_id: str, *, page_size: int = 100, looks_like: bool = False
     ) -> AsyncIterator[m.Concept]:
         """See :meth:`Rapport.list_concepts` (``async for``)."""
         cursor = None
         while True:
-            page = await self.concepts_page(user_id, limit=page_size, cursor=cursor)
+            page = await self.concepts_page(
+                user_id, limit=page_size, cursor=cursor, looks_like=looks_like
+            )
             for concept in page.items:
                 yield concept
             if page.next_cursor is None:
@@ -225,14 +227,21 @@ class AsyncRapport(_AsyncClient):
             cursor = page.next_cursor
 
     async def concepts_page(
-        self, user_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        looks_like: bool = False,
     ) -> m.ConceptPage:
         """See :meth:`Rapport.concepts_page`."""
-        return await self._send(api.list_concepts(user_id, limit, cursor))
+        return await self._send(api.list_concepts(user_id, limit, cursor, looks_like))
 
-    async def get_concept(self, user_id: str, concept_id: str) -> m.Concept:
+    async def get_concept(
+        self, user_id: str, concept_id: str, *, looks_like: bool = False
+    ) -> m.Concept:
         """See :meth:`Rapport.get_concept`."""
-        return await self._send(api.get_concept(user_id, concept_id))
+        return await self._send(api.get_concept(user_id, concept_id, looks_like))
 
     async def update_concept(
         self,

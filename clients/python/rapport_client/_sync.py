@@ -217,25 +217,35 @@ class Rapport(_Client):
             api.create_concept(user_id, name, photos, description, category), progress
         )
 
-    def list_concepts(self, user_id: str, *, page_size: int = 100) -> Iterator[m.Concept]:
-        """Every concept of the user, oldest first; pages are fetched as it is consumed."""
+    def list_concepts(
+        self, user_id: str, *, page_size: int = 100, looks_like: bool = False
+    ) -> Iterator[m.Concept]:
+        """Every concept of the user, oldest first; pages are fetched as it is consumed.
+        ``looks_like``: set each concept's ``looks_like`` (more work for the server)."""
         cursor = None
         while True:
-            page = self.concepts_page(user_id, limit=page_size, cursor=cursor)
+            page = self.concepts_page(
+                user_id, limit=page_size, cursor=cursor, looks_like=looks_like
+            )
             yield from page.items
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
     def concepts_page(
-        self, user_id: str, *, limit: int = 50, cursor: str | None = None
+        self,
+        user_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        looks_like: bool = False,
     ) -> m.ConceptPage:
         """One page of the user's concepts; pass its ``next_cursor`` back for the next."""
-        return self._send(api.list_concepts(user_id, limit, cursor))
+        return self._send(api.list_concepts(user_id, limit, cursor, looks_like))
 
-    def get_concept(self, user_id: str, concept_id: str) -> m.Concept:
-        """One concept with its photos."""
-        return self._send(api.get_concept(user_id, concept_id))
+    def get_concept(self, user_id: str, concept_id: str, *, looks_like: bool = False) -> m.Concept:
+        """One concept with its photos (and ``looks_like`` set, when asked)."""
+        return self._send(api.get_concept(user_id, concept_id, looks_like))
 
     def update_concept(
         self,
