@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from app.security.remote_photos import RemotePhotoPolicy, fetch_photo
 from app.usecases.chat import ChatQuery
+from app.usecases.memory_modes import MemoryMode
 from app.usecases.photo_policy import PhotoPolicy, decode_base64_image
 from retrieval.errors import InvalidRequest, PayloadTooLarge
 from retrieval.generators import GenerationOptions
@@ -42,6 +43,7 @@ class ChatInput:
     min_score: float | None = None
     max_new_tokens: int | None = None
     temperature: float | None = None
+    memory: MemoryMode | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class ChatDefaults:
             options=GenerationOptions(
                 max_new_tokens=max_new_tokens, temperature=request.temperature or 0.0
             ),
+            memory=request.memory,
         )
 
 

@@ -52,6 +52,8 @@ class Generator(Protocol):
 
     name: str  # "transformers" | "openai" | "none"
     model: str
+    # Whether it has generate_with_tools and stream_with_tools (see generators/tools.py).
+    supports_tools: bool
 
     def generate(self, prompt: Prompt, options: GenerationOptions) -> Generation:
         """The whole answer. Raises GeneratorUnavailable (or GeneratorTimeout)."""

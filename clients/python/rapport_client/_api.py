@@ -33,6 +33,10 @@ def get_user(user_id: str) -> Call[m.User]:
     return Call("GET", user_path(user_id), model(m.User))
 
 
+def set_memory(user_id: str, patch: m.UserPatch) -> Call[m.User]:
+    return Call("PATCH", user_path(user_id), model(m.User), json=body(patch))
+
+
 def erase_user(user_id: str) -> Call[None]:
     return Call("DELETE", user_path(user_id), nothing)
 

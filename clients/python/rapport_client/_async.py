@@ -153,6 +153,13 @@ class AsyncRapport(_AsyncClient):
         """See :meth:`Rapport.get_user`."""
         return await self._send(api.get_user(user_id))
 
+    async def set_memory(
+        self, user_id: str, *, memory: str | None = None, deletes: bool | None = None
+    ) -> m.User:
+        """See :meth:`Rapport.set_memory`."""
+        patch = m.UserPatch(memory=memory, memory_deletes=deletes)  # type: ignore[arg-type]
+        return await self._send(api.set_memory(user_id, patch))
+
     async def erase_user(self, user_id: str) -> None:
         """See :meth:`Rapport.erase_user`."""
         await self._send(api.erase_user(user_id))

@@ -86,6 +86,8 @@ class User(Model):
     bytes: int
     created_at: datetime
     changed_at: datetime
+    memory: Literal["off", "read", "propose", "auto"]
+    memory_deletes: bool
 
 
 class UserPage(Model):
@@ -104,6 +106,17 @@ class Usage(Model):
     total_tokens: int
 
 
+class MemoryChange(Model):
+    """A change the chat made to the user's concepts, or proposed (``applied`` false)."""
+
+    action: Literal["created", "updated", "deleted"]
+    applied: bool
+    concept: dict[str, str | None]
+    tool: str
+    event_id: str | None
+    proposal: dict[str, Any] | None = None
+
+
 class ChatAnswer(Model):
     answer: str
     concepts: list[UsedConcept]
@@ -111,6 +124,8 @@ class ChatAnswer(Model):
     model: str
     finish_reason: str
     prompt: list[dict[str, Any]] | None = None
+    memory: Literal["off", "read", "propose", "auto"]
+    memory_changes: list[MemoryChange]
 
 
 class Region(Model):
@@ -259,6 +274,7 @@ class ChatRequest(Body):
     max_new_tokens: int | None = None
     temperature: float = 0.0
     stream: bool = False
+    memory: Literal["off", "read", "propose", "auto"] | None = None
 
 
 class PlaygroundRequest(Body):
@@ -279,6 +295,11 @@ class ConceptPatch(Body):
     name: str | None = None
     description: str | None = None
     category: str | None = None
+
+
+class UserPatch(Body):
+    memory: Literal["off", "read", "propose", "auto"] | None = None
+    memory_deletes: bool | None = None
 
 
 class TenantIn(Body):
@@ -303,6 +324,7 @@ SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     UserPage: "UserPage",
     UsedConcept: "UsedConcept",
     Usage: "app__http__chat_schemas__UsageOut",
+    MemoryChange: "MemoryChangeOut",
     ChatAnswer: "ChatOut",
     Region: "RegionOut",
     Score: "ScoreOut",
@@ -324,6 +346,7 @@ SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     ChatRequest: "ChatRequest",
     PlaygroundRequest: "PlaygroundRequest",
     ConceptPatch: "ConceptPatch",
+    UserPatch: "UserPatch",
     TenantIn: "TenantIn",
     KeyIn: "KeyIn",
 }

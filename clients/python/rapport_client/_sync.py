@@ -151,6 +151,14 @@ class Rapport(_Client):
         """The user with their counts (``NotFound`` if they have never stored anything)."""
         return self._send(api.get_user(user_id))
 
+    def set_memory(
+        self, user_id: str, *, memory: str | None = None, deletes: bool | None = None
+    ) -> m.User:
+        """Set the widest memory mode of the user's chats (off, read, propose, auto) and
+        whether auto may forget a concept; absent ones stay."""
+        patch = m.UserPatch(memory=memory, memory_deletes=deletes)  # type: ignore[arg-type]
+        return self._send(api.set_memory(user_id, patch))
+
     def erase_user(self, user_id: str) -> None:
         """Erase a user: every concept, photo and vector of theirs."""
         self._send(api.erase_user(user_id))
