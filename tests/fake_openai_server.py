@@ -9,6 +9,12 @@ request body, and can misbehave on purpose (``behaviour``):
 - ``"close"``: close the connection without answering;
 - ``"cut"``: close half-way through the answer (streaming: after one delta, without ``[DONE]``);
 - ``"garbage"``: answer 200 with a body that is not JSON (an event that is not, when streaming).
+
+Scripted conversations: each reply queued with ``say`` (text) or ``call`` (tool calls,
+as a model makes them) answers one request, in order, whole or streamed; a streamed
+call arrives in pieces (name, then its arguments in two halves), as vLLM sends them.
+With ``hold_calls`` set, a stream sends its text, sets ``holding`` and waits for
+``release_calls`` before sending its calls (a client may leave meanwhile).
 """
 
 from __future__ import annotations
@@ -35,7 +41,12 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []
         self.release = threading.Event()
         self.received = threading.Event()  # set once a request has been recorded
+        self.script: list[dict[str, Any]] = []
+        self.hold_calls = False
+        self.holding = threading.Event()
+        self.release_calls = threading.Event()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -57,15 +68,47 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         self.release.set()
+        self.release_calls.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
 
-    def record(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def record(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any] | None:
+        """Record the request; the scripted reply it gets (None: the default reply)."""
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
+            reply = self.script.pop(0) if self.script else None
+            self._arrived.notify_all()
         self.received.set()
+        return reply
+
+    def wait_for_requests(self, count: int, *, timeout: float) -> bool:
+        """Whether ``count`` requests have arrived within ``timeout`` seconds."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.requests) >= count, timeout)
+
+    def say(self, text: str) -> FakeOpenAI:
+        """Queue a reply in words."""
+        self.script.append({"content": text, "tool_calls": []})
+        return self
+
+    def call(self, *calls: tuple[str, Any], text: str = "") -> FakeOpenAI:
+        """Queue a reply that calls tools: (name, arguments) each, arguments as a dict
+        (sent as JSON) or a string (sent as is, malformed if need be)."""
+        made = [
+            {
+                "id": f"call_{len(self.script)}_{n}",
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+            for n, (name, arguments) in enumerate(calls)
+        ]
+        self.script.append({"content": text or None, "tool_calls": made})
+        return self
 
 
 @contextmanager
@@ -96,7 +139,10 @@ class _ChatCompletions(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
             return
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        self.state.record(body, dict(self.headers.items()))
+        reply = self.state.record(body, dict(self.headers.items()))
+        if reply is not None:
+            self._scripted(body, reply)
+            return
         behaviour = self.state.behaviour
         if behaviour == "error":
             self._send_json(500, {"error": {"message": SECRET_BODY}})
@@ -152,6 +198,48 @@ class _ChatCompletions(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 11, "completion_tokens": len(deltas)}
             self._event({"choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    def _scripted(self, body: dict[str, Any], reply: dict[str, Any]) -> None:
+        calls = reply["tool_calls"]
+        finish = "tool_calls" if calls else "stop"
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": reply["content"]}
+            if calls:
+                message["tool_calls"] = calls
+            answer = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "model": "fake",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 3},
+            }
+            self._send_json(200, answer)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if reply["content"]:
+            self._event({"choices": [{"index": 0, "delta": {"content": reply["content"]}}]})
+        if calls and self.state.hold_calls:
+            self.state.holding.set()
+            self.state.release_calls.wait(HANG_LIMIT_S)
+        for index, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            head = {"index": index, "id": call["id"], "type": "function"}
+            pieces = [
+                {**head, "function": {"name": call["function"]["name"], "arguments": ""}},
+                {"index": index, "function": {"arguments": arguments[:half]}},
+                {"index": index, "function": {"arguments": arguments[half:]}},
+            ]
+            for piece in pieces:
+                self._event({"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]})
+        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        self._event({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 3}})
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

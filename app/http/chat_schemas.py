@@ -8,12 +8,25 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.http.schemas import ConceptBrief, MinScore, TopK
-from app.usecases.chat import ChatAnswer
+from app.usecases.chat import ChatAnswer, PreparedChat
 from app.usecases.chat_input import ChatInput, RawTurn
+from app.usecases.memory_modes import MemoryMode
+from app.usecases.memory_tools import MemoryChange
 from app.usecases.retrieve import Match
 from retrieval.generators import Generation
 
 MaxNewTokens = Annotated[int, Field(ge=1)]
+# Content parts of one message: its photos (at most RAPPORT_MAX_IMAGES_PER_REQUEST in the
+# whole request) and texts. Counted as the body is validated, before any part is read.
+MAX_CONTENT_PARTS = 100
+Memory = Annotated[
+    MemoryMode,
+    Field(
+        description="off: no retrieval, nothing written; read (the default): the user's "
+        "concepts in the prompt; propose: changes suggested, not applied; auto: changes "
+        "applied. Never wider than the user's own mode (PATCH /v1/users/{user_id})"
+    ),
+]
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 
 
@@ -35,7 +48,7 @@ class ContentPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)] | None = None
 
     def to_raw(self) -> RawTurn:
         """The message's texts and photo references, in order (nothing fetched or decoded)."""
@@ -69,6 +82,7 @@ class ChatRequest(BaseModel):
     max_new_tokens: MaxNewTokens | None = None
     temperature: Temperature = 0.0
     stream: bool = False
+    memory: Memory | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> ChatRequest:
@@ -91,6 +105,7 @@ class ChatRequest(BaseModel):
             min_score=self.min_score,
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
+            memory=self.memory,
         )
 
 
@@ -122,6 +137,35 @@ class UsageOut(BaseModel):
         )
 
 
+class MemoryChangeOut(BaseModel):
+    """A change to the user's concepts that the chat made, or proposed (``applied`` false)."""
+
+    action: Literal["created", "updated", "deleted"]
+    applied: bool
+    concept: dict[str, str | None] = Field(description="the concept's id (none yet) and name")
+    tool: str
+    event_id: str | None = Field(description="its history event, to undo it")
+    proposal: dict[str, Any] | None = Field(
+        default=None, description="the fields proposed, for the app to apply through the API"
+    )
+
+    @classmethod
+    def from_change(cls, change: MemoryChange) -> MemoryChangeOut:
+        return cls(
+            action=change.action,
+            applied=change.applied,
+            concept={"id": change.concept_id, "name": change.name},
+            tool=change.tool,
+            event_id=change.event_id,
+            proposal=change.proposal,
+        )
+
+
+def memory_changes(prepared: PreparedChat) -> list[MemoryChangeOut]:
+    changes = prepared.tools.changes if prepared.tools is not None else []
+    return [MemoryChangeOut.from_change(change) for change in changes]
+
+
 class ChatOut(BaseModel):
     answer: str
     concepts: list[UsedConcept]
@@ -131,6 +175,10 @@ class ChatOut(BaseModel):
     prompt: list[dict[str, Any]] | None = Field(
         default=None,
         description="the personalized prompt as OpenAI messages, when no MLLM is configured",
+    )
+    memory: MemoryMode = Field(description="the memory mode this answer had")
+    memory_changes: list[MemoryChangeOut] = Field(
+        description="what the chat changed (auto) or proposed (propose)"
     )
 
     @classmethod
@@ -142,6 +190,8 @@ class ChatOut(BaseModel):
             model=answer.model,
             finish_reason=answer.generation.finish_reason,
             prompt=answer.prompt_messages,
+            memory=answer.prepared.memory,
+            memory_changes=memory_changes(answer.prepared),
         )
 
 

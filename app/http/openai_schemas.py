@@ -12,14 +12,18 @@ from app.domain.ids import USER_ID
 from app.http.chat_schemas import (
     ChatMessage,
     MaxNewTokens,
+    Memory,
+    MemoryChangeOut,
     Temperature,
     UsageOut,
     UsedConcept,
+    memory_changes,
     used_concepts,
 )
 from app.http.schemas import MinScore, TopK
 from app.usecases.chat import ChatAnswer
 from app.usecases.chat_input import ChatInput
+from app.usecases.memory_modes import MemoryMode
 
 
 class StreamOptions(BaseModel):
@@ -47,6 +51,7 @@ class CompletionRequest(BaseModel):
     user: Annotated[str, USER_ID.field()] | None = None
     top_k: TopK | None = None
     min_score: MinScore | None = None
+    memory: Memory | None = None
 
     def to_input(self) -> ChatInput:
         """The request's turns and options (photo references stay strings)."""
@@ -56,6 +61,7 @@ class CompletionRequest(BaseModel):
             min_score=self.min_score,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
+            memory=self.memory,
         )
 
     @property
@@ -77,6 +83,8 @@ class Choice(BaseModel):
 
 class RapportInfo(BaseModel):
     concepts: list[UsedConcept]
+    memory: MemoryMode
+    memory_changes: list[MemoryChangeOut]
 
 
 class Completion(BaseModel):
@@ -102,7 +110,11 @@ class Completion(BaseModel):
                 )
             ],
             usage=UsageOut.from_generation(generation),
-            rapport=RapportInfo(concepts=used_concepts(answer.prepared.used)),
+            rapport=RapportInfo(
+                concepts=used_concepts(answer.prepared.used),
+                memory=answer.prepared.memory,
+                memory_changes=memory_changes(answer.prepared),
+            ),
         )
 
 

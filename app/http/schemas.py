@@ -13,6 +13,7 @@ from app.storage.db.models import Concept, ImageRow
 from app.storage.repository.concepts import ConceptSummary
 from app.storage.repository.users import UserCounts
 from app.usecases.concepts import ConceptChanges, ConceptView
+from app.usecases.memory_modes import DEFAULT_MODE, MemoryMode
 from app.usecases.photo_policy import decode_base64_image
 from app.usecases.retrieve import Match, RetrieveQuery
 
@@ -196,6 +197,8 @@ class UserOut(BaseModel):
     changed_at: datetime = Field(
         description="last change to one of their concepts or photos (creation if none)"
     )
+    memory: MemoryMode = Field(description="the widest memory mode of their chats")
+    memory_deletes: bool = Field(description="whether memory auto may forget a concept")
 
     @classmethod
     def from_counts(cls, counts: UserCounts) -> UserOut:
@@ -206,7 +209,22 @@ class UserOut(BaseModel):
             bytes=counts.bytes,
             created_at=counts.created_at,
             changed_at=counts.changed_at,
+            memory=counts.memory or DEFAULT_MODE,  # type: ignore[arg-type]
+            memory_deletes=counts.memory_deletes,
         )
+
+
+class UserPatch(BaseModel):
+    """The user's memory settings; absent fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: MemoryMode | None = Field(
+        default=None, description="the widest mode a chat of theirs may use (default read)"
+    )
+    memory_deletes: bool | None = Field(
+        default=None, description="let memory auto forget a concept (default false)"
+    )
 
 
 class UserPage(BaseModel):

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
@@ -29,18 +30,27 @@ class StartedStream:
     """A stream whose first item has been produced, so that a failing backend is
     still answered with an HTTP error status rather than a broken event stream."""
 
-    def __init__(self, stream: Stream, first: object) -> None:
+    def __init__(
+        self, stream: Stream, first: object, on_stop: Callable[[], None] | None = None
+    ) -> None:
         self._stream = stream
         self._first = first
+        self._on_stop = on_stop
 
     @classmethod
-    async def start(cls, stream: Stream) -> StartedStream:
+    async def start(
+        cls, stream: Stream, *, on_stop: Callable[[], None] | None = None
+    ) -> StartedStream:
+        """``on_stop`` runs at once (on the event loop, before anything is awaited) when
+        the stream is left before its end: the client is gone."""
         try:
             first = await run_in_threadpool(next, stream, _END)
         except BaseException:
+            if on_stop is not None:
+                on_stop()
             await run_in_threadpool(stream.close)
             raise
-        return cls(stream, first)
+        return cls(stream, first, on_stop)
 
     async def items(self) -> AsyncIterator[str | Generation]:
         """Deltas, then the final Generation; closing early stops the generation."""
@@ -48,9 +58,18 @@ class StartedStream:
         try:
             while item is not _END:
                 yield item  # type: ignore[misc]
-                item = await run_in_threadpool(next, self._stream, _END)
+                item = await self._next()
         finally:
+            if item is not _END and self._on_stop is not None:
+                self._on_stop()
             await run_in_threadpool(self._stream.close)
+
+    async def _next(self) -> object:
+        if self._on_stop is None:
+            return await run_in_threadpool(next, self._stream, _END)
+        # A stream that must know at once that its client left (to run no tool call for
+        # it) is not waited for when cancelled: ``on_stop`` runs, the thread finishes alone.
+        return await anyio.to_thread.run_sync(next, self._stream, _END, abandon_on_cancel=True)
 
 
 def event_stream(

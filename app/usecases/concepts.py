@@ -73,7 +73,7 @@ def create_concept(
     _checked_name(name)  # before any photo is decoded
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=None, sizes=sizes)
-    photos = prepare_photos(services, uploads, required=False)
+    photos = prepare_photos(services, uploads, scope.tenant_id, required=False)
     with user_write(services, scope, create=True, source=source) as w:
         check_photo_quotas(services, w.session, tenant_id=scope.tenant_id, existing=0, sizes=sizes)
         concept = add_concept_row(
@@ -118,7 +118,7 @@ def add_images(
 ) -> ConceptView:
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=concept_id, sizes=sizes)
-    photos = prepare_photos(services, uploads)
+    photos = prepare_photos(services, uploads, scope.tenant_id)
     with user_write(services, scope, missing=_no_concept(concept_id), source=source) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id

@@ -45,7 +45,7 @@ def add_negatives(
     """
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=concept_id, sizes=sizes, role=NEGATIVE)
-    photos = prepare_photos(services, uploads)
+    photos = prepare_photos(services, uploads, scope.tenant_id)
     with user_write(services, scope, missing=_no_concept(concept_id)) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id

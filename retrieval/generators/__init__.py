@@ -15,6 +15,7 @@ from retrieval.generators.base import (
     Usage,
 )
 from retrieval.generators.none_generator import NoneGenerator
+from retrieval.generators.tools import ToolCall, ToolSession
 
 __all__ = [
     "GENERATOR_KINDS",
@@ -24,6 +25,8 @@ __all__ = [
     "GeneratorConfig",
     "NoneGenerator",
     "Stream",
+    "ToolCall",
+    "ToolSession",
     "Usage",
     "open_generator",
 ]

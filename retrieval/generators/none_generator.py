@@ -10,6 +10,7 @@ class NoneGenerator:
     """Answers every prompt with empty text."""
 
     name = "none"
+    supports_tools = False  # answers memory "read" only: no tool calling in process
     model = ""
 
     def generate(self, prompt: Prompt, options: GenerationOptions) -> Generation:

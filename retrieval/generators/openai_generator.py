@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Generator as _PythonGenerator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 from retrieval.config import GeneratorConfig
 from retrieval.errors import GeneratorTimeout, GeneratorUnavailable, ModelLoadError
 from retrieval.generators.base import Generation, GenerationOptions, Stream, Usage
+from retrieval.generators.tools import ToolSession
 from retrieval.prompt import Prompt, to_openai_messages
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class OpenAIGenerator:
     """
 
     name = "openai"
+    supports_tools = True
 
     def __init__(self, *, client: httpx.Client, model: str, image_max_side: int) -> None:
         self._client = client
@@ -52,7 +55,61 @@ class OpenAIGenerator:
         return cls(client=client, model=config.model, image_max_side=config.image_max_side)
 
     def generate(self, prompt: Prompt, options: GenerationOptions) -> Generation:
-        body = self._body(prompt, options, stream=False)
+        generation, _ = self._complete(self._messages(prompt), options, tools=None)
+        return generation
+
+    def generate_with_tools(
+        self, prompt: Prompt, options: GenerationOptions, tools: ToolSession
+    ) -> Generation:
+        """The whole answer, after the tool calls the model makes (see ToolSession)."""
+        messages = self._messages(prompt)
+        prompt_tokens = completion_tokens = 0
+        while True:
+            offered = tools if tools.has_room() else None
+            generation, calls = self._complete(messages, options, tools=offered)
+            prompt_tokens += generation.usage.prompt_tokens
+            completion_tokens += generation.usage.completion_tokens
+            if not calls or offered is None:
+                return Generation(
+                    generation.text,
+                    Usage(prompt_tokens, completion_tokens),
+                    generation.finish_reason,
+                )
+            messages += _tool_round(generation.text, calls, tools)
+
+    def stream(self, prompt: Prompt, options: GenerationOptions) -> Stream:
+        messages = self._messages(prompt)
+        generation = yield from self._stream_round(messages, options, tools=None)
+        yield generation[0]
+
+    def stream_with_tools(
+        self, prompt: Prompt, options: GenerationOptions, tools: ToolSession
+    ) -> Stream:
+        """Deltas of every round as they come, the tools run between rounds, then one
+        Generation with the whole text."""
+        messages = self._messages(prompt)
+        pieces: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        while True:
+            offered = tools if tools.has_room() else None
+            generation, calls = yield from self._stream_round(messages, options, tools=offered)
+            pieces.append(generation.text)
+            prompt_tokens += generation.usage.prompt_tokens
+            completion_tokens += generation.usage.completion_tokens
+            if not calls or offered is None:
+                usage = Usage(prompt_tokens, completion_tokens)
+                yield Generation("".join(pieces), usage, generation.finish_reason)
+                return
+            messages += _tool_round(generation.text, calls, tools)
+
+    def _complete(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        *,
+        tools: ToolSession | None,
+    ) -> tuple[Generation, list[Any]]:
+        body = self._body(messages, options, stream=False, tools=tools)
         with self._errors():
             response = self._client.post("chat/completions", json=body)
             _check_status(response.status_code, response.text)
@@ -62,25 +119,39 @@ class OpenAIGenerator:
             text = choice["message"].get("content") or ""
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
+            calls = choice["message"].get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise TypeError("tool_calls is not a list")
         except (ValueError, LookupError, TypeError, AttributeError) as error:
             raise GeneratorUnavailable(
                 f"the generator backend sent a malformed answer ({type(error).__name__})"
             ) from error
-        return Generation(
+        generation = Generation(
             text=text, usage=_usage(answer.get("usage")), finish_reason=_finish(choice)
         )
+        return generation, calls
 
-    def stream(self, prompt: Prompt, options: GenerationOptions) -> Stream:
-        body = self._body(prompt, options, stream=True)
+    def _stream_round(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        *,
+        tools: ToolSession | None,
+    ) -> _PythonGenerator[str, None, tuple[Generation, list[Any]]]:
+        """Yield one request's deltas; return its Generation and the tool calls it made
+        (assembled from their streamed pieces)."""
+        body = self._body(messages, options, stream=True, tools=tools)
         pieces: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
         usage, finish = Usage(0, 0), "stop"
         with self._errors(), self._client.stream("POST", "chat/completions", json=body) as response:
             if response.status_code >= 400:
                 _check_status(response.status_code, response.read().decode(errors="replace"))
             for data in _sse_data(response.iter_lines()):
                 if data == "[DONE]":
-                    yield Generation(text="".join(pieces), usage=usage, finish_reason=finish)
-                    return
+                    text = "".join(pieces)
+                    ordered = [calls[index] for index in sorted(calls)]
+                    return Generation(text=text, usage=usage, finish_reason=finish), ordered
                 chunk = _json_object(data)
                 if chunk.get("error"):
                     raise GeneratorUnavailable("the generator backend failed while streaming")
@@ -89,7 +160,9 @@ class OpenAIGenerator:
                 for choice in chunk.get("choices") or []:
                     if choice.get("finish_reason"):
                         finish = _finish(choice)
-                    piece = (choice.get("delta") or {}).get("content")
+                    delta = choice.get("delta") or {}
+                    _merge_calls(calls, delta.get("tool_calls"))
+                    piece = delta.get("content")
                     if isinstance(piece, str) and piece:
                         pieces.append(piece)
                         yield piece
@@ -98,16 +171,30 @@ class OpenAIGenerator:
     def close(self) -> None:
         self._client.close()
 
-    def _body(self, prompt: Prompt, options: GenerationOptions, *, stream: bool) -> dict[str, Any]:
+    def _messages(self, prompt: Prompt) -> list[dict[str, Any]]:
+        return to_openai_messages(prompt, image_max_side=self._image_max_side)
+
+    def _body(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        *,
+        stream: bool,
+        tools: ToolSession | None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": to_openai_messages(prompt, image_max_side=self._image_max_side),
+            "messages": messages,
             "max_tokens": options.max_new_tokens,
             "temperature": options.temperature,
             "stream": stream,
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if options.cache_salt is not None:
+            body["cache_salt"] = options.cache_salt  # vLLM's field; others ignore it
+        if tools is not None:
+            body["tools"] = list(tools.specs)
         return body
 
     @contextmanager
@@ -122,6 +209,38 @@ class OpenAIGenerator:
             raise GeneratorUnavailable(
                 f"could not reach the generator backend ({type(error).__name__})"
             ) from error
+
+
+def _tool_round(text: str, calls: list[Any], tools: ToolSession) -> list[dict[str, Any]]:
+    """The assistant's turn with its calls, and one tool message answering each."""
+    answered = [tools.run(call) for call in calls]
+    sent = [call for call in calls if isinstance(call, dict)]
+    turn: dict[str, Any] = {"role": "assistant", "content": text or None, "tool_calls": sent}
+    results = [
+        {"role": "tool", "tool_call_id": call_id, "content": result} for call_id, result in answered
+    ]
+    return [turn, *results]
+
+
+def _merge_calls(calls: dict[int, dict[str, Any]], pieces: Any) -> None:
+    """Add a stream delta's pieces of tool calls (by ``index``) to ``calls``."""
+    if not isinstance(pieces, list):
+        return
+    for piece in pieces:
+        if not isinstance(piece, dict):
+            continue
+        index = piece.get("index", 0)
+        call = calls.setdefault(
+            index if isinstance(index, int) else 0,
+            {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        if piece.get("id"):
+            call["id"] = str(piece["id"])
+        function = piece.get("function")
+        if isinstance(function, dict):
+            for key in ("name", "arguments"):
+                if isinstance(function.get(key), str):
+                    call["function"][key] += function[key]
 
 
 def _check_status(status: int, body: str) -> None:

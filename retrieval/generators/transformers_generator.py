@@ -36,6 +36,7 @@ class TransformersGenerator:
     """
 
     name = "transformers"
+    supports_tools = False  # answers memory "read" only: no tool calling in process
 
     def __init__(
         self,

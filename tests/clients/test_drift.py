@@ -31,6 +31,7 @@ OPERATIONS: dict[tuple[str, str], str | None] = {
     ("post", "/v1/chat/completions"): None,
     ("get", "/v1/users"): "users_page",
     ("get", "/v1/users/{user_id}"): "get_user",
+    ("patch", "/v1/users/{user_id}"): "set_memory",
     ("delete", "/v1/users/{user_id}"): "erase_user",
     ("get", "/v1/users/{user_id}/export"): "export_user",
     ("post", "/v1/users/{user_id}/concepts"): "create_concept",

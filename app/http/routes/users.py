@@ -8,8 +8,9 @@ from fastapi.responses import StreamingResponse
 from app.domain.ids import USER_ID
 from app.http.deps import CallerDep, ServicesDep, UserScopeDep
 from app.http.openapi import USER_DATA_ERRORS
-from app.http.schemas import UserOut, UserPage
+from app.http.schemas import UserOut, UserPage, UserPatch
 from app.usecases.export import plan_export
+from app.usecases.memory_modes import set_user_memory
 from app.usecases.users import erase_user, get_user, list_users
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=USER_DATA_ERRORS)
@@ -36,6 +37,13 @@ def list_app_users(
 @router.get("/{user_id}")
 def get_app_user(scope: UserScopeDep, services: ServicesDep) -> UserOut:
     """One user with their counts."""
+    return UserOut.from_counts(get_user(services, scope=scope))
+
+
+@router.patch("/{user_id}")
+def patch_app_user(scope: UserScopeDep, patch: UserPatch, services: ServicesDep) -> UserOut:
+    """Set the user's memory mode (the widest their chats may use) and whether auto deletes."""
+    set_user_memory(services, scope, mode=patch.memory, deletes=patch.memory_deletes)
     return UserOut.from_counts(get_user(services, scope=scope))
 
 

@@ -7,7 +7,7 @@ backend that fails early is still answered with an HTTP error status.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -15,8 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from app.domain.scope import UserScope
 from app.http.streaming import StartedStream
 from app.services import Services
-from app.usecases.chat import ChatAnswer, ChatQuery, answer_chat, require_generator, stream_chat
+from app.usecases.chat import (
+    ChatAnswer,
+    ChatQuery,
+    PreparedChat,
+    answer_chat,
+    require_generator,
+    stream_chat,
+)
 from app.usecases.chat_input import ChatInput, read_query
+from app.usecases.memory_tools import MemoryChange
 from app.usecases.retrieve import Match
 from retrieval.generators import Generation
 
@@ -34,13 +42,20 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class MemoryChanges:
+    """Before Done, in propose and auto: what the chat changed or proposed."""
+
+    changes: tuple[MemoryChange, ...]
+
+
+@dataclass(frozen=True)
 class Done:
     """The last event: the whole answer, its usage and why it stopped."""
 
     generation: Generation
 
 
-ChatEvent = ConceptsEvent | TextDelta | Done
+ChatEvent = ConceptsEvent | TextDelta | MemoryChanges | Done
 
 
 class ChatEvents:
@@ -49,15 +64,22 @@ class ChatEvents:
     Its first delta is already produced; stopping early stops the generation.
     """
 
-    def __init__(self, used: Sequence[Match], model: str, started: StartedStream) -> None:
-        self.used = tuple(used)
+    def __init__(self, prepared: PreparedChat, model: str, started: StartedStream) -> None:
+        self.used = tuple(prepared.used)
+        self.memory = prepared.memory
         self.model = model
+        self._tools = prepared.tools
         self._started = started
 
     async def __aiter__(self) -> AsyncIterator[ChatEvent]:
         yield ConceptsEvent(self.used)
         async for item in self._started.items():
-            yield Done(item) if isinstance(item, Generation) else TextDelta(item)
+            if not isinstance(item, Generation):
+                yield TextDelta(item)
+                continue
+            if self._tools is not None:
+                yield MemoryChanges(tuple(self._tools.changes))
+            yield Done(item)
 
 
 @dataclass(frozen=True)
@@ -91,10 +113,12 @@ class ChatServing:
             self.scope,
             query=query,
         )
-        started = await StartedStream.start(stream)
-        return ChatEvents(prepared.used, self.services.generator.model, started)
+        on_stop = prepared.tools.stop if prepared.tools is not None else None
+        started = await StartedStream.start(stream, on_stop=on_stop)
+        return ChatEvents(prepared, self.services.generator.model, started)
 
     async def _query(self, request: ChatInput) -> ChatQuery:
         if self.generator_required:
             require_generator(self.services)
-        return await run_in_threadpool(read_query, self.services, request)
+        owner = self.scope.tenant_id if self.scope else None
+        return await run_in_threadpool(read_query, self.services, request, owner)

@@ -1,6 +1,7 @@
 """OpenAI's chat stream: ``chat.completion.chunk`` events, then ``[DONE]``.
 
-The first chunk carries the role and rapport's concepts; the last, with
+The first chunk carries the role and rapport's concepts; in memory ``propose`` and
+``auto`` an empty chunk before the finish carries ``rapport.memory_changes``; the last, with
 ``stream_options.include_usage``, the usage. An error after the first byte
 becomes an ``{"error": problem}`` event, then ``[DONE]``.
 """
@@ -13,9 +14,9 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 
-from app.http.chat_schemas import UsageOut, used_concepts
+from app.http.chat_schemas import MemoryChangeOut, UsageOut, used_concepts
 from app.http.openai_schemas import completion_id, now
-from app.http.serving.chat import ChatEvents, ConceptsEvent, Done, TextDelta
+from app.http.serving.chat import ChatEvents, ConceptsEvent, Done, MemoryChanges, TextDelta
 from app.http.streaming import event_stream, sse
 
 
@@ -36,6 +37,10 @@ async def _render(events: ChatEvents, include_usage: bool) -> AsyncIterator[byte
                 yield sse(piece(delta=first, rapport={"concepts": concepts}))
             case TextDelta(text=text):
                 yield sse(piece(delta={"content": text}))
+            case MemoryChanges(changes=changes):
+                listed = [MemoryChangeOut.from_change(c).model_dump() for c in changes]
+                memory = {"memory": events.memory, "memory_changes": listed}
+                yield sse(piece(delta={}, rapport=memory))
             case Done(generation=generation):
                 yield sse(piece(delta={}, finish_reason=generation.finish_reason))
                 if include_usage:

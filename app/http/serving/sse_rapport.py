@@ -1,4 +1,5 @@
-"""rapport's chat stream: a ``concepts`` event, ``delta`` events, then ``done``.
+"""rapport's chat stream: a ``concepts`` event, ``delta`` events, then ``done``; in memory
+``propose`` and ``auto`` a ``memory`` event (the changes made or proposed) before ``done``.
 
 An error after the first byte becomes a last ``error`` event (a problem object).
 """
@@ -9,8 +10,8 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
 
-from app.http.chat_schemas import UsageOut, used_concepts
-from app.http.serving.chat import ChatEvents, ConceptsEvent, Done, TextDelta
+from app.http.chat_schemas import MemoryChangeOut, UsageOut, used_concepts
+from app.http.serving.chat import ChatEvents, ConceptsEvent, Done, MemoryChanges, TextDelta
 from app.http.streaming import event_stream, sse
 
 
@@ -26,6 +27,9 @@ async def _render(events: ChatEvents) -> AsyncIterator[bytes]:
                 yield sse({"concepts": concepts}, "concepts")
             case TextDelta(text=text):
                 yield sse({"text": text}, "delta")
+            case MemoryChanges(changes=changes):
+                listed = [MemoryChangeOut.from_change(c).model_dump() for c in changes]
+                yield sse({"memory": events.memory, "memory_changes": listed}, "memory")
             case Done(generation=generation):
                 done = {
                     "answer": generation.text,

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -101,8 +103,10 @@ class User(Base):
     external_id: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The widest memory mode a chat may use for this user (None: "read"); see usecases/memory.
+    # The widest memory mode a chat may use for this user (None: "read"), and whether
+    # "auto" may delete a concept: see usecases/memory_modes.py.
     memory: Mapped[str | None] = mapped_column(String(8))
+    memory_deletes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Concept(Base):

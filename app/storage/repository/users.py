@@ -105,6 +105,8 @@ class UserCounts:
     bytes: int
     created_at: datetime
     changed_at: datetime  # last change to a concept or photo still stored, else creation
+    memory: str | None = None  # the widest memory mode of their chats (None: read)
+    memory_deletes: bool = False
 
 
 def list_users(
@@ -119,7 +121,9 @@ def list_users(
     """Up to ``limit`` users of the tenant by external id (after ``after``, starting with
     ``prefix``, or the one with id ``exact``), each with their counts: four queries,
     whatever the page size."""
-    query = select(User.id, User.external_id, User.created_at).where(User.tenant_id == tenant_id)
+    query = select(
+        User.id, User.external_id, User.created_at, User.memory, User.memory_deletes
+    ).where(User.tenant_id == tenant_id)
     if exact is not None:
         query = query.where(User.external_id == exact)
     if after is not None:
@@ -159,6 +163,8 @@ def list_users(
             bytes=photos.get(row.id, (0, 0))[1],
             created_at=row.created_at,
             changed_at=_aware(changed.get(row.id)) or row.created_at,
+            memory=row.memory,
+            memory_deletes=bool(row.memory_deletes),
         )
         for row in users
     ]

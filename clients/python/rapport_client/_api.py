@@ -33,6 +33,10 @@ def get_user(user_id: str) -> Call[m.User]:
     return Call("GET", user_path(user_id), model(m.User))
 
 
+def set_memory(user_id: str, patch: m.UserPatch) -> Call[m.User]:
+    return Call("PATCH", user_path(user_id), model(m.User), json=body(patch))
+
+
 def erase_user(user_id: str) -> Call[None]:
     return Call("DELETE", user_path(user_id), nothing)
 
@@ -188,6 +192,7 @@ def chat_request(
     max_new_tokens: int | None,
     temperature: float,
     stream: bool,
+    memory: m.MemoryMode | None = None,
 ) -> m.ChatRequest:
     return m.ChatRequest(
         question=question,
@@ -200,6 +205,7 @@ def chat_request(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         stream=stream,
+        memory=memory,
     )
 
 

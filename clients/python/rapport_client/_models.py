@@ -12,6 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Box = tuple[int, int, int, int]
+# How much a chat may do with the user's concepts: nothing (off), read them (read, the
+# default), suggest changes (propose) or make them (auto).
+MemoryMode = Literal["off", "read", "propose", "auto"]
 
 
 class Model(BaseModel):
@@ -86,6 +89,8 @@ class User(Model):
     bytes: int
     created_at: datetime
     changed_at: datetime
+    memory: MemoryMode
+    memory_deletes: bool
 
 
 class UserPage(Model):
@@ -104,6 +109,18 @@ class Usage(Model):
     total_tokens: int
 
 
+class MemoryChange(Model):
+    """A change to the user's concepts that a chat made, or proposed (``applied`` false);
+    ``event_id`` names its history event, for ``undo``."""
+
+    action: Literal["created", "updated", "deleted"]
+    applied: bool
+    concept: dict[str, str | None]
+    tool: str
+    event_id: str | None
+    proposal: dict[str, Any] | None = None
+
+
 class ChatAnswer(Model):
     answer: str
     concepts: list[UsedConcept]
@@ -111,6 +128,8 @@ class ChatAnswer(Model):
     model: str
     finish_reason: str
     prompt: list[dict[str, Any]] | None = None
+    memory: MemoryMode
+    memory_changes: list[MemoryChange]
 
 
 class Region(Model):
@@ -259,6 +278,7 @@ class ChatRequest(Body):
     max_new_tokens: int | None = None
     temperature: float = 0.0
     stream: bool = False
+    memory: MemoryMode | None = None
 
 
 class PlaygroundRequest(Body):
@@ -279,6 +299,11 @@ class ConceptPatch(Body):
     name: str | None = None
     description: str | None = None
     category: str | None = None
+
+
+class UserPatch(Body):
+    memory: MemoryMode | None = None
+    memory_deletes: bool | None = None
 
 
 class TenantIn(Body):
@@ -303,6 +328,7 @@ SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     UserPage: "UserPage",
     UsedConcept: "UsedConcept",
     Usage: "app__http__chat_schemas__UsageOut",
+    MemoryChange: "MemoryChangeOut",
     ChatAnswer: "ChatOut",
     Region: "RegionOut",
     Score: "ScoreOut",
@@ -324,6 +350,7 @@ SERVER_SCHEMAS: dict[type[BaseModel], str] = {
     ChatRequest: "ChatRequest",
     PlaygroundRequest: "PlaygroundRequest",
     ConceptPatch: "ConceptPatch",
+    UserPatch: "UserPatch",
     TenantIn: "TenantIn",
     KeyIn: "KeyIn",
 }

@@ -42,10 +42,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("memory", sa.String(length=8), nullable=True))
+        batch_op.add_column(
+            sa.Column("memory_deletes", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("memory_deletes")
         batch_op.drop_column("memory")
     op.drop_index(op.f("ix_memory_events_user_id_id"), table_name="memory_events")
     op.drop_table("memory_events")
