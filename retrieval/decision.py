@@ -42,8 +42,8 @@ Degradations (never "everything matches"):
 - no concept with two photos: no genuine sample; the threshold is the impostor
   mean plus ``NO_GENUINE_SDS`` standard deviations (strict);
 - one concept and few corrections: impostors are the corrections and the
-  background photos, an easier cohort; the threshold is then at least one
-  standard deviation below the concept's own genuine mean (a photo must score
+  background photos, an easier cohort; the threshold is then at most
+  ``OWN_SPREADS`` (2) spreads below the concept's own genuine mean (a photo must score
   like the concept's photos score against each other). Among look-alikes
   (cartons on a shelf) such a user still sees false alarms until they add a
   second concept or a correction;
@@ -75,6 +75,8 @@ MAX_PHOTOS = 32
 MIN_IMPOSTOR_TRIALS = 8
 MIN_SEPARATION = 0.5
 NO_GENUINE_SDS = 3.0
+# With only background impostors: spreads below the concept's own genuine mean.
+OWN_SPREADS = 2.0
 POOLED_SHARE = 0.45
 
 
@@ -281,7 +283,7 @@ def _threshold(
         # No real impostor of the user's kind (one concept, no corrections): the
         # background only bounds from below, and a photo must score like the concept's
         # own photos score against each other.
-        threshold = max(threshold, mg - sg)
+        threshold = max(threshold, mg - OWN_SPREADS * sg)
     return threshold, gap >= min_separation * spread
 
 

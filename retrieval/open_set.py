@@ -18,7 +18,7 @@ Each size is drawn ``users`` times (seeded), and every query goes through
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +32,8 @@ from retrieval.regions import RegionProposer
 from retrieval.search import SearchOptions, search_photos
 
 SIZES = (1, 5, 15, 30)
+# A decision rule from a user's photos: (vectors, labels, background vectors) -> rule.
+Fit = Callable[[np.ndarray, list[str], np.ndarray], DecisionRule]
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,12 @@ def open_set(
     users: int = 10,
     seed: int = 0,
     random_weights: bool = False,
+    fit: Fit | None = None,
 ) -> list[OpenSetPoint]:
     """One point per size that leaves at least one subject unregistered (sizes larger
     than the dataset allows are left out). Needs subjects with more than ``references``
-    photos; raises ValueError for fewer than two subjects."""
+    photos; raises ValueError for fewer than two subjects. ``fit``: another decision
+    rule to measure (benchmarks compare rules in one run), the service's by default."""
     names = sorted(name for name, images in photos.items() if len(images) > references)
     if len(names) < 2:
         raise ValueError("open-set needs two or more subjects with held-out photos")
@@ -82,7 +86,9 @@ def open_set(
         trials: list[tuple[bool, bool, float]] = []  # (registered, right, top score)
         for _ in range(users):
             chosen = rng.sample(names, size)
-            rule, index = _register(chosen, photos, cache, references, background, random_weights)
+            rule, index = _register(
+                chosen, photos, cache, references, background, fit or _service_rule(random_weights)
+            )
             for name in names:
                 for image in photos[name][references:]:
                     trials.append(
@@ -98,7 +104,7 @@ def _register(
     cache: _Vectors,
     references: int,
     background: np.ndarray,
-    random_weights: bool,
+    fit: Fit,
 ) -> tuple[DecisionRule, UserIndex]:
     index = UserIndex(cache.encoder.dim)
     labels: list[str] = []
@@ -108,8 +114,13 @@ def _register(
         index.add(range(len(labels), len(labels) + len(vectors)), [name] * len(vectors), vectors)
         labels += [name] * len(vectors)
         parts.append(vectors)
-    rule = fit_decision(np.concatenate(parts), labels, background, random_weights=random_weights)
-    return rule, index
+    return fit(np.concatenate(parts), labels, background), index
+
+
+def _service_rule(random_weights: bool) -> Fit:
+    return lambda vectors, labels, background: fit_decision(
+        vectors, labels, background, random_weights=random_weights
+    )
 
 
 def _query(
