@@ -27,6 +27,8 @@ export function render(screen, context) {
     h("p", { class: "muted" }, "Choose a photo or type a question, then run."));
   const answer = h("div", { class: "answer", id: "answer" });
   const ask = h("button", { class: "primary", id: "ask", disabled: true }, "Ask the MLLM");
+  const memory = h("select", { id: "memory", "aria-label": "Memory" },
+    ["read", "off", "propose", "auto"].map((mode) => h("option", { value: mode }, `memory: ${mode}`)));
   const runButton = h("button", { class: "primary", id: "run", type: "submit" }, "Run");
 
   const setPhoto = async (files) => {
@@ -126,7 +128,7 @@ export function render(screen, context) {
         h("div", { class: "prompt", id: "prompt" }, result.prompt.map((message) =>
           h("div", { class: `message ${message.role}` }, h("span", { class: "role" }, message.role),
             message.parts.map((part) => (part.type === "text" ? h("pre", {}, part.text) : promptPhoto(part))))))),
-      h("section", {}, h("h2", {}, "Answer"), ask, answer));
+      h("section", {}, h("h2", {}, "Answer"), h("div", { class: "answer-controls" }, ask, memory), answer));
   }
 
   function verdict(score, result) {
@@ -155,8 +157,10 @@ export function render(screen, context) {
     fill(answer, h("p", { class: "streaming", id: "answer-text" }));
     const text = answer.firstChild;
     try {
-      await streamEvents(`${userPath(context.user)}/chat`, { ...body(), stream: true }, (name, data) => {
+      const chat = { ...body(), stream: true, memory: memory.value };
+      await streamEvents(`${userPath(context.user)}/chat`, chat, (name, data) => {
         if (name === "delta") text.append(data.text);
+        else if (name === "memory") memoryLine(data);
         else if (name === "done") {
           text.classList.remove("streaming");
           answer.append(h("p", { class: "fine" },
@@ -172,6 +176,26 @@ export function render(screen, context) {
     }
   }
   ask.addEventListener("click", askModel);
+
+  // "Memory updated" under the answer: what the chat changed (auto) or proposed (propose).
+  function memoryLine(data) {
+    if (data.memory !== memory.value) {
+      answer.append(h("p", { class: "fine", id: "memory-mode" },
+        `memory: ${data.memory} (narrowed from ${memory.value} by the user's own mode)`));
+    }
+    if (!data.memory_changes.length) return;
+    const applied = data.memory_changes.filter((change) => change.applied);
+    const proposed = data.memory_changes.filter((change) => !change.applied);
+    const listed = (changes) => changes.map((c) => `${c.action} ${c.concept.name}`).join(", ");
+    if (applied.length) {
+      answer.append(h("p", { class: "memory-updated", id: "memory-updated" },
+        `✓ Memory updated: ${listed(applied)}`));
+    }
+    if (proposed.length) {
+      answer.append(h("p", { class: "memory-proposed", id: "memory-proposed" },
+        `Proposed (not applied): ${listed(proposed)}`));
+    }
+  }
 
   let timer;
   const later = () => {

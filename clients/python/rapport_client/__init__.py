@@ -44,7 +44,13 @@ from rapport_client._errors import (
     Unauthorized,
     UnsupportedImage,
 )
-from rapport_client._events import ChatEvent, ConceptsEvent, DeltaEvent, DoneEvent
+from rapport_client._events import (
+    ChatEvent,
+    ConceptsEvent,
+    DeltaEvent,
+    DoneEvent,
+    MemoryEvent,
+)
 from rapport_client._models import (
     ApiKey,
     ChatAnswer,
@@ -60,6 +66,8 @@ from rapport_client._models import (
     ImageURL,
     LooksLike,
     Match,
+    MemoryChange,
+    MemoryMode,
     NegativePage,
     NewApiKey,
     Playground,
@@ -115,6 +123,9 @@ __all__ = [
     "InvalidRequest",
     "LooksLike",
     "Match",
+    "MemoryChange",
+    "MemoryEvent",
+    "MemoryMode",
     "ModelLoadError",
     "NegativeIsOwnPhoto",
     "NegativePage",

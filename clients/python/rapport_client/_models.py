@@ -12,6 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Box = tuple[int, int, int, int]
+# How much a chat may do with the user's concepts: nothing (off), read them (read, the
+# default), suggest changes (propose) or make them (auto).
+MemoryMode = Literal["off", "read", "propose", "auto"]
 
 
 class Model(BaseModel):
@@ -86,7 +89,7 @@ class User(Model):
     bytes: int
     created_at: datetime
     changed_at: datetime
-    memory: Literal["off", "read", "propose", "auto"]
+    memory: MemoryMode
     memory_deletes: bool
 
 
@@ -107,7 +110,8 @@ class Usage(Model):
 
 
 class MemoryChange(Model):
-    """A change the chat made to the user's concepts, or proposed (``applied`` false)."""
+    """A change to the user's concepts that a chat made, or proposed (``applied`` false);
+    ``event_id`` names its history event, for ``undo``."""
 
     action: Literal["created", "updated", "deleted"]
     applied: bool
@@ -124,7 +128,7 @@ class ChatAnswer(Model):
     model: str
     finish_reason: str
     prompt: list[dict[str, Any]] | None = None
-    memory: Literal["off", "read", "propose", "auto"]
+    memory: MemoryMode
     memory_changes: list[MemoryChange]
 
 
@@ -274,7 +278,7 @@ class ChatRequest(Body):
     max_new_tokens: int | None = None
     temperature: float = 0.0
     stream: bool = False
-    memory: Literal["off", "read", "propose", "auto"] | None = None
+    memory: MemoryMode | None = None
 
 
 class PlaygroundRequest(Body):
@@ -298,7 +302,7 @@ class ConceptPatch(Body):
 
 
 class UserPatch(Body):
-    memory: Literal["off", "read", "propose", "auto"] | None = None
+    memory: MemoryMode | None = None
     memory_deletes: bool | None = None
 
 
