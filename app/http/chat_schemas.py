@@ -112,6 +112,11 @@ class ChatRequest(BaseModel):
 class UsedConcept(ConceptBrief):
     score: float
     source: Literal["image", "text"]
+    present: bool | None = Field(
+        default=None,
+        description="recognised in the photo (true: sure; false: only named in the question, "
+        "a candidate the prompt asks the model to check; null: no photo was sent)",
+    )
 
     @classmethod
     def from_match(cls, match: Match) -> UsedConcept:
@@ -119,6 +124,7 @@ class UsedConcept(ConceptBrief):
             **ConceptBrief.fields_of(match.concept),
             score=round(match.score, 6),
             source=match.source,
+            present=match.present,
         )
 
 

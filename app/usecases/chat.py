@@ -140,7 +140,15 @@ def _retrieved(
     # Choose first, so that only the photos of concepts that go into the prompt are read.
     chosen = choose_concepts(
         [
-            PromptConcept(m.concept.name, m.concept.description, (), m.score, m.box, m.concept.id)
+            PromptConcept(
+                m.concept.name,
+                m.concept.description,
+                (),
+                m.score,
+                m.box,
+                m.concept.id,
+                seen=m.present,
+            )
             for m in matches
         ],
         turn.text,

@@ -101,6 +101,8 @@ class UserPage(Model):
 class UsedConcept(ConceptBrief):
     score: float
     source: Literal["image", "text"]
+    # Recognised in the photo; False: only named in the question; None: no photo sent.
+    present: bool | None = None
 
 
 class Usage(Model):
