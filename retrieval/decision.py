@@ -349,6 +349,11 @@ class DecisionCache(VersionedCache[DecisionRule]):
         super().__init__(max_bytes, size=lambda rule: rule.nbytes)
         self._random_weights = random_weights
 
+    @property
+    def random_weights(self) -> bool:
+        """Whether the encoder's scores mean nothing (random weights)."""
+        return self._random_weights
+
     def rule_for(
         self,
         key: Hashable,

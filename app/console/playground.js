@@ -109,7 +109,8 @@ export function render(screen, context) {
         h("span", { class: "name", title: score.concept.name }, score.concept.name),
         h("div", { class: "bar" }, fillBar, threshold),
         h("span", { class: "score" }, score.score.toFixed(3)),
-        h("span", { class: "verdict", title: verdictNote(score, result) }, verdict(score, result)));
+        h("span", { class: "verdict", title: verdictNote(score, result) }, verdict(score, result)),
+        score.kept && photo ? notButton(score.concept) : "");
     });
     fill(results,
       h("section", {}, h("h2", {}, "Concepts seen in the photo"),
@@ -129,6 +130,28 @@ export function render(screen, context) {
           h("div", { class: `message ${message.role}` }, h("span", { class: "role" }, message.role),
             message.parts.map((part) => (part.type === "text" ? h("pre", {}, part.text) : promptPhoto(part))))))),
       h("section", {}, h("h2", {}, "Answer"), h("div", { class: "answer-controls" }, ask, memory), answer));
+  }
+
+  // "That is not <bo>": the photo becomes a correction of the concept, and the search runs
+  // again (the decision refits at once, so the same or a similar photo is no longer claimed).
+  function notButton(concept) {
+    const button = h("button", { class: "not", type: "button",
+      title: `Tell rapport this photo does not show ${concept.name}` }, `Not ${concept.name}`);
+    button.addEventListener("click", async () => {
+      const form = new FormData();
+      form.append("images", photo.file, photo.file.name || "photo.jpg");
+      button.disabled = true;
+      try {
+        await call(`${userPath(context.user)}/concepts/${encodeURIComponent(concept.id)}/negatives`,
+          { method: "POST", form });
+        toast(`Noted: this photo is not ${concept.name}.`);
+        run();
+      } catch (error) {
+        toast(error.message, "error");
+        button.disabled = false;
+      }
+    });
+    return button;
   }
 
   function verdict(score, result) {

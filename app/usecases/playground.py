@@ -157,7 +157,13 @@ def _explain(
         if m.label in concepts
     ][:SHOWN_SCORES]
     decide = decision_for(
-        services, user_id, version, index, query.min_score, pooled=searched.pooled
+        services,
+        user_id,
+        version,
+        index,
+        query.min_score,
+        pooled=searched.pooled,
+        vectors=searched.vectors,
     )
     kept = present_matches(searched.matches, decide, top_k=query.top_k)
     return regions, scores, [m.label for m in kept if m.label in concepts]

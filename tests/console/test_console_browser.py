@@ -187,6 +187,24 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
         "#min-score", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }"
     )
     page.locator("#scores li.kept").first.wait_for()
+    # "Not <dog>": the photo becomes a correction, and the next search no longer claims it
+    # for the dog, even at min_score 0.
+    dog_row = page.locator("#scores li.kept", has_text="<dog>")
+    dog_id = dog_row.get_attribute("data-concept")
+    dog_row.locator("button.not").click()
+    wait_until(
+        page,
+        "(id) => !document.querySelector(`#scores li.kept[data-concept='${id}']`)",
+        dog_id,
+    )
+    negatives = api.get(f"/v1/users/alice/concepts/{dog_id}/negatives").json()["items"]
+    assert len(negatives) == 1
+    assert (
+        api.delete(f"/v1/users/alice/concepts/{dog_id}/negatives/{negatives[0]['id']}").status_code
+        == 204
+    )
+    page.click("#run")
+    page.locator("#scores li.kept", has_text="<dog>").wait_for()
     # The answer streams from the OpenAI-compatible backend.
     page.click("#ask")
     wait_until(
