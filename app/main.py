@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from app import logs, version
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import install_error_handlers
+from app.http.json_body import add_body_schemas
 from app.http.metrics import MetricsMiddleware
 from app.http.openapi import add_bearer_scheme
 from app.http.routes import (
@@ -53,6 +54,7 @@ from app.storage.thumbnails import ThumbnailCache
 from retrieval.batching import BatchingEncoder
 from retrieval.config import RANDOM_WEIGHTS
 from retrieval.decision import BackgroundVectors, DecisionCache
+from retrieval.decode_budget import DecodeBudget
 from retrieval.encoders import open_encoder
 from retrieval.errors import ModelLoadError
 from retrieval.generators import Generator, open_generator
@@ -151,15 +153,29 @@ def _assemble(
         region_proposer=proposer,
         default_min_score=settings.min_score,
         decisions=decisions,
-        background=BackgroundVectors(batching.encode_images, chunk=settings.encode_chunk_limit()),
+        background=BackgroundVectors(batching.encode_all),
         rate_limiter=limiter,
         key_cache=KeyCache(settings.key_cache_s, settings.key_secret),
         auth_failures=AuthFailureLimiter(
             settings.auth_failures_per_minute, settings.auth_failures_burst
         ),
         thumbnails=ThumbnailCache(settings.thumbnail_cache_bytes),
-        in_flight=InFlightLimit(settings.app_requests_in_flight()),
+        in_flight=InFlightLimit(settings.app_requests_in_flight(), settings.threadpool_size),
+        decode_budget=decode_budget(settings),
     )
+
+
+# How long a decode waits for room in the budget before its request gets 503: long enough
+# for another photo's decode to end, short enough not to hold a pool thread for long.
+DECODE_WAIT_S = 2.0
+
+
+def decode_budget(settings: Settings) -> DecodeBudget:
+    """The process's budget of pixels being decoded: one app may hold half of it (or one
+    photo at the pixel cap), so that another app's photos still find room."""
+    total = settings.decode_pixels_in_flight
+    share = max(settings.max_image_pixels, total // 2)
+    return DecodeBudget(total, owner_share=min(share, total), wait_s=DECODE_WAIT_S)
 
 
 def served_app() -> FastAPI:
@@ -295,7 +311,7 @@ def _document_bearer(app: FastAPI) -> None:
 
     def with_bearer() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_bearer_scheme(openapi())
+            app.openapi_schema = add_body_schemas(add_bearer_scheme(openapi()))
         return app.openapi_schema
 
     app.openapi = with_bearer  # type: ignore[method-assign]

@@ -17,6 +17,7 @@ from app.storage.repository.concepts import ConceptSummary
 from app.storage.thumbnails import ThumbnailCache
 from retrieval.batching import BatchingEncoder
 from retrieval.decision import BackgroundVectors, DecisionCache
+from retrieval.decode_budget import DecodeBudget
 from retrieval.generators import Generator
 from retrieval.index import UserIndexCache, VersionedCache
 from retrieval.regions import RegionProposer
@@ -44,6 +45,9 @@ class Services:
     background: BackgroundVectors  # generic photos' vectors, for the rule
     thumbnails: ThumbnailCache = field(default_factory=lambda: ThumbnailCache(32 * 1024 * 1024))
     in_flight: InFlightLimit = field(default_factory=lambda: InFlightLimit(0))
+    decode_budget: DecodeBudget = field(
+        default_factory=lambda: DecodeBudget(10**9, owner_share=10**9, wait_s=0)
+    )
 
     def close(self) -> None:
         """Stop the encoder's worker; release the generator, the database, the photo store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -299,6 +300,12 @@ class Settings(BaseSettings):
     auth_failures_burst: Annotated[int, Field(ge=1)] = Field(
         default=20, description="failed authentications of one address before that limit"
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="comma-separated addresses or networks of the proxies (the load "
+        "balancer) whose X-Forwarded-For names the client; empty: no proxy is trusted, the "
+        "connection's own address is the client's",
+    )
     max_concepts_per_user: Annotated[int, Field(ge=1)] = Field(
         default=1000, description="concepts of one user; beyond it 409"
     )
@@ -323,7 +330,9 @@ class Settings(BaseSettings):
     )
     max_connections: Annotated[int, Field(ge=1)] = Field(
         default=1000,
-        description="open connections and requests one process serves; more get 503",
+        description="open connections and requests one process serves; more get 503. One "
+        "client address may hold an eighth of them (at least 4; the trusted proxies are not "
+        "counted); its further connections are closed at once",
     )
     keep_alive_s: Annotated[int, Field(ge=1, le=600)] = Field(
         default=5, description="seconds an idle keep-alive connection stays open"
@@ -346,8 +355,14 @@ class Settings(BaseSettings):
     )
     max_request_pixels: Annotated[int, Field(ge=1)] = Field(
         default=120_000_000,
-        description="decoded pixels of all photos of one chat request together, counted "
-        "from their headers before each decode (413)",
+        description="decoded pixels of all photos of one request (chat, registration) "
+        "together, counted from their headers before any is decoded (413)",
+    )
+    decode_pixels_in_flight: Annotated[int, Field(ge=1)] = Field(
+        default=100_000_000,
+        description="pixels being decoded at once in each process, over all requests (about "
+        "3 to 5 bytes of memory each); one app may hold half, or one photo at the cap; a decode "
+        "that finds no room within 2 s answers 503",
     )
     max_message_chars: Annotated[int, Field(ge=1)] = Field(
         default=16_000, description="characters of text in one chat message (422)"
@@ -408,6 +423,16 @@ class Settings(BaseSettings):
         if value is not None:
             check_secret(f"RAPPORT_{(info.field_name or '').upper()}", value.get_secret_value())
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
 
     @model_validator(mode="after")
     def _check_together(self) -> Settings:

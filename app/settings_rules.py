@@ -82,6 +82,11 @@ def check_together(s: Settings) -> None:
             f"one request ({s.largest_request_regions()}): such a request could never be "
             "encoded; raise it, or leave it unset"
         )
+    if s.decode_pixels_in_flight < s.max_image_pixels:
+        raise ValueError(
+            f"RAPPORT_DECODE_PIXELS_IN_FLIGHT ({s.decode_pixels_in_flight}) is below "
+            f"RAPPORT_MAX_IMAGE_PIXELS ({s.max_image_pixels}): such a photo could never decode"
+        )
     if s.max_request_pixels < s.max_image_pixels:
         raise ValueError(
             f"RAPPORT_MAX_REQUEST_PIXELS ({s.max_request_pixels}) is below "

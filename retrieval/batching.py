@@ -190,6 +190,31 @@ class BatchingEncoder:
         futures = self.submit(tensors, prepared=True)
         return np.stack([future.result() for future in futures])
 
+    def encode_all(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Vectors for any number of photos, in order, for offline work (reindex, import,
+        the decision rule's background photos): queued a share of the queue at a time,
+        each share waiting for room instead of being refused, so callers need not split
+        their work by the queue's size. Request paths use ``encode_images``, which
+        refuses at once (429) when there is no room."""
+        share = min(self.config.queue_size, self.config.max_per_owner or self.config.queue_size)
+        parts = []
+        for start in range(0, len(images), share):
+            chunk = images[start : start + share]
+            while True:
+                with self._ready:
+                    while self._running and not self._has_room(len(chunk)):
+                        self._ready.wait()
+                try:
+                    parts.append(self.encode_images(chunk))
+                    break
+                except Overloaded:
+                    if not self._running:
+                        raise
+                    # Another caller took the room first: wait for the worker again.
+        if not parts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(parts)
+
     def submit(self, jobs: Sequence[Job], *, prepared: bool = False) -> list[Future[np.ndarray]]:
         """Queue preprocessed photos (or passes of their own) under the context's owner
         (``encoding_for``); all or none are queued (Overloaded when the queue, or the
@@ -219,13 +244,19 @@ class BatchingEncoder:
             raise Overloaded("the encoder is not running")
         if self._depth + count > self.config.queue_size:
             raise Overloaded("too many photos are waiting to be encoded; retry shortly")
-        queue = self._queues.get(_owner.get())
-        held = len(queue) if queue is not None else 0
-        limit = self.config.max_per_owner
-        if limit is not None and held + count > limit:
+        if not self._has_room(count):
             raise Overloaded(
                 "too many of this app's photos are waiting to be encoded; retry shortly"
             )
+
+    def _has_room(self, count: int) -> bool:
+        """Whether ``count`` more photos of the context's owner fit now (under ``_ready``)."""
+        if self._depth + count > self.config.queue_size:
+            return False
+        queue = self._queues.get(_owner.get())
+        held = len(queue) if queue is not None else 0
+        limit = self.config.max_per_owner
+        return limit is None or held + count <= limit
 
     def encode_tensors(self, tensors: Sequence[torch.Tensor]) -> np.ndarray:
         """Vectors for preprocessed photos, in order, through the queue (blocks)."""
@@ -270,6 +301,7 @@ class BatchingEncoder:
         if queue:
             self._queues[owner] = queue  # to the back of the turn
         self._depth -= 1
+        self._ready.notify_all()  # room for a caller waiting in encode_all
         return taken
 
     def _batchable(self) -> int:

@@ -20,9 +20,10 @@ that question, rehearsed on the user's own photos before any query is seen:
   and no corrections), the generic background photos (retrieval/background.py)
   stand in for "none of these".
 
-A normal distribution is fitted to each side, and the threshold is where the
-balanced accuracy of the rehearsal (the share of genuine trials found on top
-plus the share of impostor trials rejected) is highest. Every concept of the
+A normal distribution is fitted to each side (one pooled spread), and the
+threshold is where a genuine trial found on top and an impostor trial are
+equally likely, weighting the genuine side by the share found on top: the
+threshold of the best balanced accuracy of the rehearsal under those fits. Every concept of the
 user is held to that one threshold: the threshold is a score of the user's own
 model on the user's own photos, so the rule needs no per-model or per-dataset
 constant and no labelled query.
@@ -40,8 +41,12 @@ Degradations (never "everything matches"):
 
 - no concept with two photos: no genuine sample; the threshold is the impostor
   mean plus ``NO_GENUINE_SDS`` standard deviations (strict);
-- one concept: impostors are its corrections and the background photos, an
-  easier cohort, so a laxer threshold (documented, still bounded);
+- one concept and few corrections: impostors are the corrections and the
+  background photos, an easier cohort; the threshold is then at most
+  ``OWN_SPREADS`` (2) spreads below the concept's own genuine mean (a photo must score
+  like the concept's photos score against each other). Among look-alikes
+  (cartons on a shelf) such a user still sees false alarms until they add a
+  second concept or a correction;
 - a rehearsal whose genuine mean does not stand ``MIN_SEPARATION`` pooled
   standard deviations above the impostor mean is never present by its photos:
   ``separable`` is False;
@@ -70,8 +75,9 @@ MAX_PHOTOS = 32
 MIN_IMPOSTOR_TRIALS = 8
 MIN_SEPARATION = 0.5
 NO_GENUINE_SDS = 3.0
+# With only background impostors: spreads below the concept's own genuine mean.
+OWN_SPREADS = 2.0
 POOLED_SHARE = 0.45
-_GRID = 512
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,9 @@ def fit_decision(
     if len(impostor) < MIN_IMPOSTOR_TRIALS and len(background):
         impostor = np.concatenate([impostor, gallery.best(background).max(axis=1)])
         basis = "background"
-    threshold, separable = _threshold(genuine, ranked, impostor, min_separation)
+    threshold, separable = _threshold(
+        genuine, ranked, impostor, min_separation, own_photos_only=basis == "background"
+    )
     if not len(genuine):
         basis = "no genuine sample"
     if random_weights:
@@ -243,10 +251,16 @@ class _Gallery:
 
 
 def _threshold(
-    genuine: np.ndarray, ranked: np.ndarray, impostor: np.ndarray, min_separation: float
+    genuine: np.ndarray,
+    ranked: np.ndarray,
+    impostor: np.ndarray,
+    min_separation: float,
+    *,
+    own_photos_only: bool = False,
 ) -> tuple[float, bool]:
-    """Where the normal fits of the two sides give the best balanced accuracy, and
-    whether the sides are apart at all."""
+    """Where a genuine trial found on top and an impostor trial are equally likely, for
+    normal fits of the two sides with one pooled spread (the fewest estimates, so the
+    steadiest threshold from a few dozen trials); and whether the sides are apart."""
     if not len(impostor):
         impostor = np.zeros(1, np.float32)
     mi, si = float(impostor.mean()), max(float(impostor.std()), 1e-3)
@@ -257,23 +271,20 @@ def _threshold(
         return mi + NO_GENUINE_SDS * si, False
     # The genuine side is the trials that come out on top: only those can be right.
     on_top = genuine[ranked]
-    mg, sg = float(on_top.mean()), max(float(on_top.std()), 1e-3)
-    low, high = min(mi - 3 * si, mg - 3 * sg), max(mi + 3 * si, mg + 3 * sg)
-    grid = np.linspace(low, high, _GRID)
-    # Misses of the found trials plus false alarms: the balanced accuracy's errors, with
-    # tails computed exactly (erfc), so that far-apart sides still meet where they cross.
-    errors = found * _normal_sf((mg - grid) / sg) + _normal_sf((grid - mi) / si)
-    separable = mg - mi >= min_separation * math.sqrt((sg**2 + si**2) / 2)
-    return float(grid[int(errors.argmin())]), separable
-
-
-_erfc = np.frompyfunc(math.erfc, 1, 1)
-
-
-def _normal_sf(z: np.ndarray) -> np.ndarray:
-    """P(Z > z) for a standard normal Z, exact far into the tail."""
-    values = np.asarray(_erfc(np.asarray(z, dtype=np.float64) / math.sqrt(2.0)), dtype=np.float64)
-    return 0.5 * values
+    mg, sg = float(on_top.mean()), float(on_top.std())
+    spread = max(math.sqrt((sg**2 + si**2) / 2), 1e-3)
+    gap = mg - mi
+    if gap <= 0:
+        return mi + NO_GENUINE_SDS * si, False
+    # Bayes' boundary: found * N(T; mg, s) = N(T; mi, s); a low ``found`` (look-alikes
+    # that outrank each other) moves it up, away from the impostors.
+    threshold = (mg + mi) / 2 - spread**2 * math.log(found) / gap
+    if own_photos_only:
+        # No real impostor of the user's kind (one concept, no corrections): the
+        # background only bounds from below, and a photo must score like the concept's
+        # own photos score against each other.
+        threshold = max(threshold, mg - OWN_SPREADS * sg)
+    return threshold, gap >= min_separation * spread
 
 
 def _corrections_against(
@@ -337,6 +348,11 @@ class DecisionCache(VersionedCache[DecisionRule]):
         by its photos, see the module doc)."""
         super().__init__(max_bytes, size=lambda rule: rule.nbytes)
         self._random_weights = random_weights
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether the encoder's scores mean nothing (random weights)."""
+        return self._random_weights
 
     def rule_for(
         self,

@@ -48,6 +48,13 @@ class Overloaded(RapportError):
     title = "Overloaded"
 
 
+class DecodeBusy(RapportError):
+    """No room in the process's budget of pixels being decoded within a short wait."""
+
+    title = "Too many photos being decoded"
+    retry_after = 1.0
+
+
 class ModelLoadError(RapportError):
     """A model could not be built or its weights could not be loaded."""
 

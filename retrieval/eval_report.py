@@ -69,6 +69,8 @@ class EvalReport:
     negative_scores: list[float] = field(repr=False)
     positive_labels: list[str] = field(repr=False, default_factory=list)
     negative_labels: list[str] = field(repr=False, default_factory=list)
+    # The open-set protocol (retrieval/open_set.py): one OpenSetPoint.to_dict() per size.
+    open_set: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +140,19 @@ def format_table(report: EvalReport) -> str:
         ]
     width = max(len(name) for name, _ in rows) + 2
     lines += ["", *(f"{name:<{width}}{value:>8}".rstrip() for name, value in rows)]
+    if report.open_set:
+        lines += [
+            "",
+            "open set (a user with N concepts; every other photo of every subject):",
+            "  concepts  users  found on top  unregistered rejected  balanced  FPIR   FNIR"
+            "   best single threshold afterwards",
+        ]
+        lines += [
+            f"  {p['concepts']:>8}  {p['users']:>5}  {p['found']:>12.3f}  {p['rejected']:>21.3f}"
+            f"  {p['balanced']:>8.3f}  {p['fpir']:.3f}  {p['fnir']:.3f}   {p['oracle']:.3f}"
+            f" (at {p['oracle_threshold']:.3f})"
+            for p in report.open_set
+        ]
     if report.mistakes:
         lines += ["", f"top-1 mistakes ({len(report.mistakes)}):"]
         lines += [
@@ -183,7 +198,8 @@ def average_precision(positives: list[float], negatives: list[float]) -> float:
 
 
 def save_plots(report: EvalReport, out_dir: str | Path) -> list[Path]:
-    """Write ``scores.png`` and ``precision_recall.png`` into ``out_dir``; return their paths."""
+    """Write ``scores.png``, ``precision_recall.png`` and (with open-set figures)
+    ``open_set.png`` into ``out_dir``; return their paths."""
     # Figure without pyplot: no global backend switch, no GUI, safe in threads.
     from matplotlib.figure import Figure
 
@@ -226,7 +242,24 @@ def save_plots(report: EvalReport, out_dir: str | Path) -> list[Path]:
     )
     curve_path = out / "precision_recall.png"
     figure.savefig(curve_path, dpi=100)
-    return [scores_path, curve_path]
+    paths = [scores_path, curve_path]
+    if report.open_set:
+        figure = Figure(figsize=(5.5, 4.5), layout="constrained")
+        axes = figure.subplots()
+        sizes = [p["concepts"] for p in report.open_set]
+        axes.plot(sizes, [p["fpir"] for p in report.open_set], "o-", label="FPIR (false alarms)")
+        axes.plot(sizes, [p["fnir"] for p in report.open_set], "s-", label="FNIR (misses)")
+        axes.set(
+            xlabel="concepts per user",
+            ylabel="error rate",
+            ylim=(0, 1.01),
+            title=f"open set, decision rule{suffix}",
+        )
+        axes.legend()
+        open_path = out / "open_set.png"
+        figure.savefig(open_path, dpi=100)
+        paths.append(open_path)
+    return paths
 
 
 def _spread(values: list[float]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, get_args
@@ -35,6 +36,8 @@ from retrieval.eval_report import (
 )
 from retrieval.image_encoder import ImageEncoder
 from retrieval.index import UserIndex
+from retrieval.open_set import SIZES as OPEN_SET_SIZES
+from retrieval.open_set import OpenSetPoint, open_set
 from retrieval.regions import RegionProposer, open_region_proposer
 from retrieval.search import SearchOptions, search_photos
 
@@ -54,6 +57,8 @@ def evaluate(
     collages: bool = True,
     collage_count: int = 40,
     seed: int = 0,
+    open_set_users: int = 10,
+    open_set_sizes: Sequence[int] = OPEN_SET_SIZES,
 ) -> EvalReport:
     """Measure how well ``encoder`` and ``regions`` find the concepts of ``dataset_dir``.
 
@@ -68,8 +73,10 @@ def evaluate(
     decision rule (retrieval/decision.py), fitted on the reference photos and
     the background before any query is seen.
     Collages (``collage_count``, drawn with ``seed``) need four concepts with
-    held-out photos. Raises ValueError for a folder with fewer than two concepts
-    or no held-out photo at all.
+    held-out photos. ``open_set_users`` simulated users per number of concepts
+    (``open_set_sizes``, and half the subjects) measure the open-set protocol of
+    retrieval/open_set.py in the same run (0: not measured). Raises ValueError for a
+    folder with fewer than two concepts or no held-out photo at all.
     """
     if references < 1:
         raise ValueError(f"references must be >= 1, got {references}")
@@ -92,10 +99,13 @@ def evaluate(
         index.add(range(start, start + len(vectors)), [name] * len(vectors), vectors)
         reference_vectors.append(vectors)
         reference_labels += [name] * len(vectors)
+    background = encoder.encode_images(background_photos())
+    meaningless = encoder.model_id.endswith(f":{RANDOM_WEIGHTS}")
     rule = fit_decision(
         np.concatenate(reference_vectors),
         reference_labels,
-        encoder.encode_images(background_photos()),
+        background,
+        random_weights=meaningless,
     )
     options = SearchOptions.of(regions, aggregation, category_words(photos))
     search = _Search(index, encoder, open_region_proposer(regions), options, list(photos))
@@ -138,6 +148,21 @@ def evaluate(
     chosen = balancing if threshold is None else threshold
     positive_accuracy = float(np.mean(np.asarray(positives) >= chosen))
     negative_accuracy = float(np.mean(np.asarray(negatives) < chosen))
+    open_points: list[OpenSetPoint] = []
+    if open_set_users > 0:
+        half = len(held_out) // 2
+        open_points = open_set(
+            photos,
+            encoder,
+            search.proposer,
+            options,
+            background,
+            references=references,
+            sizes=sorted({*open_set_sizes, half} - {0}),
+            users=open_set_users,
+            seed=seed,
+            random_weights=meaningless,
+        )
     collage_report = None
     if collages and len(held_out) >= 4 and collage_count > 0:
         collage_report = _collages(search, held_out, chosen, rule, count=collage_count, seed=seed)
@@ -146,7 +171,7 @@ def evaluate(
     return EvalReport(
         dataset=str(dataset_dir),
         model_id=encoder.model_id,
-        meaningless=encoder.model_id.endswith(f":{RANDOM_WEIGHTS}"),
+        meaningless=meaningless,
         references=references,
         regions=asdict(regions),
         aggregation=aggregation,
@@ -173,6 +198,7 @@ def evaluate(
         median_query_ms=single_ms,
         median_query_cpu_ms=statistics.median(search.cpu_ms),
         collage=collage_report,
+        open_set=[point.to_dict() for point in open_points],
         conditions={
             "device": str(encoder.device),
             "torch_threads": torch.get_num_threads(),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from retrieval.config import ImageLimits
+from retrieval.decode_budget import PixelHold
 from retrieval.errors import CorruptImage, PayloadTooLarge, TooManyPixels, UnsupportedImage
 
 ORIENTATION = 0x0112  # the EXIF tag
@@ -76,12 +78,30 @@ def image_size(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[int, i
     return _open(data, limits).size
 
 
+def decode_cost(
+    data: bytes,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    min_side: int | None = None,
+    max_side: int | None = None,
+) -> int:
+    """The pixels ``decode_image`` with these sides would decode: the header's, or for a
+    JPEG the reduced scale it is decoded at. From the header alone, like ``image_size``."""
+    image = _open(data, limits)
+    try:
+        _draft(image, min_side, max_side)
+        return image.size[0] * image.size[1]
+    finally:
+        image.close()
+
+
 def decode_image(
     data: bytes,
     limits: ImageLimits = ImageLimits(),
     *,
     min_side: int | None = None,
     max_side: int | None = None,
+    hold: PixelHold | None = None,
 ) -> DecodedImage:
     """Decode ``data`` fully or raise an ``ImageRejected`` subclass.
 
@@ -91,7 +111,8 @@ def decode_image(
     decoding, so only the reduced image is kept. ``max_side`` relaxes that:
     the longer side also stays at least ``max_side`` (a photo that an MLLM
     sees too). ``width`` and ``height`` are always those of the full photo,
-    upright.
+    upright. ``hold`` (a DecodeBudget's) holds the pixels decoded while the
+    decode runs, or raises DecodeBusy.
 
     Raises PayloadTooLarge above ``limits.max_bytes``, UnsupportedImage when the
     bytes are not one of MEDIA_TYPES, TooManyPixels above ``limits.max_pixels``
@@ -101,19 +122,36 @@ def decode_image(
     width, height = image.size
     media_type = MEDIA_TYPES[image.format or ""]
     try:
-        if min_side is not None and image.format in _JPEG_FAMILY:
+        _draft(image, min_side, max_side)
+        with hold(image.size[0] * image.size[1]) if hold else nullcontext():
+            rgb, turned = _load(image, min_side, max_side)
+    finally:
+        image.close()
+    upright = (height, width) if turned else (width, height)
+    return DecodedImage(image=rgb, width=upright[0], height=upright[1], media_type=media_type)
+
+
+def _draft(image: Image.Image, min_side: int | None, max_side: int | None) -> None:
+    if min_side is not None and image.format in _JPEG_FAMILY:
+        try:
             image.draft("RGB", _target(image.size, min_side, max_side))
+        except Exception:
+            raise CorruptImage("the image data is truncated or corrupt") from None
+
+
+def _load(
+    image: Image.Image, min_side: int | None, max_side: int | None
+) -> tuple[Image.Image, bool]:
+    """The image decoded, upright, RGB and reduced; and whether EXIF turned it."""
+    try:
         image.load()
         turned = image.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
         rgb = _to_rgb(ImageOps.exif_transpose(image))
     except Exception:
         raise CorruptImage("the image data is truncated or corrupt") from None
-    finally:
-        image.close()
     if min_side is not None:
         rgb = _reduced(rgb, min_side, max_side)
-    upright = (height, width) if turned else (width, height)
-    return DecodedImage(image=rgb, width=upright[0], height=upright[1], media_type=media_type)
+    return rgb, turned
 
 
 def _open(data: bytes, limits: ImageLimits) -> Image.Image:

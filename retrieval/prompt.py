@@ -38,6 +38,8 @@ class PromptConcept:
     score: float
     box: tuple[int, int, int, int] | None = None
     id: str | None = None
+    # False: named in the question but not recognised in the photo (the block says so).
+    seen: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,17 @@ def _query_turn(
     return query_turn
 
 
+# A concept the question names that the decision did not find in the photo.
+NOT_SEEN_NOTE = "\n(Named in the question; not recognised in the photo: check the reference photo.)"
+
+
 def concept_text(concept: PromptConcept) -> str:
     """The delimited "Name: ..., Info: ..." block; user text can neither leave it nor span lines."""
-    return f"<concept>\nName: {_name(concept.name)}, Info: {_data(concept.description)}\n</concept>"
+    note = NOT_SEEN_NOTE if concept.seen is False else ""
+    return (
+        f"<concept>\nName: {_name(concept.name)}, Info: {_data(concept.description)}{note}"
+        "\n</concept>"
+    )
 
 
 def to_openai_messages(prompt: Prompt, *, image_max_side: int = 1024) -> list[dict]:

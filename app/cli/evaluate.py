@@ -45,7 +45,15 @@ PLOTS_HINT = (
     "[default: RAPPORT_REGION_ENCODING: crop unless set]",
 )
 @click.option("--collages", default=40, show_default=True, type=click.IntRange(min=0))
-@click.option("--seed", default=0, show_default=True, help="draws the collages")
+@click.option("--seed", default=0, show_default=True, help="draws the collages and open-set users")
+@click.option(
+    "--open-set-users",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="simulated users per number of concepts (1, 5, 15, 30 and half the subjects) "
+    "for the open-set protocol; 0 skips it",
+)
 def eval_(
     dataset: str,
     out: str,
@@ -94,6 +102,8 @@ def eval_(
     written = ["report.json", "table.txt"] + (
         ["scores.png", "precision_recall.png"] if plots else []
     )
+    if plots and report.open_set:
+        written.append("open_set.png")
     for name in written:
         click.echo(f"wrote {click.format_filename(out)}/{name}")
     if not plots:

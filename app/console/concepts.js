@@ -56,6 +56,7 @@ export function render(screen, context) {
   const gallery = h("div", { class: "gallery", id: "gallery" });
   const creator = h("div", { class: "card creator" });
   const status = h("p", { class: "muted" });
+  const historyList = h("ol", { class: "history", id: "history" });
 
   const current = () => userInput.value.trim();
 
@@ -82,8 +83,41 @@ export function render(screen, context) {
     if (mine !== loading) return;
     photos.revoke();
     gallery.replaceChildren(...items.map((concept) => card(user, concept)));
+    await loadHistory(user);
     fill(status, items.length ? `${items.length} concept${items.length === 1 ? "" : "s"} of ${user}` :
       `${user} has no concepts yet: drop photos above to create one.`);
+  }
+
+  // What changed in the user's concepts, newest first; a change made by chat can be undone.
+  async function loadHistory(user) {
+    const page = await getJSON(`${userPath(user)}/history?limit=50`);
+    if (user !== current()) return;
+    const what = (event) => (event.after || event.before || {}).name || "a concept";
+    fill(historyList, page.items.length ? page.items.map((event) =>
+      h("li", { class: `event ${event.source}`, dataset: { id: event.id } },
+        h("time", { datetime: event.time }, new Date(event.time).toLocaleString()),
+        h("span", { class: "chip" }, event.source),
+        h("span", { class: "summary" }, ` ${event.action} ${what(event)}`,
+          event.action === "updated" && event.before && event.after ?
+            changeNote(event.before, event.after) : ""),
+        event.undone_at && h("span", { class: "muted" }, " (undone)"),
+        event.undoable && h("button", { type: "button", class: "ghost undo",
+          onclick: async () => {
+            await call(`${userPath(user)}/history/${event.id}/undo`, { method: "POST" });
+            toast(`Undone: ${event.action} ${what(event)}.`);
+            await load();
+          } }, "Undo"))) :
+      [h("li", { class: "muted" }, "No changes yet.")]);
+  }
+
+  function changeNote(before, after) {
+    const notes = [];
+    if (before.name !== after.name) notes.push(`renamed ${before.name} → ${after.name}`);
+    if (before.description !== after.description) notes.push(`description “${after.description}”`);
+    if (before.category !== after.category) notes.push(`category ${after.category || "none"}`);
+    const photos = after.photos.length - before.photos.length;
+    if (photos) notes.push(`${photos > 0 ? "+" : ""}${photos} photo${Math.abs(photos) === 1 ? "" : "s"}`);
+    return notes.length ? `: ${notes.join(", ")}` : "";
   }
 
   function card(user, concept) {
@@ -244,7 +278,10 @@ export function render(screen, context) {
         event.preventDefault();
         load();
       } }, userInput, h("button", { type: "submit" }, "Show"))),
-    creator, status, gallery);
+    creator, status, gallery,
+    h("section", { class: "card" }, h("h2", {}, "History"),
+      h("p", { class: "muted" }, "Every change to these concepts, newest first: by the API, " +
+        "an import or a chat. A change made by chat can be undone."), historyList));
   resetCreator();
   load();
   return () => photos.revoke();

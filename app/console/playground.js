@@ -32,6 +32,8 @@ export function render(screen, context) {
     h("p", { class: "muted" }, "Choose a photo or type a question, then run."));
   const answer = h("div", { class: "answer", id: "answer" });
   const ask = h("button", { class: "primary", id: "ask", disabled: true }, "Ask the MLLM");
+  const memory = h("select", { id: "memory", "aria-label": "Memory" },
+    ["read", "off", "propose", "auto"].map((mode) => h("option", { value: mode }, `memory: ${mode}`)));
   const runButton = h("button", { class: "primary", id: "run", type: "submit" }, "Run");
 
   const setPhoto = async (files) => {
@@ -118,7 +120,8 @@ export function render(screen, context) {
         h("span", { class: "name", title: score.concept.name }, score.concept.name),
         bar,
         h("span", { class: "score" }, score.score.toFixed(3)),
-        h("span", { class: "verdict", title: verdictNote(score, result) }, verdict(score)));
+        h("span", { class: "verdict", title: verdictNote(score, result) }, verdict(score)),
+        score.kept && photo ? notButton(score.concept) : "");
     });
     fill(results,
       h("section", {}, h("h2", {}, "Concepts seen in the photo"),
@@ -139,7 +142,29 @@ export function render(screen, context) {
         h("div", { class: "prompt", id: "prompt" }, result.prompt.map((message) =>
           h("div", { class: `message ${message.role}` }, h("span", { class: "role" }, message.role),
             message.parts.map((part) => (part.type === "text" ? h("pre", {}, part.text) : promptPhoto(part))))))),
-      h("section", {}, h("h2", {}, "Answer"), ask, answer));
+      h("section", {}, h("h2", {}, "Answer"), h("div", { class: "answer-controls" }, ask, memory), answer));
+  }
+
+  // "That is not <bo>": the photo becomes a correction of the concept, and the search runs
+  // again (the decision refits at once, so the same or a similar photo is no longer claimed).
+  function notButton(concept) {
+    const button = h("button", { class: "not", type: "button",
+      title: `Tell rapport this photo does not show ${concept.name}` }, `Not ${concept.name}`);
+    button.addEventListener("click", async () => {
+      const form = new FormData();
+      form.append("images", photo.file, photo.file.name || "photo.jpg");
+      button.disabled = true;
+      try {
+        await call(`${userPath(context.user)}/concepts/${encodeURIComponent(concept.id)}/negatives`,
+          { method: "POST", form });
+        toast(`Noted: this photo is not ${concept.name}.`);
+        run();
+      } catch (error) {
+        toast(error.message, "error");
+        button.disabled = false;
+      }
+    });
+    return button;
   }
 
   function verdict(score) {
@@ -179,8 +204,10 @@ export function render(screen, context) {
     fill(answer, h("p", { class: "streaming", id: "answer-text" }));
     const text = answer.firstChild;
     try {
-      await streamEvents(`${userPath(context.user)}/chat`, { ...body(), stream: true }, (name, data) => {
+      const chat = { ...body(), stream: true, memory: memory.value };
+      await streamEvents(`${userPath(context.user)}/chat`, chat, (name, data) => {
         if (name === "delta") text.append(data.text);
+        else if (name === "memory") memoryLine(data);
         else if (name === "done") {
           text.classList.remove("streaming");
           answer.append(h("p", { class: "fine" },
@@ -196,6 +223,26 @@ export function render(screen, context) {
     }
   }
   ask.addEventListener("click", askModel);
+
+  // "Memory updated" under the answer: what the chat changed (auto) or proposed (propose).
+  function memoryLine(data) {
+    if (data.memory !== memory.value) {
+      answer.append(h("p", { class: "fine", id: "memory-mode" },
+        `memory: ${data.memory} (narrowed from ${memory.value} by the user's own mode)`));
+    }
+    if (!data.memory_changes.length) return;
+    const applied = data.memory_changes.filter((change) => change.applied);
+    const proposed = data.memory_changes.filter((change) => !change.applied);
+    const listed = (changes) => changes.map((c) => `${c.action} ${c.concept.name}`).join(", ");
+    if (applied.length) {
+      answer.append(h("p", { class: "memory-updated", id: "memory-updated" },
+        `✓ Memory updated: ${listed(applied)}`));
+    }
+    if (proposed.length) {
+      answer.append(h("p", { class: "memory-proposed", id: "memory-proposed" },
+        `Proposed (not applied): ${listed(proposed)}`));
+    }
+  }
 
   let timer;
   const later = () => {

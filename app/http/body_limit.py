@@ -1,14 +1,26 @@
 """Caps on request bodies: their size (from Content-Length, and while they stream in) and
 the time they take to arrive, so that a body that never ends (slow loris) cannot hold a
-connection and a worker's memory forever."""
+connection and a worker's memory forever.
+
+JSON bodies are small except on the routes that carry photos as base64 (those parse
+through ``app.http.json_body``): elsewhere (a concept's PATCH, the admin API) FastAPI
+parses them on the event loop, and a 48 MB list of empty objects stalled every tenant
+for a second. They are capped at SMALL_JSON_BYTES.
+"""
 
 from __future__ import annotations
+
+import re
 
 import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.errors import error_answer
+
+SMALL_JSON_BYTES = 1024 * 1024
+# The routes whose JSON may carry photos (base64): the request's whole cap applies.
+_PHOTO_JSON = re.compile(r"^/v1/(users/[^/]+/(chat|playground|retrieve)|chat/completions)$")
 
 
 class BodyTooLarge(HTTPException):
@@ -35,9 +47,12 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if _is_json(scope) and not _PHOTO_JSON.match(scope.get("path", "")):
+            limit = min(limit, SMALL_JSON_BYTES)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            error = BodyTooLarge(self.max_bytes)
+        if declared is not None and declared > limit:
+            error = BodyTooLarge(limit)
             response = error_answer(scope["path"], 413, "Payload too large", str(error.detail))
             response.headers["Connection"] = "close"
             await response(scope, receive, send)
@@ -55,8 +70,8 @@ class BodyLimitMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     complete = not message.get("more_body", False)
-                    if received > self.max_bytes:
-                        raise BodyTooLarge(self.max_bytes)
+                    if received > limit:
+                        raise BodyTooLarge(limit)
                 return message
             raise BodyTimeout(self.timeout_s)
 
@@ -71,3 +86,11 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";")[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return True  # FastAPI reads a body without a content type as JSON

@@ -16,6 +16,9 @@ from app.usecases.retrieve import Match
 from retrieval.generators import Generation
 
 MaxNewTokens = Annotated[int, Field(ge=1)]
+# Content parts of one message: its photos (at most RAPPORT_MAX_IMAGES_PER_REQUEST in the
+# whole request) and texts. Counted as the body is validated, before any part is read.
+MAX_CONTENT_PARTS = 100
 Memory = Annotated[
     MemoryMode,
     Field(
@@ -45,7 +48,7 @@ class ContentPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)] | None = None
 
     def to_raw(self) -> RawTurn:
         """The message's texts and photo references, in order (nothing fetched or decoded)."""
@@ -109,6 +112,11 @@ class ChatRequest(BaseModel):
 class UsedConcept(ConceptBrief):
     score: float
     source: Literal["image", "text"]
+    present: bool | None = Field(
+        default=None,
+        description="recognised in the photo (true: sure; false: only named in the question, "
+        "a candidate the prompt asks the model to check; null: no photo was sent)",
+    )
 
     @classmethod
     def from_match(cls, match: Match) -> UsedConcept:
@@ -116,6 +124,7 @@ class UsedConcept(ConceptBrief):
             **ConceptBrief.fields_of(match.concept),
             score=round(match.score, 6),
             source=match.source,
+            present=match.present,
         )
 
 

@@ -46,6 +46,7 @@ STATUS: dict[type[errors.RapportError], int] = {
     errors.CorruptImage: 422,
     errors.ImageRejected: 422,
     errors.Overloaded: 429,
+    errors.DecodeBusy: 503,
     errors.ModelLoadError: 503,
     errors.RapportError: 500,
 }
@@ -165,21 +166,27 @@ _DATABASE_UNAVAILABLE = (
 )
 
 
-async def _database_error(request: Request, error: Exception) -> JSONResponse:
-    # Connection-level failures (down, unreachable, no free connection) are retryable 503s;
-    # any other database error is a bug, answered as one.
+DATABASE_ERRORS = (sql_errors.DBAPIError, sql_errors.TimeoutError)
+
+
+def database_unavailable(error: Exception, where: str) -> errors.RapportError | None:
+    """DatabaseUnavailable (503 + Retry-After) for a connection-level failure (down,
+    unreachable, no free connection), logged once; None for any other database error,
+    which is a bug and answered as one."""
     lost = isinstance(error, sql_errors.DBAPIError) and error.connection_invalidated
     if not (isinstance(error, _DATABASE_UNAVAILABLE) or lost):
-        return await _unexpected_error(request, error)
+        return None
     cause = getattr(error, "orig", None) or error
     logger.warning(
-        "database unavailable on %s %s: %s: %s",
-        request.method,
-        request.url.path,
-        type(cause).__name__,
-        str(cause).strip(),
+        "database unavailable on %s: %s: %s", where, type(cause).__name__, str(cause).strip()
     )
-    unavailable = domain_errors.DatabaseUnavailable("the database is unavailable; retry shortly")
+    return domain_errors.DatabaseUnavailable("the database is unavailable; retry shortly")
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    unavailable = database_unavailable(error, f"{request.method} {request.url.path}")
+    if unavailable is None:
+        return await _unexpected_error(request, error)
     return await _rapport_error(request, unavailable)
 
 

@@ -31,7 +31,7 @@ _DESCRIPTIONS = {
     429: "rate limit or overload; see Retry-After",
     501: "not available with this configuration",
     502: "the MLLM backend failed",
-    503: "a dependency (database, model) is unavailable",
+    503: "a dependency (database, model) is unavailable, or too many photos are being decoded",
     504: "the MLLM backend did not answer in time",
 }
 

@@ -7,11 +7,20 @@ connection forever, before any authentication. ``HeaderDeadlineProtocol``
 closes a connection whose request headers are not complete within
 RAPPORT_HEADER_TIMEOUT_S of its first byte (or of the connection, for the first
 request), and RAPPORT_MAX_CONNECTIONS bounds what one process holds open.
+X-Forwarded-For is believed only from RAPPORT_FORWARDED_ALLOW_IPS.
+
+RAPPORT_MAX_CONNECTIONS counts every open connection, idle ones included, so one
+client's idle sockets (1,050 that reconnect when cut) made another tenant's
+requests answer 503. One client address may hold at most an eighth of it
+(``per_address_limit``); connections from the trusted proxies are not counted,
+as every client behind them shares their address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -26,14 +35,33 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     # Set from the settings in each worker process by ``configure`` (uvicorn builds
     # protocols itself, from the class, in every worker).
     header_timeout_s: ClassVar[float] = 10.0
+    per_address_limit: ClassVar[int] = 0  # 0: no limit
+    trusted_proxies: ClassVar[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = ()
+    # Open connections per client address, in this worker process (one event loop).
+    _open: ClassVar[Counter[str]] = Counter()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._counted: str | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if address is not None and self.per_address_limit and not self._trusted(address):
+            if self._open[address] >= self.per_address_limit:
+                transport.close()  # connection_lost follows and forgets it
+                return
+            self._open[address] += 1
+            self._counted = address
         self._arm()
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -45,6 +73,11 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._counted is not None:
+            self._open[self._counted] -= 1
+            if self._open[self._counted] <= 0:
+                del self._open[self._counted]
+            self._counted = None
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -64,6 +97,12 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
 def configure(settings: Settings) -> None:
     HeaderDeadlineProtocol.header_timeout_s = settings.header_timeout_s
+    HeaderDeadlineProtocol.per_address_limit = max(4, settings.max_connections // 8)
+    HeaderDeadlineProtocol.trusted_proxies = tuple(
+        ipaddress.ip_network(item, strict=False)
+        for item in settings.forwarded_allow_ips.split(",")
+        if item
+    )
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -74,4 +113,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": settings.keep_alive_s,
         "access_log": settings.access_log,
+        # Only the configured proxies may name the client (uvicorn would trust 127.0.0.1,
+        # and so any local process, by default).
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or "",
     }

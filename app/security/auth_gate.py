@@ -4,12 +4,15 @@ An anonymous or bad-key request used to have its body (up to the body cap)
 received and parsed before its 401. Here, every ``/v1`` request is
 authenticated first: a tenant key (cached for RAPPORT_KEY_CACHE_S), or the
 admin key on ``/v1/admin``. Failed authentications are limited per client
-address (``AuthFailureLimiter``): once an address is over its budget, its
-requests get 429 without a database query, except with a key already known good.
-The tenant's rate limit is applied here too, and its requests in progress in
-this process are counted (``InFlightLimit``); the request then runs with its
-app named for the encoder's fair queue. Routes read the result through
-``require_caller`` / ``require_admin`` (``app.http.deps``), which fail closed.
+address (``AuthFailureLimiter``), and only failures are: a presented key is
+always checked, so a valid key (or the admin key) is never refused because
+its address also sent bad ones; once an address is over its budget, its
+failures answer 429 instead of 401. The client address is the connection's,
+or the one a trusted proxy forwarded (RAPPORT_FORWARDED_ALLOW_IPS). Admission
+(rate limit, requests in progress) follows in ``app.security.admission``.
+A database that cannot answer is a 503 with Retry-After, as in the routes.
+Routes read the result through ``require_caller`` / ``require_admin``
+(``app.http.deps``), which fail closed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.domain.errors import NotFound, RateLimited, Unauthorized
-from app.http.errors import render
+from app.http.errors import DATABASE_ERRORS, database_unavailable, render
+from app.security import admission
 from app.security.keys import Caller, authenticate
 from app.services import Services
 from retrieval.batching import encoding_for
@@ -41,16 +45,22 @@ class AuthGate:
             return
         services: Services = scope["app"].state.services
         state = scope.setdefault("state", {})
-        owner = None
+        caller = None
         try:
-            _check_path(scope)
-            if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-                _check_admin(services, scope)
-                state["admin"] = True
-            else:
-                state["caller"] = caller = await _caller(services, scope)
-                _enter(services, caller)
-                owner = caller.tenant_id
+            try:
+                _check_path(scope)
+                if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+                    _check_admin(services, scope)
+                    state["admin"] = True
+                else:
+                    caller = await _caller(services, scope)
+                    await admission.admit(services, caller)
+                    state["caller"] = caller
+            except DATABASE_ERRORS as error:
+                unavailable = database_unavailable(error, f"authentication of {path}")
+                if unavailable is None:
+                    raise
+                raise unavailable from None
         except RapportError as error:
             response = render(error, path)
             response.headers["Connection"] = "close"  # the body, if any, is not read
@@ -58,11 +68,11 @@ class AuthGate:
             return
         try:
             # The app's photos take their turn in the encoder's queue (retrieval/batching.py).
-            with encoding_for(owner):
+            with encoding_for(caller.tenant_id if caller else None):
                 await self.app(scope, receive, send)
         finally:
-            if owner is not None:
-                services.in_flight.leave(owner)
+            if caller is not None:
+                admission.leave(services, caller)
 
 
 def _check_path(scope: Scope) -> None:
@@ -91,29 +101,21 @@ def _address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _refuse(services: Services, scope: Scope, detail: str) -> Unauthorized:
-    services.auth_failures.record(_address(scope))
-    return Unauthorized(detail)
-
-
-def _check_blocked(services: Services, scope: Scope) -> None:
-    wait = services.auth_failures.blocked(_address(scope))
+def _refuse(services: Services, scope: Scope, detail: str) -> RapportError:
+    """The answer to a failed authentication: 401, counted against the client's address,
+    or 429 once that address is over its budget of failures."""
+    address = _address(scope)
+    wait = services.auth_failures.blocked(address)
     if wait is not None:
-        raise RateLimited("too many failed authentications from this address", wait)
-
-
-def _enter(services: Services, caller: Caller) -> None:
-    """Count the request among its app's in progress, or refuse it when they are many."""
-    if not services.in_flight.try_enter(caller.tenant_id):
-        limit = services.in_flight.limit
-        raise RateLimited(f"this app already has {limit} requests in progress here", 1.0)
+        return RateLimited("too many failed authentications from this address", wait)
+    services.auth_failures.record(address)
+    return Unauthorized(detail)
 
 
 def _check_admin(services: Services, scope: Scope) -> None:
     admin_key = services.settings.admin_key
     if admin_key is None:
         raise NotFound("not found")
-    _check_blocked(services, scope)
     presented = _bearer(scope) or ""
     expected = admin_key.get_secret_value()
     if not hmac.compare_digest(presented.encode(), expected.encode()):
@@ -122,22 +124,15 @@ def _check_admin(services: Services, scope: Scope) -> None:
 
 async def _caller(services: Services, scope: Scope) -> Caller:
     key = _bearer(scope)
-    caller = services.key_cache.get(key) if key else None
+    if key is None:
+        raise _refuse(services, scope, "send the API key as 'Authorization: Bearer KEY'")
+    caller = services.key_cache.get(key)
     if caller is None:
-        _check_blocked(services, scope)
-        if key is None:
-            raise _refuse(services, scope, "send the API key as 'Authorization: Bearer KEY'")
+        # Looked up even from an address over its budget: one indexed query, and a
+        # valid key must never be refused for its neighbours' failures.
         caller = await run_in_threadpool(_authenticate, services, key)
         if caller is None:
             raise _refuse(services, scope, "the API key is unknown, revoked or expired")
-    limiter = services.rate_limiter
-    if limiter.blocking:
-        wait = await run_in_threadpool(limiter.acquire, caller.tenant_id)
-    else:
-        wait = limiter.acquire(caller.tenant_id)
-    if wait is not None:
-        rate = services.settings.rate_limit_rps
-        raise RateLimited(f"over this app's limit of {rate:g} requests per second", wait)
     return caller
 
 

@@ -137,21 +137,37 @@ class AuthFailureLimiter:
 class InFlightLimit:
     """Requests of one app in progress in this process, at most ``limit`` at once, so
     that one app's slow or many requests cannot hold every thread of the pool (0: no
-    limit)."""
+    limit).
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    With ``threads`` (the pool's size), an app's share also shrinks as other apps get
+    busy: with N apps having requests in progress, each may start one while it has
+    fewer than ``threads // (N + 1)`` (at least MIN_SHARE), so the busy apps together
+    always leave room for one more app. Two apps at a fixed half of the pool each
+    held every thread, and a third app's one-row GET waited 6-21 s.
+    """
+
+    MIN_SHARE = 2
+
+    def __init__(self, limit: int, threads: int = 0) -> None:
+        self.limit, self.threads = limit, threads
         self._counts: dict[int, int] = {}
         self._lock = threading.Lock()
 
+    def share(self, tenant_id: int) -> int:
+        """How many requests ``tenant_id`` may have in progress now."""
+        if self.threads <= 0:
+            return self.limit
+        busy = len(self._counts) + (tenant_id not in self._counts)
+        return min(self.limit, max(self.MIN_SHARE, self.threads // (busy + 1)))
+
     def try_enter(self, tenant_id: int) -> bool:
         """Count one more request of ``tenant_id``; False (and not counted) when it already
-        has ``limit`` in progress."""
+        has its share in progress."""
         if self.limit <= 0:
             return True
         with self._lock:
             count = self._counts.get(tenant_id, 0)
-            if count >= self.limit:
+            if count >= self.share(tenant_id):
                 return False
             self._counts[tenant_id] = count + 1
             return True

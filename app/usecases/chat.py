@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -139,7 +140,15 @@ def _retrieved(
     # Choose first, so that only the photos of concepts that go into the prompt are read.
     chosen = choose_concepts(
         [
-            PromptConcept(m.concept.name, m.concept.description, (), m.score, m.box, m.concept.id)
+            PromptConcept(
+                m.concept.name,
+                m.concept.description,
+                (),
+                m.score,
+                m.box,
+                m.concept.id,
+                seen=m.present,
+            )
             for m in matches
         ],
         turn.text,
@@ -148,7 +157,9 @@ def _retrieved(
     used = [by_id[concept.id] for concept in chosen]
     concepts = []
     references: dict[int, tuple[str, str]] = {}
-    for concept, match, photos in zip(chosen, used, _reference_photos(services, used), strict=True):
+    for concept, match, photos in zip(
+        chosen, used, _reference_photos(services, used, scope.tenant_id), strict=True
+    ):
         concepts.append(replace(concept, reference_images=tuple(image for _, image in photos)))
         references.update({id(image): (match.concept.id, photo_id) for photo_id, image in photos})
     prompt = compose_prompt(turns, concepts, config, query_turn=query_turn)
@@ -166,12 +177,13 @@ def answer_chat(services: Services, scope: UserScope | None, *, query: ChatQuery
     generator, the answer comes with the prompt it would have been given."""
     prepared = prepare_chat(services, scope, query=query)
     generator = services.generator
+    options = _salted(services, scope, query.options)
     if prepared.tools is not None:
         tool_calling = cast(ToolCallingGenerator, generator)
         session = prepared.tools.session()
-        generation = tool_calling.generate_with_tools(prepared.prompt, query.options, session)
+        generation = tool_calling.generate_with_tools(prepared.prompt, options, session)
     else:
-        generation = generator.generate(prepared.prompt, query.options)
+        generation = generator.generate(prepared.prompt, options)
     messages = None
     if generator.name == "none":
         image_max_side = services.settings.generator_image_max_side
@@ -184,11 +196,25 @@ def stream_chat(
 ) -> tuple[PreparedChat, Stream]:
     """The prompt's concepts at once, and a stream of the answer (deltas, then a Generation)."""
     prepared = prepare_chat(services, scope, query=query)
+    options = _salted(services, scope, query.options)
     if prepared.tools is not None:
         tool_calling = cast(ToolCallingGenerator, services.generator)
         session = prepared.tools.session()
-        return prepared, tool_calling.stream_with_tools(prepared.prompt, query.options, session)
-    return prepared, services.generator.stream(prepared.prompt, query.options)
+        return prepared, tool_calling.stream_with_tools(prepared.prompt, options, session)
+    return prepared, services.generator.stream(prepared.prompt, options)
+
+
+def _salted(
+    services: Services, scope: UserScope | None, options: GenerationOptions
+) -> GenerationOptions:
+    """``options`` with the end user's own prompt-cache salt: a keyed hash of the tenant and
+    user (the generation server learns neither), so that cached prefixes are reused only
+    within one user's requests."""
+    if scope is None:
+        return options
+    name = f"{scope.tenant_id}/{scope.external_user_id}".encode()
+    salt = hmac.new(services.settings.key_secret, b"cache-salt/" + name, "sha256").hexdigest()
+    return replace(options, cache_salt=salt[:32])
 
 
 def require_generator(services: Services) -> None:
@@ -200,7 +226,7 @@ def require_generator(services: Services) -> None:
 
 
 def _reference_photos(
-    services: Services, matches: Sequence[Match]
+    services: Services, matches: Sequence[Match], owner: int
 ) -> list[list[tuple[str, Image.Image]]]:
     """The first reference photos of each concept, with their ids, decoded (they were
     checked on upload).
@@ -215,7 +241,7 @@ def _reference_photos(
         rows = image_rows.images_of(session=session, concept_ids=[m.concept.id for m in matches])
     # The configured caps (a photo accepted under raised caps must not fail every chat),
     # reduced to what the MLLM is shown.
-    policy = PhotoPolicy.for_references(services)
+    policy = PhotoPolicy.for_references(services, owner)
     chosen: list[list[tuple[str, Image.Image]]] = []
     for match in matches:
         photos: list[tuple[str, Image.Image]] = []

@@ -9,7 +9,7 @@ encoder and the MLLM need) is kept. A request over any bound costs microseconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -58,14 +58,14 @@ class ChatLimits:
     remote: RemotePhotoPolicy
 
     @classmethod
-    def of(cls, services: Services) -> ChatLimits:
+    def of(cls, services: Services, owner: Hashable | None) -> ChatLimits:
         settings = services.settings
         return cls(
             max_images=settings.max_images_per_request,
             max_pixels=settings.max_request_pixels,
             max_message_chars=settings.max_message_chars,
             max_request_chars=settings.max_request_text_chars,
-            photos=PhotoPolicy.for_queries(services),
+            photos=PhotoPolicy.for_queries(services, owner),
             remote=RemotePhotoPolicy.from_settings(settings),
         )
 
@@ -81,14 +81,14 @@ class ChatDefaults:
     limits: ChatLimits
 
     @classmethod
-    def of(cls, services: Services) -> ChatDefaults:
+    def of(cls, services: Services, owner: Hashable | None) -> ChatDefaults:
         settings = services.settings
         return cls(
             top_k=settings.default_top_k,
             min_score=services.default_min_score,
             max_new_tokens=settings.default_max_new_tokens,
             max_new_tokens_limit=settings.max_new_tokens_limit,
-            limits=ChatLimits.of(services),
+            limits=ChatLimits.of(services, owner),
         )
 
     def query(self, request: ChatInput) -> ChatQuery:
@@ -112,9 +112,10 @@ class ChatDefaults:
         )
 
 
-def read_query(services: Services, request: ChatInput) -> ChatQuery:
-    """``request`` with the service's defaults and bounds (blocking: fetches may wait)."""
-    return ChatDefaults.of(services).query(request)
+def read_query(services: Services, request: ChatInput, owner: Hashable | None) -> ChatQuery:
+    """``request`` with the service's defaults and bounds (blocking: fetches may wait);
+    its photos decode as ``owner``'s (the app's) in the decode budget."""
+    return ChatDefaults.of(services, owner).query(request)
 
 
 def read_turns(raw: Sequence[RawTurn], limits: ChatLimits) -> list[ChatTurn]:

@@ -142,8 +142,12 @@ def read_thumbnail(
     thumbnail = services.thumbnails.get(key)
     if thumbnail is None:
         data = read_blob(services, image.blob_key, image_id=image_id, concept_id=concept_id)
-        policy = PhotoPolicy.for_thumbnails(services, side)
-        thumbnail = make_thumbnail(data, image.media_type, side, policy.decode)
+        if max(image.width, image.height) <= side:
+            # Its size is in its row: a photo already that small is sent as stored, undecoded.
+            thumbnail = Thumbnail(data, image.media_type)
+        else:
+            policy = PhotoPolicy.for_thumbnails(services, scope.tenant_id, side)
+            thumbnail = make_thumbnail(data, image.media_type, side, policy.decode)
         services.thumbnails.put(key, thumbnail)
     return thumbnail, etag
 

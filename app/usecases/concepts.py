@@ -15,7 +15,7 @@ from app.domain.errors import (
 from app.domain.scope import UserScope
 from app.domain.text_fields import concept_name
 from app.services import Services
-from app.storage.db.models import Concept, Embedding, ImageRow, utcnow
+from app.storage.db.models import Concept, Embedding, ImageRow, MemoryEvent, utcnow
 from app.storage.repository import concepts as concept_rows
 from app.storage.repository import images as image_rows
 from app.storage.repository import vectors as vector_rows
@@ -67,14 +67,15 @@ def create_concept(
     category: str | None,
     uploads: Sequence[Upload],
     source: str = "api",
+    recorded: list[MemoryEvent] | None = None,
 ) -> ConceptView:
     """Register a concept with its photos, or none (a text-only concept: found when named,
     never by a photo, until one is added); the concept and its vectors commit together."""
     _checked_name(name)  # before any photo is decoded
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=None, sizes=sizes)
-    photos = prepare_photos(services, uploads, required=False)
-    with user_write(services, scope, create=True, source=source) as w:
+    photos = prepare_photos(services, uploads, scope.tenant_id, required=False)
+    with user_write(services, scope, create=True, source=source, recorded=recorded) as w:
         check_photo_quotas(services, w.session, tenant_id=scope.tenant_id, existing=0, sizes=sizes)
         concept = add_concept_row(
             services, w, name=name, description=description, category=category
@@ -115,11 +116,14 @@ def add_images(
     concept_id: str,
     uploads: Sequence[Upload],
     source: str = "api",
+    recorded: list[MemoryEvent] | None = None,
 ) -> ConceptView:
     sizes = upload_sizes(uploads)
     check_before_work(services, scope, concept_id=concept_id, sizes=sizes)
-    photos = prepare_photos(services, uploads)
-    with user_write(services, scope, missing=_no_concept(concept_id), source=source) as w:
+    photos = prepare_photos(services, uploads, scope.tenant_id)
+    with user_write(
+        services, scope, missing=_no_concept(concept_id), source=source, recorded=recorded
+    ) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id
         )
@@ -149,9 +153,12 @@ def update_concept(
     concept_id: str,
     changes: ConceptChanges,
     source: str = "api",
+    recorded: list[MemoryEvent] | None = None,
 ) -> ConceptView:
     # Names live in SQL, not in the index: the cached index stays valid at the new version.
-    with user_write(services, scope, missing=_no_concept(concept_id), source=source) as w:
+    with user_write(
+        services, scope, missing=_no_concept(concept_id), source=source, recorded=recorded
+    ) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id
         )
@@ -185,9 +192,16 @@ def change_fields(
 
 
 def delete_concept(
-    services: Services, *, scope: UserScope, concept_id: str, source: str = "api"
+    services: Services,
+    *,
+    scope: UserScope,
+    concept_id: str,
+    source: str = "api",
+    recorded: list[MemoryEvent] | None = None,
 ) -> None:
-    with user_write(services, scope, missing=_no_concept(concept_id), source=source) as w:
+    with user_write(
+        services, scope, missing=_no_concept(concept_id), source=source, recorded=recorded
+    ) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id
         )
@@ -207,9 +221,17 @@ def remove_concept(w: UserWrite, concept: Concept) -> list[str]:
 
 
 def delete_image(
-    services: Services, *, scope: UserScope, concept_id: str, image_id: str, source: str = "api"
+    services: Services,
+    *,
+    scope: UserScope,
+    concept_id: str,
+    image_id: str,
+    source: str = "api",
+    recorded: list[MemoryEvent] | None = None,
 ) -> None:
-    with user_write(services, scope, missing=_no_concept(concept_id), source=source) as w:
+    with user_write(
+        services, scope, missing=_no_concept(concept_id), source=source, recorded=recorded
+    ) as w:
         concept = concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id
         )

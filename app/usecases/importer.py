@@ -160,7 +160,7 @@ class _ConceptImport:
         hashes = set(existing.hashes) if existing else set()
         settings = self.services.settings
         room = settings.max_photos_per_concept - (existing.photos if existing else 0)
-        policy = PhotoPolicy.for_uploads(self.services)
+        policy = PhotoPolicy.for_uploads(self.services, None)
         for index, path in enumerate(source.photos):
             try:
                 with path.open("rb") as handle:

@@ -24,8 +24,8 @@ from app.domain.errors import ConceptNotFound
 from app.domain.scope import UserScope
 from app.domain.text_fields import Category, Description, Name
 from app.services import Services
+from app.storage.db.models import MemoryEvent
 from app.storage.repository import concepts as concept_rows
-from app.storage.repository import history as history_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository.concepts import ConceptSummary
 from app.usecases import concepts
@@ -223,6 +223,7 @@ class MemoryTools:
         fields = {"name": args.name, "description": args.description, "category": args.category}
         if self.mode == "propose":
             return self._propose("created", None, args.name, "remember", fields)
+        recorded: list[MemoryEvent] = []
         view = concepts.create_concept(
             self.services,
             scope=self.scope,
@@ -231,8 +232,9 @@ class MemoryTools:
             category=args.category,
             uploads=uploads,
             source="chat",
+            recorded=recorded,
         )
-        self._applied("created", view.concept.id, view.concept.name, "remember")
+        self._applied("created", view.concept.id, view.concept.name, "remember", recorded)
         return f"remembered {view.concept.name} ({len(view.images)} photo)"
 
     def _add_photo(self, args: PhotoArgs) -> str:
@@ -240,10 +242,16 @@ class MemoryTools:
         upload = self._photo(args.photo)
         if self.mode == "propose":
             return self._propose("updated", concept.id, concept.name, "add_photo", {})
+        recorded: list[MemoryEvent] = []
         concepts.add_images(
-            self.services, scope=self.scope, concept_id=concept.id, uploads=[upload], source="chat"
+            self.services,
+            scope=self.scope,
+            concept_id=concept.id,
+            uploads=[upload],
+            source="chat",
+            recorded=recorded,
         )
-        self._applied("updated", concept.id, concept.name, "add_photo")
+        self._applied("updated", concept.id, concept.name, "add_photo", recorded)
         return f"added photo {args.photo} to {concept.name}"
 
     def _add_fact(self, args: FactArgs) -> str:
@@ -265,10 +273,11 @@ class MemoryTools:
         self.deletes += 1
         if self.mode == "propose":
             return self._propose("deleted", concept.id, concept.name, "forget", {})
+        recorded: list[MemoryEvent] = []
         concepts.delete_concept(
-            self.services, scope=self.scope, concept_id=concept.id, source="chat"
+            self.services, scope=self.scope, concept_id=concept.id, source="chat", recorded=recorded
         )
-        self._applied("deleted", concept.id, concept.name, "forget")
+        self._applied("deleted", concept.id, concept.name, "forget", recorded)
         return f"forgot {concept.name}"
 
     def _list(self, args: NoArgs) -> str:
@@ -288,10 +297,16 @@ class MemoryTools:
         fields = {k: v for k, v in vars(changes).items() if v is not None}
         if self.mode == "propose":
             return self._propose("updated", concept.id, concept.name, tool, fields)
+        recorded: list[MemoryEvent] = []
         view = concepts.update_concept(
-            self.services, scope=self.scope, concept_id=concept.id, changes=changes, source="chat"
+            self.services,
+            scope=self.scope,
+            concept_id=concept.id,
+            changes=changes,
+            source="chat",
+            recorded=recorded,
         )
-        self._applied("updated", concept.id, view.concept.name, tool)
+        self._applied("updated", concept.id, view.concept.name, tool, recorded)
         return f"updated {view.concept.name}"
 
     def _propose(
@@ -301,19 +316,12 @@ class MemoryTools:
         self.changes.append(change)
         return f"proposed (not applied: the user decides): {action} {name}"
 
-    def _applied(self, action: str, concept_id: str, name: str, tool: str) -> None:
-        event_id = self._last_event_id()
-        self.changes.append(MemoryChange(action, concept_id, name, True, tool, event_id))  # type: ignore[arg-type]
-
-    def _last_event_id(self) -> str | None:
-        # The change's own event: this user's newest, as their writes are serialised and
-        # this request's write just committed.
-        with self.services.sessions() as session:
-            user = self._user_id(session)
-            if user is None:
-                return None
-            events = history_rows.list_events(session=session, user_id=user, limit=1)
-        return events[0].id if events else None
+    def _applied(
+        self, action: str, concept_id: str, name: str, tool: str, recorded: list[MemoryEvent]
+    ) -> None:
+        event_id = recorded[-1].id if recorded else None  # the change's own history event
+        change = MemoryChange(action, concept_id, name, True, tool, event_id)  # type: ignore[arg-type]
+        self.changes.append(change)
 
     def _user_id(self, session: Any) -> int | None:
         found = user_rows.user_version(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,7 @@ from app.storage.repository import images as image_rows
 from app.storage.repository import users as user_rows
 from app.storage.repository import vectors as vector_rows
 from app.usecases.photo_policy import PhotoPolicy
-from retrieval.errors import InvalidRequest
+from retrieval.errors import InvalidRequest, PayloadTooLarge
 from retrieval.images import DecodedImage
 
 logger = logging.getLogger(__name__)
@@ -55,14 +55,23 @@ def check_photo_count(services: Services, count: int, *, required: bool = True) 
 
 
 def prepare_photos(
-    services: Services, uploads: Sequence[Upload], *, required: bool = True
+    services: Services,
+    uploads: Sequence[Upload],
+    owner: Hashable | None,
+    *,
+    required: bool = True,
 ) -> list[PreparedPhoto]:
     """Decode every upload not decoded yet (rejecting the request on the first bad one),
-    then embed all at once (none for a text-only concept, when not ``required``)."""
+    then embed all at once (none for a text-only concept, when not ``required``). The
+    pixels all of them would decode are counted from their headers first, against
+    RAPPORT_MAX_REQUEST_PIXELS (413 before any decode); each decode holds its pixels as
+    ``owner``'s (the app's) in the process's decode budget."""
     check_photo_count(services, len(uploads), required=required)
     if not uploads:
         return []
-    policy = PhotoPolicy.for_uploads(services)
+    policy = PhotoPolicy.for_uploads(services, owner)
+    pending = [upload for upload in uploads if not isinstance(upload, DecodedUpload)]
+    check_request_pixels(services, sum(policy.cost_of(upload) for upload in pending))
     decoded = [
         upload
         if isinstance(upload, DecodedUpload)
@@ -76,6 +85,15 @@ def prepare_photos(
         )
         for photo, vector in zip(decoded, vectors, strict=True)
     ]
+
+
+def check_request_pixels(services: Services, pixels: int) -> None:
+    """The pixels one request's photos decode: at most RAPPORT_MAX_REQUEST_PIXELS."""
+    limit = services.settings.max_request_pixels
+    if pixels > limit:
+        raise PayloadTooLarge(
+            f"the photos decode to {pixels} pixels together; one request may decode {limit}"
+        )
 
 
 def store_photos(

@@ -154,7 +154,13 @@ def _explain(
         for number, box in enumerate(boxes)
     ]
     decide = decision_for(
-        services, user_id, version, index, query.min_score, pooled=searched.pooled
+        services,
+        user_id,
+        version,
+        index,
+        query.min_score,
+        pooled=searched.pooled,
+        vectors=searched.vectors,
     )
     best = sorted(best_per_label(rows).values(), key=lambda m: -m.score)
     scores = [

@@ -23,16 +23,15 @@ def reindex_all(services: Services, *, progress: Callable[[int], None] = lambda 
     done = 0
     while True:
         with services.sessions() as session:
-            batch = min(BATCH, services.settings.encode_chunk_limit())
             rows = vector_rows.images_without_vector(
-                session=session, model_id=model_id, limit=batch
+                session=session, model_id=model_id, limit=BATCH
             )
         if not rows:
             return done
         # The configured caps: a photo accepted under raised caps must not abort the reindex.
         policy = PhotoPolicy.for_reembedding(services)
         images = [policy.decode(services.blobs.get(row.blob_key)).image for row in rows]
-        vectors = services.encoder.encode_images(images)
+        vectors = services.encoder.encode_all(images)  # waits for room: offline work
         by_user: dict[int, list[int]] = {}
         for number, row in enumerate(rows):
             by_user.setdefault(row.user_id, []).append(number)

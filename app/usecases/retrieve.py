@@ -73,7 +73,7 @@ def retrieve(
     photos = []
     if query.image is not None:
         with timings.stage("decode"):
-            decoded = PhotoPolicy.for_retrieval(services).decode(query.image)
+            decoded = PhotoPolicy.for_retrieval(services, scope.tenant_id).decode(query.image)
         photos.append(QueryPhoto(decoded.image, scale=decoded.width / decoded.image.width))
     return find_matches(
         services,

@@ -66,6 +66,7 @@ def user_write(
     create: bool = False,
     missing: Exception | None = None,
     source: str = "api",
+    recorded: list[Any] | None = None,
 ) -> Iterator[UserWrite]:
     """Lock the user of ``scope`` (created if ``create``; otherwise ``missing`` is raised
     for a user who does not exist), run the block, commit, then patch the cached index.
@@ -73,7 +74,8 @@ def user_write(
     On an exception in the block or at commit the transaction rolls back and the
     ``on_rollback`` callbacks run; a unique violation at commit becomes the error given
     to ``conflict_is``, if any. Nothing of the cached index changes unless committed.
-    ``source`` names the writer in the history events the block records.
+    ``source`` names the writer in the history events the block records; once they
+    committed, they are added to ``recorded`` when given.
     """
     with services.sessions() as session:
         lock = user_rows.lock_user(
@@ -99,6 +101,8 @@ def user_write(
             for undo in write._on_rollback:
                 undo()
             raise
+    if recorded is not None:
+        recorded.extend(write.events)
     key = services.index_key(lock.user_id)
     versions = {"from_version": lock.from_version, "to_version": lock.to_version}
     updates = write._index_updates

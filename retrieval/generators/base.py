@@ -24,6 +24,10 @@ __all__ = [
 class GenerationOptions:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 means greedy decoding
+    # Keeps a generation server's prompt cache (vLLM's prefix caching) to requests with the
+    # same salt: the service gives each end user their own, so that no tenant can tell from
+    # its time to first token whether another's prompt prefix is cached. None: shared.
+    cache_salt: str | None = None
 
 
 @dataclass(frozen=True)

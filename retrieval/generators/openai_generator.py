@@ -191,6 +191,8 @@ class OpenAIGenerator:
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if options.cache_salt is not None:
+            body["cache_salt"] = options.cache_salt  # vLLM's field; others ignore it
         if tools is not None:
             body["tools"] = list(tools.specs)
         return body

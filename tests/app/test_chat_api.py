@@ -276,3 +276,21 @@ def test_the_echo_generator_answers_from_the_prompt_through_both_chat_apis(
     assert [m.id for m in oai.models.list()] == ["echo"]
     stream = oai.chat.completions.create(model="echo", messages=messages, user="alice", stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == said
+
+
+def test_each_end_user_gets_their_own_prompt_cache_salt(
+    openai_server: LiveServer, backend: FakeOpenAI
+) -> None:
+    # A shared generation server caches prompt prefixes; without a salt one tenant could
+    # tell from its time to first token whether another's prompt (photos, descriptions)
+    # was cached. vLLM keeps cached prefixes to requests with the same cache_salt.
+    acme = openai_server.client(openai_server.new_key("acme"))
+    globex = openai_server.client(openai_server.new_key("globex"))
+    for client, user in ((acme, "alice"), (acme, "alice"), (acme, "bob"), (globex, "alice")):
+        answer = client.post(f"/v1/users/{user}/chat", json={"question": "hi"})
+        assert answer.status_code == 200, answer.text
+    salts = [str(sent.get("cache_salt")) for sent in backend.requests]
+    assert all(len(salt) >= 16 and salt != "None" for salt in salts), salts
+    assert salts[0] == salts[1]  # the same user: their repeats may use the cache
+    assert len({salts[0], salts[2], salts[3]}) == 3  # another user, another tenant's user
+    assert not any("alice" in salt or "bob" in salt for salt in salts)

@@ -151,6 +151,37 @@ def test_an_app_with_its_limit_of_requests_in_progress_gets_429_while_others_are
         assert acme.get("/v1/users/alice/concepts").status_code == 200
 
 
+def test_two_apps_holding_requests_leave_pool_threads_for_a_third(
+    start_server: Any, database_url: str, tmp_path: Path
+) -> None:
+    # Before: each app could hold half of the pool (3 of 6 threads here), so two apps with
+    # slow requests held every thread and a third app's one-row GET waited for one of them.
+    with running_fake_openai() as backend:
+        backend.behaviour = "hang"  # each chat holds a pool thread until released
+        settings = openai_settings(database_url, tmp_path / "data", backend, threadpool_size=6)
+        server: LiveServer = start_server(settings)
+        acme = server.client(server.new_key("acme"))
+        globex = server.client(server.new_key("globex"))
+        initech = server.client(server.new_key("initech"))
+        with ThreadPoolExecutor(6) as pool:
+            held = [
+                pool.submit(client.post, "/v1/users/alice/chat", json={"question": "hi"})
+                for client in (acme, acme, acme, globex, globex, globex)
+            ]
+            deadline = time.monotonic() + 30
+            while len(backend.requests) + sum(f.done() for f in held) < len(held):
+                assert time.monotonic() < deadline, "the chats did not all arrive"
+                time.sleep(0.01)
+            answer = initech.get("/v1/users/alice/concepts", timeout=10)
+            backend.release.set()
+            statuses = sorted(f.result(timeout=60).status_code for f in held)
+        assert answer.status_code == 200
+        # The apps' shares shrank as both got busy (2 each of 6 threads, or 3 for the first
+        # to arrive): the requests beyond them were refused at once.
+        assert 4 <= len(backend.requests) <= 5
+        assert statuses.count(429) == len(held) - len(backend.requests)
+
+
 def test_metrics(server: LiveServer, api: httpx.Client) -> None:
     register_subject(api, "alice", "dog")
     # Queries that find the concept (random weights: the decision rule finds none).

@@ -87,3 +87,24 @@ def test_requests_fail_fast_while_the_database_is_away_and_recover_after(
     assert matched_names(retrieve(client, "alice", query, min_score=EXACT)) == ["dog"]
     register_subject(client, "alice", "cat")
     assert len(client.get("/v1/users/alice/concepts").json()["items"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["refuse", "hang"])
+def test_authentication_while_the_database_is_away_is_a_503_with_retry_after(
+    proxy: TcpProxy, postgres_url: str, start_server: Any, tmp_path: Path, mode: Any
+) -> None:
+    url = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+    # No key cache: every request asks the database who is calling (the auth gate).
+    settings = make_settings(
+        url.render_as_string(hide_password=False), tmp_path / "d", key_cache_s=0
+    )
+    server: LiveServer = start_server(settings)
+    client = server.client(server.new_key("acme"))
+    assert client.get("/v1/users/alice/concepts").status_code == 200
+    proxy.cut(mode)
+    response = timed(lambda: client.get("/v1/users/alice/concepts"))
+    problem = assert_problem(response, 503)  # once a 500 with a traceback
+    assert problem["detail"] == "the database is unavailable; retry shortly"
+    assert int(response.headers["retry-after"]) >= 1
+    proxy.restore()
+    assert client.get("/v1/users/alice/concepts").status_code == 200

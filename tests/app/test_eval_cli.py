@@ -33,7 +33,12 @@ def test_eval_writes_the_report_and_plots_and_says_random_weights_are_meaningles
     assert report["concepts"] == len(SUBJECTS)
     assert report["queries"] == sum(factories.photo_count(s) - 3 for s in SUBJECTS)
     assert report["regions"]["kind"] == "grid" and report["collage"]["collages"] == 3
-    for name in ("scores.png", "precision_recall.png"):
+    # The open-set protocol in the same run: one point per size that leaves a subject
+    # unregistered (1 and half of the four); random weights mark nothing present.
+    assert [p["concepts"] for p in report["open_set"]] == [1, 2]
+    assert all(p["found"] == 0.0 and p["rejected"] == 1.0 for p in report["open_set"])
+    assert "open set (a user with N concepts" in result.stdout
+    for name in ("scores.png", "precision_recall.png", "open_set.png"):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
         assert f"wrote {out}/{name}" in result.stdout
     assert (out / "table.txt").read_text() in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from app.domain.scope import UserScope
 from app.main import build_services
 from app.storage.repository.tenants import get_or_create_tenant
 from app.usecases.concept_reads import list_concepts
+from app.usecases.import_sources import find_sources
 from app.usecases.importer import import_concepts
 from app.usecases.photo_policy import PhotoPolicy
 from retrieval.encoder import Encoder
+from retrieval.errors import InvalidRequest
 from tests import factories
 from tests.app.helpers import stored
 from tests.app.processes import RAPPORT, rapport_env, run_cli
@@ -204,7 +207,7 @@ def test_each_photo_is_decoded_once(
     monkeypatch.setattr(Image, "open", counting)
     services = build_services(make_settings(sqlite_url, tmp_path / "data"), encoder=encoder)
     try:
-        PhotoPolicy.for_uploads(services).decode((root / "bo" / "00.jpg").read_bytes())
+        PhotoPolicy.for_uploads(services, None).decode((root / "bo" / "00.jpg").read_bytes())
         per_decode = len(opened)
         opened.clear()
         report = import_concepts(services, tenant_name="acme", external_user_id="al", root=root)
@@ -256,3 +259,71 @@ def test_the_import_command_shows_a_progress_bar_in_a_terminal(tmp_path: Path) -
     assert "photos added: 3" in text
     # "dog" is a common word: the summary says how questions name that concept.
     assert "note: dog is a common English word" in text and "(<dog>)" in text
+
+
+def test_import_reads_only_regular_files_inside_the_tree_it_was_given(
+    sqlite_url: str, tmp_path: Path, encoder: Encoder
+) -> None:
+    # Before: symlinks and absolute or ".." paths were followed: an operator's private file
+    # became a concept's description (which the tenant can export), photos came from anywhere.
+    private = tmp_path / "operator"
+    private.mkdir()
+    (private / "secret.txt").write_text("the operator's secret\n")
+    (private / "photo.jpg").write_bytes(factories.photo("cat", 0))
+    tree = tmp_path / "tree"
+    copy_photos("dog", tree / "bo", 1)
+    (tree / "bo" / "info.txt").symlink_to(private / "secret.txt")
+    (tree / "bo" / "01.jpg").symlink_to(private / "photo.jpg")
+    (tree / "linked").symlink_to(private, target_is_directory=True)
+    rap = tmp_path / "rap"
+    copy_photos("dog", rap, 1)
+    entries = {
+        "mam": {
+            "name": "mam",
+            "image": ["00.jpg", str(private / "photo.jpg"), "../operator/photo.jpg"],
+        }
+    }
+    (rap / "database.json").write_text(json.dumps({"concept_dict": entries}))
+    services = build_services(make_settings(sqlite_url, tmp_path / "data"), encoder=encoder)
+    try:
+        folders = import_concepts(services, tenant_name="acme", external_user_id="al", root=tree)
+        database = import_concepts(services, tenant_name="acme", external_user_id="al", root=rap)
+        with services.sessions() as session:
+            tenant_id = get_or_create_tenant(session=session, name="acme").id
+        scope = UserScope(tenant_id=tenant_id, external_user_id="al")
+        views, _ = list_concepts(services, scope=scope, limit=10, after=None)
+    finally:
+        services.close()
+    found = {v.concept.name: (v.concept.description, len(v.images)) for v in views}
+    assert found == {"mam": ("", 1)}  # bo's metadata is refused, so bo is not imported
+    assert "secret" not in json.dumps([v.concept.description for v in views])
+    refused = [failure.where for failure in folders.failures + database.failures]
+    assert str(tree / "bo" / "01.jpg") in refused
+    assert str(tree / "bo") in refused  # its info.txt is a link
+    assert sum("photo.jpg" in where for where in refused) == 2  # the absolute and ".." paths
+    assert database.photos_added == 1
+
+
+def test_import_reads_a_bounded_part_of_metadata_files(tmp_path: Path) -> None:
+    # Before: info.txt was read whole (a 1 MB zip held a 1 GB info.txt: +2.1 GB).
+    tree = tmp_path / "tree"
+    copy_photos("dog", tree / "bo", 1)
+    with (tree / "bo" / "info.txt").open("wb") as handle:
+        handle.write(b"a" * 100)
+        handle.truncate(200 * 1024 * 1024)  # sparse: 200 MB to read, no disk used
+    tracemalloc.start()
+    try:
+        sources, failures = find_sources(tree)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not failures
+    assert len(sources) == 1 and sources[0].description.startswith("a" * 100)
+    assert peak < 5 * 1024 * 1024, peak
+
+
+def test_a_rap_database_nested_too_deeply_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "database.json"
+    path.write_text('{"c": {"image": "x.jpg", "info": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    with pytest.raises(InvalidRequest, match="nested too deeply"):
+        find_sources(path)

@@ -52,11 +52,12 @@ def test_grid_regions_find_every_subject_of_a_collage_with_real_features(
     photo, tiles = collage()
     matches = retrieve(client, "alice", photo, top_k=5).json()["matches"]
     found = {m["concept"]["name"]: m["box"] for m in matches}
-    # Measured on this dataset: about 0.99 of present subjects are found; never the absent one.
-    assert set(found) <= set(SUBJECTS) and len(found) >= 3, found
-    # Each concept has its own threshold from its photos; the score reaches it.
+    # Measured on this dataset: about 0.75 of present subjects in a collage are found
+    # (bench/RESULTS.md); never the absent one.
+    assert set(found) <= set(SUBJECTS) and len(found) >= 2, found
+    # The user's one open-set threshold (retrieval/decision.py); each score reaches it.
     assert all(m["present"] and m["score"] >= m["threshold"] for m in matches)
-    assert len({m["threshold"] for m in matches}) == len(matches)
+    assert len({m["threshold"] for m in matches}) == 1
     for subject, box in found.items():
         assert box is not None
         x0, y0, x1, y1 = tiles[subject]

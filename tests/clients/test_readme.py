@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+import rapport_client as rc
+
 from tests import factories
 from tests.clients.conftest import REPLY
 from tests.conftest import LiveServer
@@ -44,3 +46,12 @@ def test_the_readme_example_registers_retrieves_streams_and_handles_errors(
     assert first.startswith("[Match(") and "name='<bo>'" in first
     assert first.endswith("".join(REPLY))
     assert second.startswith("409 Concept name already used")
+
+
+def test_the_client_readme_lists_every_method_of_both_clients() -> None:
+    table = (README.parent / "clients" / "python" / "README.md").read_text()
+    listed = set(re.findall(r"`([a-z_]+)`", table.split("| area |", 1)[1]))
+    methods = {name for name in dir(rc.Rapport) if not name.startswith("_")} - {"close"}
+    assert methods <= listed, methods - listed
+    assert listed - {"progress", "timeout"} <= methods
+    assert methods <= set(dir(rc.AsyncRapport))

@@ -212,6 +212,24 @@ def test_a_tenant_creates_sees_searches_asks_and_erases(
         "#min-score", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }"
     )
     page.locator("#scores li.kept").first.wait_for()
+    # "Not <dog>": the photo becomes a correction, and the next search no longer claims it
+    # for the dog, even at min_score 0.
+    dog_row = page.locator("#scores li.kept", has_text="<dog>")
+    dog_id = dog_row.get_attribute("data-concept")
+    dog_row.locator("button.not").click()
+    wait_until(
+        page,
+        "(id) => !document.querySelector(`#scores li.kept[data-concept='${id}']`)",
+        dog_id,
+    )
+    negatives = api.get(f"/v1/users/alice/concepts/{dog_id}/negatives").json()["items"]
+    assert len(negatives) == 1
+    assert (
+        api.delete(f"/v1/users/alice/concepts/{dog_id}/negatives/{negatives[0]['id']}").status_code
+        == 204
+    )
+    page.click("#run")
+    page.locator("#scores li.kept", has_text="<dog>").wait_for()
     # The answer streams from the OpenAI-compatible backend.
     page.click("#ask")
     wait_until(
@@ -349,4 +367,46 @@ def test_the_api_docs_work_offline_and_authorize_sends_the_key(
     assert status.first.inner_text().strip() == "200"
     page.goto(f"{server.url}/redoc")
     page.locator("h1", has_text="rapport").first.wait_for()
+    only_loopback(page, server)
+
+
+def test_the_playground_says_memory_updated_and_the_history_undoes_it(
+    page: Any, console_server: LiveServer, backend: FakeOpenAI
+) -> None:
+    server = console_server
+    key = server.new_key("acme")
+    api = server.client(key)
+    dog = register_subject(api, "alice", "dog", count=1)
+    assert api.patch("/v1/users/alice", json={"memory": "auto"}).status_code == 200
+    backend.call(("add_fact", {"concept": "dog", "fact": "loves the red ball"}))
+    backend.say("Noted: <dog> loves the red ball.")
+    sign_in(page, server, key)
+    page.click("#tabs a[data-tab=playground]")
+    page.fill("#play-user", "alice")
+    page.fill("#question", "<dog>'s favourite toy is the red ball")
+    page.click("#run")
+    wait_until(page, "document.querySelector('#ask')?.disabled === false")
+    page.select_option("#memory", "auto")
+    page.click("#ask")
+    page.locator("#memory-updated").wait_for()
+    assert page.locator("#memory-updated").inner_text() == "✓ Memory updated: updated dog"
+    assert backend.requests[-2]["tools"]
+    shoot(page, "6-playground-memory")
+    description = api.get(f"/v1/users/alice/concepts/{dog['id']}").json()["description"]
+    assert description == "the user's dog; loves the red ball"
+
+    page.click("#tabs a[data-tab=concepts]")
+    page.fill("#concept-user", "alice")
+    page.click("form.inline button[type=submit]")
+    chat_event = page.locator("#history li.event.chat")
+    chat_event.wait_for()
+    assert "updated dog" in chat_event.inner_text()
+    assert page.locator("#history li.event.api button.undo").count() == 0
+    shoot(page, "7-history")
+    chat_event.locator("button.undo").click()
+    page.locator("#history li.event.undo").wait_for()
+    assert api.get(f"/v1/users/alice/concepts/{dog['id']}").json()["description"] == (
+        "the user's dog"
+    )
+    assert page.locator("#history button.undo").count() == 0
     only_loopback(page, server)

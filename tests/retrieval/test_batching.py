@@ -324,3 +324,18 @@ def test_a_full_queue_refuses_before_any_photo_is_resized(encoder: Encoder) -> N
     finally:
         gated.gate.set()
         batching.stop()
+
+
+def test_encode_all_waits_for_room_where_encode_images_refuses(encoder: Encoder) -> None:
+    # Offline work (reindex, the background photos) once had to split itself by the queue's
+    # size; encode_all queues a share at a time and waits, request paths still get 429.
+    batching = BatchingEncoder(encoder, BatchingConfig(queue_size=3, max_per_owner=2)).start()
+    try:
+        images = photos(7)
+        with pytest.raises(Overloaded):
+            batching.encode_images(images)
+        vectors = batching.encode_all(images)
+        assert np.allclose(vectors, encoder.encode_images(images), atol=1e-5)
+        assert batching.encode_all([]).shape == (0, encoder.dim)
+    finally:
+        batching.stop()

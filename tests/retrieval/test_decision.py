@@ -95,7 +95,7 @@ def test_more_concepts_raise_the_threshold_so_false_alarms_stay_per_photo(
         claimed = [
             any(rule.present(c, s) for c, s in scores_of(rows, names, x).items()) for x in strangers
         ]
-        assert np.mean(claimed) < 0.1
+        assert np.mean(claimed) < 0.2
 
 
 def test_photos_without_a_sibling_get_a_strict_threshold(rng: np.random.Generator) -> None:

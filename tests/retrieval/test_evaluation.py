@@ -151,7 +151,14 @@ class CountingEncoder:
 
 def test_all_regions_of_a_query_are_encoded_in_one_batch(dataset: Path, encoder: Encoder) -> None:
     counting = CountingEncoder(encoder)
-    graded = evaluate(dataset, counting, regions=GRID2, collages=False)  # type: ignore[arg-type]
+    # Without the open-set protocol, which encodes the same photos for many users.
+    graded = evaluate(
+        dataset,
+        counting,  # type: ignore[arg-type]
+        regions=GRID2,
+        collages=False,
+        open_set_users=0,
+    )
     # One batch per concept's references and one for the background, then one per query.
     assert len(counting.batches) == graded.concepts + 1 + graded.queries
     assert counting.batches[-graded.queries :] == [1 + 4] * graded.queries
@@ -276,6 +283,7 @@ def test_bad_inputs_say_what_is_wrong(dataset: Path, encoder: Encoder, tmp_path:
 # (measured on them, EfficientNet-Lite0 / MobileNetV2: crop 0.969 / 0.979
 # present accepted, 0.996 / 1.000 absent rejected; pooled 0.979 / 0.990 and
 # 0.998 / 0.998).
+GROCERY = factories.DATASET.parent / "grocery-packages"
 BACKBONES = {
     "mobilenet_v2": "torchvision/mobilenet_v2:sha256-b03531047ffacf1e",
     "efficientnet_lite0": "torchvision/efficientnet_lite0:sha256-579344248a93e230",
@@ -303,12 +311,26 @@ def real_reports(request: pytest.FixtureRequest) -> dict[str, EvalReport]:
     torch.set_num_threads(1)
     try:
         return {
-            "whole": evaluate(factories.DATASET, encoder, collages=False),
+            "whole": evaluate(factories.DATASET, encoder, collages=False, open_set_users=20),
             "crop": evaluate(
-                factories.DATASET, encoder, regions=GRID2, aggregation="winner", collage_count=24
+                factories.DATASET,
+                encoder,
+                regions=GRID2,
+                aggregation="winner",
+                collage_count=24,
+                open_set_users=0,
             ),
             "pooled": evaluate(
-                factories.DATASET, encoder, regions=POOLED2, aggregation="winner", collage_count=24
+                factories.DATASET,
+                encoder,
+                regions=POOLED2,
+                aggregation="winner",
+                collage_count=24,
+                open_set_users=0,
+            ),
+            # The second dataset: look-alike cartons on shelves (open set only).
+            "grocery": evaluate(
+                GROCERY, encoder, collages=False, open_set_users=20, open_set_sizes=(5, 30)
             ),
         }
     finally:
@@ -320,21 +342,37 @@ def test_quality_with_real_weights(real_reports: dict[str, EvalReport]) -> None:
     assert whole.model_id in BACKBONES.values()
     assert not whole.meaningless and whole.queries >= 50 and not whole.rule_unseparable
     assert whole.recall_at_1 >= 0.93
-    # The label-free rule, per concept, against the in-sample best single threshold.
-    assert whole.rule_balanced_accuracy >= 0.975
-    assert whole.rule_balanced_accuracy >= whole.balanced_accuracy - 0.005
-    assert crop.rule_balanced_accuracy >= 0.985
+    # As users meet it: open-set identification (figures of bench/RESULTS.md, a little
+    # lower). Half the subjects registered: near the best single threshold chosen
+    # afterwards with the answers, and never "reject all" or "accept all".
+    half = next(p for p in whole.open_set if p["concepts"] == 12)
+    assert half["balanced"] >= 0.86 and half["balanced"] >= half["oracle"] - 0.04
+    assert half["found"] >= 0.8 and half["rejected"] >= 0.85
+    five = next(p for p in whole.open_set if p["concepts"] == 5)
+    assert five["balanced"] >= 0.9
+    # Per pair (each query against each of 24 concepts): the threshold that holds false
+    # alarms per photo costs misses here (0.926 measured; the former per-concept rule
+    # had 0.977 per pair but let a third of unregistered subjects' photos through).
+    assert whole.rule_balanced_accuracy >= 0.91 and whole.rule_negative_accuracy >= 0.99
+    assert crop.rule_balanced_accuracy >= 0.92
     assert crop.collage is not None and pooled.collage is not None
     assert crop.collage.present_top4_rate >= 0.97
-    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.96
+    assert (crop.collage.rule_present_accepted_rate or 0) >= 0.65
     assert (crop.collage.rule_absent_rejected_rate or 0) >= 0.99
-    # Pooled regions: each tile's central half, decided at the pooled share of the gap.
-    assert pooled.rule_balanced_accuracy >= 0.98
+    assert pooled.rule_balanced_accuracy >= 0.94
     assert pooled.collage.present_top4_rate >= 0.97
     assert (pooled.collage.rule_absent_rejected_rate or 0) >= 0.99
-    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.97
-    assert (pooled.collage.rule_present_accepted_rate or 0) >= (
-        (crop.collage.rule_present_accepted_rate or 0) - 0.02
-    )
+    assert (pooled.collage.rule_present_accepted_rate or 0) >= 0.5
     # One forward pass per photo instead of five.
     assert pooled.collage.median_query_cpu_ms < crop.collage.median_query_cpu_ms / 1.5
+
+
+def test_open_set_holds_on_look_alike_products(real_reports: dict[str, EvalReport]) -> None:
+    """grocery-packages: every score is 0.80-0.90; the former rule found nothing at all."""
+    grocery = real_reports["grocery"]
+    half = next(p for p in grocery.open_set if p["concepts"] == 15)
+    assert half["balanced"] >= 0.61 and half["balanced"] >= half["oracle"] - 0.04
+    assert half["found"] >= 0.3 and half["rejected"] <= 0.97  # neither reject nor accept all
+    # False alarms are held per photo: 30 concepts claim no more strangers than 5 do.
+    by_size = {p["concepts"]: p for p in grocery.open_set}
+    assert by_size[30]["fpir"] <= 1.5 * by_size[5]["fpir"]

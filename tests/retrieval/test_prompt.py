@@ -279,3 +279,14 @@ def test_compose_prompt_keeps_the_chosen_concepts_and_their_ids_as_given() -> No
 
     assert [c.id for c in composed.concepts] == ["c-kiki", "c-bo"]  # nothing chosen again
     assert [c.id for c in build_prompt(turns, [kiki, bo], config).concepts] == ["c-bo"]
+
+
+def test_a_concept_named_but_not_seen_says_so_in_its_block() -> None:
+    from retrieval.prompt import NOT_SEEN_NOTE, PromptConcept, concept_text
+
+    named = PromptConcept("<bo>", "a corgi", (), 0.4, seen=False)
+    assert NOT_SEEN_NOTE in concept_text(named)
+    assert concept_text(named).endswith("\n</concept>")
+    for seen in (True, None):
+        block = concept_text(PromptConcept("<bo>", "a corgi", (), 0.9, seen=seen))
+        assert NOT_SEEN_NOTE not in block

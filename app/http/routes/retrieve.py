@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 
 from app.http.body_limit import BodyTimeout, BodyTooLarge
 from app.http.deps import ServicesDep, UserScopeDep
+from app.http.json_body import check_structure
 from app.http.openapi import USER_DATA_ERRORS
 from app.http.schemas import RetrieveJSON, RetrieveOut
 from app.services import Services
@@ -86,6 +87,7 @@ async def _parse(request: Request, services: Services) -> RetrieveQuery:
 
 
 def _json_query(body: bytes, services: Services) -> RetrieveQuery:
+    check_structure(body)
     return _query(RetrieveJSON.model_validate_json, body, services)
 
 

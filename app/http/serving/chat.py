@@ -120,4 +120,5 @@ class ChatServing:
     async def _query(self, request: ChatInput) -> ChatQuery:
         if self.generator_required:
             require_generator(self.services)
-        return await run_in_threadpool(read_query, self.services, request)
+        owner = self.scope.tenant_id if self.scope else None
+        return await run_in_threadpool(read_query, self.services, request, owner)

@@ -12,6 +12,7 @@ from rapport_client._errors import (
     Conflict,
     CorruptImage,
     DatabaseUnavailable,
+    DecodeBusy,
     EventNotFound,
     GeneratorTimeout,
     GeneratorUnavailable,
@@ -43,7 +44,13 @@ from rapport_client._errors import (
     Unauthorized,
     UnsupportedImage,
 )
-from rapport_client._events import ChatEvent, ConceptsEvent, DeltaEvent, DoneEvent
+from rapport_client._events import (
+    ChatEvent,
+    ConceptsEvent,
+    DeltaEvent,
+    DoneEvent,
+    MemoryEvent,
+)
 from rapport_client._models import (
     ApiKey,
     ChatAnswer,
@@ -59,6 +66,8 @@ from rapport_client._models import (
     ImageURL,
     LooksLike,
     Match,
+    MemoryChange,
+    MemoryMode,
     NegativePage,
     NewApiKey,
     Playground,
@@ -98,6 +107,7 @@ __all__ = [
     "ContentPart",
     "CorruptImage",
     "DatabaseUnavailable",
+    "DecodeBusy",
     "DeltaEvent",
     "DoneEvent",
     "EventNotFound",
@@ -113,6 +123,9 @@ __all__ = [
     "InvalidRequest",
     "LooksLike",
     "Match",
+    "MemoryChange",
+    "MemoryEvent",
+    "MemoryMode",
     "ModelLoadError",
     "NegativeIsOwnPhoto",
     "NegativePage",

@@ -192,6 +192,7 @@ def chat_request(
     max_new_tokens: int | None,
     temperature: float,
     stream: bool,
+    memory: m.MemoryMode | None = None,
 ) -> m.ChatRequest:
     return m.ChatRequest(
         question=question,
@@ -204,6 +205,7 @@ def chat_request(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         stream=stream,
+        memory=memory,
     )
 
 

@@ -154,10 +154,14 @@ class AsyncRapport(_AsyncClient):
         return await self._send(api.get_user(user_id))
 
     async def set_memory(
-        self, user_id: str, *, memory: str | None = None, deletes: bool | None = None
+        self,
+        user_id: str,
+        *,
+        memory: m.MemoryMode | None = None,
+        deletes: bool | None = None,
     ) -> m.User:
         """See :meth:`Rapport.set_memory`."""
-        patch = m.UserPatch(memory=memory, memory_deletes=deletes)  # type: ignore[arg-type]
+        patch = m.UserPatch(memory=memory, memory_deletes=deletes)
         return await self._send(api.set_memory(user_id, patch))
 
     async def erase_user(self, user_id: str) -> None:
@@ -362,6 +366,7 @@ class AsyncRapport(_AsyncClient):
         min_score: float | None = None,
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
+        memory: m.MemoryMode | None = None,
     ) -> m.ChatAnswer:
         """See :meth:`Rapport.chat`."""
         request = await asyncio.to_thread(
@@ -374,6 +379,7 @@ class AsyncRapport(_AsyncClient):
             max_new_tokens,
             temperature,
             False,
+            memory,
         )
         return await self._send(api.chat(user_id, request))
 
@@ -388,6 +394,7 @@ class AsyncRapport(_AsyncClient):
         min_score: float | None = None,
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
+        memory: m.MemoryMode | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """See :meth:`Rapport.chat_stream`: ``async for event in await
         client.chat_stream(...)``."""
@@ -401,6 +408,7 @@ class AsyncRapport(_AsyncClient):
             max_new_tokens,
             temperature,
             True,
+            memory,
         )
         response = await self._open(api.chat(user_id, request))
         return self._events(response)

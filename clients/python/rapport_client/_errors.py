@@ -180,6 +180,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     status, title = 503, "Database unavailable"
 
 
+class DecodeBusy(ServiceUnavailable):
+    """The server is decoding as many photos as it may at once; retry after Retry-After."""
+
+    status, title = 503, "Too many photos being decoded"
+
+
 class PhotoStoreUnavailable(ServiceUnavailable):
     status, title = 503, "Photo store unavailable"
 

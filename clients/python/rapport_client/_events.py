@@ -1,4 +1,5 @@
-"""The typed events of a streamed chat: ``concepts``, then ``delta``s, then ``done``."""
+"""The typed events of a streamed chat: ``concepts``, then ``delta``s, in memory
+``propose`` and ``auto`` a ``memory`` event, then ``done``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterable
 from typing import Literal, TypeAlias
 
 from rapport_client._errors import error_from_problem
-from rapport_client._models import Model, Usage, UsedConcept
+from rapport_client._models import MemoryChange, MemoryMode, Model, Usage, UsedConcept
 
 
 class ConceptsEvent(Model):
@@ -24,6 +25,14 @@ class DeltaEvent(Model):
     text: str
 
 
+class MemoryEvent(Model):
+    """In memory ``propose`` and ``auto``, before ``done``: the changes made or proposed."""
+
+    type: Literal["memory"] = "memory"
+    memory: MemoryMode
+    memory_changes: list[MemoryChange]
+
+
 class DoneEvent(Model):
     """The end: the whole answer, why it ended, tokens used and the model."""
 
@@ -34,10 +43,11 @@ class DoneEvent(Model):
     model: str
 
 
-ChatEvent: TypeAlias = ConceptsEvent | DeltaEvent | DoneEvent
+ChatEvent: TypeAlias = ConceptsEvent | DeltaEvent | MemoryEvent | DoneEvent
 EVENTS: dict[str, type[ChatEvent]] = {
     "concepts": ConceptsEvent,
     "delta": DeltaEvent,
+    "memory": MemoryEvent,
     "done": DoneEvent,
 }
 

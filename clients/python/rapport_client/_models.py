@@ -12,6 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Box = tuple[int, int, int, int]
+# How much a chat may do with the user's concepts: nothing (off), read them (read, the
+# default), suggest changes (propose) or make them (auto).
+MemoryMode = Literal["off", "read", "propose", "auto"]
 
 
 class Model(BaseModel):
@@ -86,7 +89,7 @@ class User(Model):
     bytes: int
     created_at: datetime
     changed_at: datetime
-    memory: Literal["off", "read", "propose", "auto"]
+    memory: MemoryMode
     memory_deletes: bool
 
 
@@ -98,6 +101,8 @@ class UserPage(Model):
 class UsedConcept(ConceptBrief):
     score: float
     source: Literal["image", "text"]
+    # Recognised in the photo; False: only named in the question; None: no photo sent.
+    present: bool | None = None
 
 
 class Usage(Model):
@@ -107,7 +112,8 @@ class Usage(Model):
 
 
 class MemoryChange(Model):
-    """A change the chat made to the user's concepts, or proposed (``applied`` false)."""
+    """A change to the user's concepts that a chat made, or proposed (``applied`` false);
+    ``event_id`` names its history event, for ``undo``."""
 
     action: Literal["created", "updated", "deleted"]
     applied: bool
@@ -124,7 +130,7 @@ class ChatAnswer(Model):
     model: str
     finish_reason: str
     prompt: list[dict[str, Any]] | None = None
-    memory: Literal["off", "read", "propose", "auto"]
+    memory: MemoryMode
     memory_changes: list[MemoryChange]
 
 
@@ -275,7 +281,7 @@ class ChatRequest(Body):
     max_new_tokens: int | None = None
     temperature: float = 0.0
     stream: bool = False
-    memory: Literal["off", "read", "propose", "auto"] | None = None
+    memory: MemoryMode | None = None
 
 
 class PlaygroundRequest(Body):
@@ -299,7 +305,7 @@ class ConceptPatch(Body):
 
 
 class UserPatch(Body):
-    memory: Literal["off", "read", "propose", "auto"] | None = None
+    memory: MemoryMode | None = None
     memory_deletes: bool | None = None
 
 

@@ -152,11 +152,16 @@ class Rapport(_Client):
         return self._send(api.get_user(user_id))
 
     def set_memory(
-        self, user_id: str, *, memory: str | None = None, deletes: bool | None = None
+        self,
+        user_id: str,
+        *,
+        memory: m.MemoryMode | None = None,
+        deletes: bool | None = None,
     ) -> m.User:
-        """Set the widest memory mode of the user's chats (off, read, propose, auto) and
-        whether auto may forget a concept; absent ones stay."""
-        patch = m.UserPatch(memory=memory, memory_deletes=deletes)  # type: ignore[arg-type]
+        """Set the user's memory settings: the widest mode their chats may use
+        (``off``, ``read``, ``propose``, ``auto``) and whether ``auto`` may forget a
+        concept; None leaves a setting as it is."""
+        patch = m.UserPatch(memory=memory, memory_deletes=deletes)
         return self._send(api.set_memory(user_id, patch))
 
     def erase_user(self, user_id: str) -> None:
@@ -375,13 +380,24 @@ class Rapport(_Client):
         min_score: float | None = None,
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
+        memory: m.MemoryMode | None = None,
     ) -> m.ChatAnswer:
         """An answer with the user's concepts in the prompt: ``question`` (with ``image``:
         a path, bytes, a file, a PIL image or a URL the server fetches) or ``messages``
         (OpenAI-style). Without a generator on the server, ``answer`` is empty and
-        ``prompt`` holds the personalized prompt."""
+        ``prompt`` holds the personalized prompt. ``memory``: this chat's memory mode,
+        never wider than the user's (``set_memory``); ``memory_changes`` lists what it
+        changed or proposed."""
         request = api.chat_request(
-            question, image, messages, top_k, min_score, max_new_tokens, temperature, False
+            question,
+            image,
+            messages,
+            top_k,
+            min_score,
+            max_new_tokens,
+            temperature,
+            False,
+            memory,
         )
         return self._send(api.chat(user_id, request))
 
@@ -396,12 +412,22 @@ class Rapport(_Client):
         min_score: float | None = None,
         max_new_tokens: int | None = None,
         temperature: float = 0.0,
+        memory: m.MemoryMode | None = None,
     ) -> Iterator[ChatEvent]:
-        """The answer as it is generated: a ``ConceptsEvent``, ``DeltaEvent``s, then a
-        ``DoneEvent``. An error before the stream starts raises at once; one during it
-        raises from the iterator. Closing the iterator early stops the generation."""
+        """The answer as it is generated: a ``ConceptsEvent``, ``DeltaEvent``s, a
+        ``MemoryEvent`` in memory ``propose`` and ``auto``, then a ``DoneEvent``. An error
+        before the stream starts raises at once; one during it raises from the iterator.
+        Closing the iterator early stops the generation."""
         request = api.chat_request(
-            question, image, messages, top_k, min_score, max_new_tokens, temperature, True
+            question,
+            image,
+            messages,
+            top_k,
+            min_score,
+            max_new_tokens,
+            temperature,
+            True,
+            memory,
         )
         response = self._open(api.chat(user_id, request))
         return self._events(response)
