@@ -54,7 +54,7 @@ def test_configs_are_frozen(config_class: type) -> None:
 
 
 def test_generator_kinds_are_the_literal() -> None:
-    kinds = ("transformers", "openai", "none")
+    kinds = ("transformers", "openai", "echo", "none")
     assert config.GENERATOR_KINDS == get_args(config.GeneratorKind) == kinds
 
 
