@@ -284,5 +284,5 @@ def test_none_generator_answers_nothing(rap_prompt: Prompt) -> None:
 
 
 def test_unknown_kind_lists_the_valid_ones() -> None:
-    with pytest.raises(ModelLoadError, match="'vllm'; known: transformers, openai, none"):
+    with pytest.raises(ModelLoadError, match="'vllm'; known: transformers, openai, echo, none"):
         open_generator(GeneratorConfig(kind="vllm"))  # type: ignore[arg-type]
