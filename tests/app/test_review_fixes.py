@@ -135,8 +135,9 @@ def test_a_large_base64_photo_is_refused_from_its_length_off_the_event_loop(
     for answer in answers:
         assert_problem(answer, 413)
     # Parsing and decoding run in the thread pool: /healthz is never held for long (a loaded
-    # 2-core machine adds its own scheduling delays, hence the margin).
-    assert worst < 1.0, worst
+    # 2-core machine adds its own scheduling delays, hence the margin: 1.01 s was seen once
+    # in CI; parsing three such bodies on the loop stalls it for seconds).
+    assert worst < 1.5, worst
 
 
 @pytest.mark.parametrize(
