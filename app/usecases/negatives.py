@@ -68,7 +68,7 @@ def add_negatives(
             role=NEGATIVE,
         )
         concept.updated_at = utcnow()
-        _rule_changes(w)
+        w.rule_changes()
         negatives = image_rows.images_of(
             session=w.session, concept_ids=[concept.id], role=NEGATIVE
         )[concept.id]
@@ -105,7 +105,7 @@ def delete_negative(
         concept_rows.get_concept(
             session=w.session, user_id=w.user_id, concept_id=concept_id
         ).updated_at = utcnow()
-        _rule_changes(w)
+        w.rule_changes()
     collect_blobs(services, user_id=w.user_id, keys=[image.blob_key])
 
 
@@ -128,16 +128,6 @@ def _refuse_own_photos(
                 f"photo {number} is one of the concept's own photos (or nearly the same "
                 "photo); delete that photo instead of marking it as not the concept"
             )
-
-
-def _rule_changes(w: UserWrite) -> None:
-    # The index holds no negatives, so it only moves to the new version; but the
-    # decision rule changes with them, so it is fitted again (not carried over).
-    w.after_commit(_index_unchanged)
-
-
-def _index_unchanged(index: object) -> None:
-    """Nothing of the cached index changes."""
 
 
 def _no_concept(concept_id: str) -> ConceptNotFound:

@@ -36,6 +36,7 @@ class UserWrite:
     _index_updates: list[Callable[[UserIndex], None]] = field(default_factory=list)
     _on_rollback: list[Callable[[], None]] = field(default_factory=list)
     _conflict: Exception | None = None
+    _rule_changes: bool = False
 
     @property
     def user_id(self) -> int:
@@ -46,6 +47,11 @@ class UserWrite:
         (by default it is only moved to the new version: nothing it holds changed); several
         updates apply in the order given."""
         self._index_updates.append(update)
+
+    def rule_changes(self) -> None:
+        """The write changes the user's decision rule without changing the index (their
+        corrections): the rule is fitted again, not carried to the new version."""
+        self._rule_changes = True
 
     def conflict_is(self, error: Exception) -> None:
         """Raise ``error`` in place of a unique violation at commit: two requests raced
@@ -107,7 +113,7 @@ def user_write(
     versions = {"from_version": lock.from_version, "to_version": lock.to_version}
     updates = write._index_updates
     services.user_index_cache.apply(key, **versions, update=_in_order(updates))
-    if not updates:
+    if not updates and not write._rule_changes:
         # The same vectors make the same decision rule: carry it to the new version
         # instead of fitting it again (a rename, a new description).
         services.decisions.apply(key, **versions, update=_unchanged)
